@@ -1,0 +1,69 @@
+"""Input validation shared by the public functions: clear ``ValueError`` messages naming the argument."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def as_float_tensor(name: str, x, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Return ``x`` as a floating-point tensor (numpy arrays and sequences are accepted)."""
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{name}: expected a tensor or array of numbers, got {type(x).__name__}") from exc
+    if dtype is not None:
+        x = x.to(dtype)
+    elif not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    return x
+
+
+def check_shape(name: str, x: torch.Tensor, trailing: Sequence[int]) -> None:
+    """Require ``x.shape`` to end with ``trailing`` (any leading batch dims)."""
+    trailing = tuple(trailing)
+    if x.dim() < len(trailing) or tuple(x.shape[x.dim() - len(trailing):]) != trailing:
+        want = "(..., " + ", ".join(str(t) for t in trailing) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+        raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(bad)})")
+
+
+def checked(name: str, x, trailing: Sequence[int] | None, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Convert, check the trailing shape (``None``: any) and finiteness in one call."""
+    x = as_float_tensor(name, x, dtype=dtype)
+    if trailing is not None:
+        check_shape(name, x, trailing)
+    check_finite(name, x)
+    return x
+
+
+def check_nonzero(name: str, v: torch.Tensor) -> None:
+    """Require non-zero vectors along the last dimension."""
+    if bool((v.norm(dim=-1) < 1e-12).any()):
+        raise ValueError(f"{name}: contains a zero vector, which has no direction")
+
+
+def check_unit(name: str, v: torch.Tensor, *, tol: float = 1e-3) -> None:
+    """Require unit-length vectors along the last dimension (zero vectors get their own message)."""
+    check_nonzero(name, v)
+    norm = v.norm(dim=-1)
+    if bool(((norm - 1).abs() > tol).any()):
+        worst = float(norm.flatten()[(norm - 1).abs().flatten().argmax()])
+        raise ValueError(f"{name}: expected unit vectors, found norm {worst:.6g} "
+                         "(pass normalize=True to accept any non-zero length)")
+
+
+def check_rotation(name: str, R: torch.Tensor, *, tol: float = 1e-4) -> None:
+    """Require proper rotation matrices (orthonormal, determinant +1)."""
+    eye = torch.eye(3, dtype=R.dtype, device=R.device)
+    err = (R @ R.transpose(-1, -2) - eye).abs().amax(dim=(-1, -2))
+    if bool((err > tol).any()):
+        raise ValueError(f"{name}: not a rotation matrix (R·Rᵀ differs from I by {float(err.max()):.3g})")
+    if bool((torch.linalg.det(R) < 0).any()):
+        raise ValueError(f"{name}: determinant is -1 (a reflection, not a rotation)")

@@ -1,0 +1,70 @@
+"""Camera stage: where the virtual normalized camera sits for a requested head pose, and projection.
+
+A normalized view is *exact* by construction: the face centre lies on the optical axis at the preset distance and
+the head rotation seen by the camera is ``pitchyaw_to_rotation(head_pose)`` (zero roll), so the rendered image is
+the normalized face patch, with no re-normalization drift. The camera is moved rigidly (a real camera at
+``distance``), unlike the z-scaling warp ``S`` used to normalize a real photograph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._checks import checked
+from .geometry import _pitchyaw_to_rotation
+
+__all__ = ["ViewTransform", "view_from_head_pose", "project_points"]
+
+
+@dataclass
+class ViewTransform:
+    """Rigid transform ``X_view = R · X + t`` (R (..., 3, 3), t (..., 3)), OpenCV camera frame, mm."""
+
+    R: torch.Tensor
+    t: torch.Tensor
+
+    def apply(self, points: torch.Tensor) -> torch.Tensor:
+        """Transform points (..., N, 3)."""
+        return points @ self.R.transpose(-1, -2) + self.t[..., None, :]
+
+    def apply_directions(self, dirs: torch.Tensor) -> torch.Tensor:
+        """Rotate directions (..., N, 3) or (..., 3) with the batch dims of ``R``."""
+        if dirs.dim() == self.R.dim() - 1:
+            return (self.R @ dirs[..., None])[..., 0]
+        return dirs @ self.R.transpose(-1, -2)
+
+
+def view_from_head_pose(head_pose, face_centre, distance: float | torch.Tensor) -> ViewTransform:
+    """Transform from head coordinates to a normalized view with the given head-pose label.
+
+    Args:
+        head_pose: (..., 2) target (pitch, yaw) label in radians.
+        face_centre: (..., 3) face centre in head coordinates (mm), see
+            :func:`onthefly.normalization.face_centre`.
+        distance: distance from the camera to the face centre (mm), e.g. 600 for ``xgaze224``.
+
+    Returns ``ViewTransform`` with ``R = pitchyaw_to_rotation(head_pose)`` and ``t = (0, 0, distance) - R · c``.
+    """
+    py = checked("head_pose", head_pose, (2,))
+    c = checked("face_centre", face_centre, (3,)).to(py.dtype)
+    d = torch.as_tensor(distance, dtype=py.dtype, device=py.device)
+    if bool((d <= 0).any()):
+        raise ValueError(f"distance: must be positive, got {distance}")
+    R = _pitchyaw_to_rotation(py)
+    batch = torch.broadcast_shapes(R.shape[:-2], c.shape[:-1], d.shape)
+    R = R.expand(*batch, 3, 3)
+    c = c.expand(*batch, 3)
+    axis = torch.zeros(*batch, 3, dtype=py.dtype, device=py.device)
+    axis[..., 2] = d.expand(batch)
+    t = axis - (R @ c[..., None])[..., 0]
+    return ViewTransform(R=R, t=t)
+
+
+def project_points(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Pinhole projection of camera-frame points (..., N, 3) with intrinsics (..., 3, 3) → pixels (..., N, 2).
+
+    OpenCV pixel convention: the centre of pixel (row i, col j) is (x=j, y=i).
+    """
+    q = points @ K.transpose(-1, -2)
+    return q[..., :2] / q[..., 2:]
