@@ -1,0 +1,1 @@
+"""Handlers of the ``onthefly`` subcommands (one module each)."""

@@ -1,0 +1,42 @@
+"""onthefly: exactly labelled gaze training data, rendered on the fly."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "onthefly" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="onthefly",
+    version=VERSION,
+    description="GPU-side on-the-fly novel-view synthesis of normalized, exactly labelled gaze training data",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["onthefly", "onthefly.*", "train", "train.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        # torch is not pinned here: on a CPU-only machine install torch==2.13.0 first (scripts/install.sh does).
+        "torch>=2.1",
+        "numpy>=1.24",
+        "h5py>=3.8",
+        "opencv-python>=4.8",
+        "scipy>=1.10",
+        "lightning>=2.2",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # PyTorch3D has no Linux wheel on PyPI: build it from source or install it with conda; then
+        # `backend="pytorch3d"` becomes available. onthefly never requires it.
+        "pytorch3d": ["pytorch3d>=0.7.4"],
+        "face-alignment": ["face-alignment>=1.4"],
+        "dlib": ["dlib-bin>=19.24", "face-recognition-models>=0.3"],
+        "test": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["onthefly=onthefly.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)
