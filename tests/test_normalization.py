@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from onthefly.geometry import pitchyaw_to_rotation
 from onthefly.normalization import (PRESETS, NormalizedCamera, denormalize_gaze, face_centre, get_camera,
                                     normalization_rotation, normalize, normalize_batch, normalize_geometry,
                                     warp_images)
@@ -103,11 +104,13 @@ def test_448_is_twice_224():
 
 
 def test_roll_is_zero_in_normalized_space():
+    """H_n = R·hR has no roll, so Rot(angles(H_n)) == H_n: the 2-vector head-pose label loses nothing."""
     rng = np.random.default_rng(4)
     for _ in range(20):
         K, hR, c, _, _ = random_scene(rng)
         geo = normalize_geometry(torch.from_numpy(K), torch.from_numpy(hR), torch.from_numpy(c))
         assert abs(float(geo.head_rotation[1, 0])) < 1e-12  # head x axis has no y component
+        torch.testing.assert_close(pitchyaw_to_rotation(geo.head_pose), geo.head_rotation, atol=1e-12, rtol=0)
 
 
 def test_denormalize_gaze_recovers_camera_direction():
