@@ -94,24 +94,24 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
     rise = _smoothstep(-4.0, NOSE_TIP_Y + 1.0, Y) ** 1.25
     fall = 1.0 - _smoothstep(NOSE_TIP_Y + 1.0, SUBNASALE_Y + 1.5, Y)
     sig = 4.6 + 2.6 * _smoothstep(0.0, NOSE_TIP_Y, Y)
-    b["nose_ridge"] = 21.0 * rise * fall * _g(X, sig)
+    b["nose_ridge"] = 22.0 * rise * fall * _g(X, sig)
     b["nose_tip"] = 3.5 * _g(X, 5.5) * _g(Y - (NOSE_TIP_Y - 1.0), 4.5)
     b["alae"] = 6.0 * _g(ax - 10.0, 3.8) * _g(Y - 42.0, 4.2)
     b["nasion"] = -2.0 * _g(X, 9.0) * _g(Y + 1.0, 5.0)
     lat = 1.0 - _smoothstep(42.0, 64.0, ax)
-    b["brow_ridge"] = 5.5 * _g(Y + 19.0, 6.5) * lat
-    b["glabella"] = 2.0 * _g(X, 10.0) * _g(Y + 14.0, 7.0)
-    b["socket"] = -8.0 * _g(ax - 32.0, 12.0) * _g(Y - 1.0, 9.0)
-    b["cheek"] = 5.0 * _g(ax - 40.0, 13.0) * _g(Y - 27.0, 12.0)
+    b["brow_ridge"] = 8.0 * _g(Y + 19.0, 7.0) * lat
+    b["glabella"] = 3.0 * _g(X, 10.0) * _g(Y + 12.0, 7.0)
+    b["socket"] = -2.0 * _g(ax - 32.0, 12.0) * _g(Y - 1.0, 9.0)
+    b["cheek"] = 4.0 * _g(ax - 42.0, 13.0) * _g(Y - 32.0, 12.0)
     b["temple"] = -3.0 * _g(ax - 62.0, 9.0) * _g(Y + 15.0, 14.0)
-    b["maxilla"] = 6.0 * _g(X, 20.0) * _g(Y - 60.0, 12.0)
+    b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 62.0, 14.0)
     mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)
-    b["upper_lip"] = 3.2 * _g(Y - 0.5 * (upper_vermilion_top(X) + lip_line(X)) - 0.6, 2.8) * mouth
-    b["lower_lip"] = 4.0 * _g(Y - 0.5 * (lip_line(X) + lower_vermilion_bottom(X)), 3.6) * mouth
+    b["upper_lip"] = 2.6 * _g(Y - 0.5 * (upper_vermilion_top(X) + lip_line(X)) - 0.6, 2.8) * mouth
+    b["lower_lip"] = 3.4 * _g(Y - 0.5 * (lip_line(X) + lower_vermilion_bottom(X)), 3.6) * mouth
     b["lip_line"] = -2.2 * _g(Y - lip_line(X), 0.9) * (1.0 - _smoothstep(MOUTH_HW - 3.0, MOUTH_HW + 4.0, ax))
     b["philtrum"] = (-0.9 * _g(X, 2.2) + 0.5 * _g(ax - 4.5, 1.6)) * _g(Y - 57.0, 5.0)
     b["mentolabial"] = -3.0 * _g(X, 17.0) * _g(Y - 91.0, 5.0)
-    b["chin"] = 7.0 * _g(X, 15.0) * _g(Y - 108.0, 10.0)
+    b["chin"] = 12.0 * _g(X, 16.0) * _g(Y - 111.0, 11.0)
     out = np.stack([b[k] for k in SHAPE_BASES])
     return out * front[None]
 

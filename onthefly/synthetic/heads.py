@@ -255,17 +255,32 @@ def _superq(d, ax, ay_up, ay_dn, az_fr, az_bk, p):
     return s.clamp_min(1e-12) ** (-1.0 / p)
 
 
+def _softmin(rs, k):
+    return -torch.logsumexp(torch.stack([-k * r for r in rs]), 0) / k
+
+
 def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-    """Skull + face + neck radius along directions d (n,V,3); head (n,8)."""
+    """Skull + face + neck radius (mm from C) along unit directions d (n,V,3); head (n,8) identity factors.
+
+    The cranium is a super-ellipsoid around C whose front recedes below the forehead; the lower face is a
+    vertical elliptic cylinder cut by a jaw plane (bottom) and a brow plane (top); the neck is a vertical
+    cylinder. They are united with a smooth maximum.
+    """
     h = [head[:, i, None] for i in range(head.shape[1])]
-    cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 90.0, 96.0, 112.0 * h[2], 2.4)
-    dy = d[..., 1].clamp_min(0.0)
-    ax_face = 64.0 * h[3] * (1.0 - (0.25 + h[5]) * dy ** 1.5)
-    face = _superq(d, ax_face, 75.0, 101.0 * h[4], 90.0, 45.0, 3.0)
-    cyl = 1.0 / torch.sqrt((d[..., 0] / (52.0 * h[6])) ** 2 + (d[..., 2] / 50.0) ** 2 + 1e-9)
-    neck = torch.minimum(cyl, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.3, 0.6, dy)
-    k = 12.0
-    return (cran ** k + face ** k + neck ** k) ** (1.0 / k)
+    dx, dy, dz = d[..., 0], d[..., 1], d[..., 2]
+    az_front = 93.0 - 45.0 * _smoothstep(-0.55, 0.15, dy)
+    cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 90.0, az_front, 112.0 * h[2], 2.4)
+    big = torch.full_like(dx, 1e4)
+    ax_face = 61.0 * h[3] * (1.0 - (0.32 + h[5]) * dy.clamp_min(0.0))
+    cyl = ((dx / ax_face).abs() ** 3.5 + (dz / 85.0).abs() ** 3.5 + 1e-12) ** (-1 / 3.5)
+    den = dy + 0.1 * dz + 0.3 * torch.sqrt(dx * dx + 0.003)
+    bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
+    top = torch.where(dy < -0.02, (C[1] + 45.0) / (-dy).clamp_min(0.02), big)
+    face = _softmin([cyl, bot, top], 0.35)
+    cylk = 1.0 / torch.sqrt((dx / (52.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
+    neck = torch.minimum(cylk, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.2, 0.5, dy)
+    k = 0.3
+    return torch.logsumexp(torch.stack([k * cran, k * face, k * neck]), 0) / k
 
 
 def _warp(X, Y, ids: HeadIdentity):
