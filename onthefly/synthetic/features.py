@@ -99,11 +99,11 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
     b["alae"] = 6.0 * _g(ax - 10.0, 3.8) * _g(Y - 42.0, 4.2)
     b["nasion"] = -2.0 * _g(X, 9.0) * _g(Y + 1.0, 5.0)
     lat = 1.0 - _smoothstep(42.0, 64.0, ax)
-    b["brow_ridge"] = 8.0 * _g(Y + 19.0, 7.0) * lat
+    b["brow_ridge"] = 6.5 * _g(Y + 19.0, 7.5) * lat
     b["glabella"] = 3.0 * _g(X, 10.0) * _g(Y + 12.0, 7.0)
     b["socket"] = -2.0 * _g(ax - 32.0, 12.0) * _g(Y - 1.0, 9.0)
-    b["cheek"] = 4.0 * _g(ax - 42.0, 13.0) * _g(Y - 32.0, 12.0)
-    b["temple"] = -3.0 * _g(ax - 62.0, 9.0) * _g(Y + 15.0, 14.0)
+    b["cheek"] = 6.0 * _g(ax - 44.0, 15.0) * _g(Y - 30.0, 14.0)
+    b["temple"] = -1.5 * _g(ax - 62.0, 9.0) * _g(Y + 15.0, 14.0)
     b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 62.0, 14.0)
     mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)
     b["upper_lip"] = 2.6 * _g(Y - 0.5 * (upper_vermilion_top(X) + lip_line(X)) - 0.6, 2.8) * mouth

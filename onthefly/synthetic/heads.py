@@ -41,7 +41,7 @@ MAX_GAZE_ANGLE_DEG = 55.0
 _RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.8, 2.0, 2.1, 2.0, 2.0, 2.0, 2.0])
 _RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.2, 0.45, 0.75, 0.95, 1.0])
 _RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0])
-_KX_LAT, _KX_MED = 1.3, 1.38   # lid ellipsoid: lateral / medial widening of the lid surface over the eyeball
+_KX_LAT, _KX_MED = 1.42, 1.38   # lid ellipsoid: lateral / medial widening of the lid surface over the eyeball
 
 
 # ====================================================================== identity
@@ -269,18 +269,18 @@ def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     h = [head[:, i, None] for i in range(head.shape[1])]
     dx, dy, dz = d[..., 0], d[..., 1], d[..., 2]
     az_front = 93.0 - 45.0 * _smoothstep(-0.55, 0.15, dy)
-    cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 90.0, az_front, 112.0 * h[2], 2.4)
+    cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 84.0, az_front, 112.0 * h[2], 2.4)
     big = torch.full_like(dx, 1e4)
-    ax_face = 61.0 * h[3] * (1.0 - (0.32 + h[5]) * dy.clamp_min(0.0))
+    ax_face = 59.0 * h[3] * (1.0 - (0.32 + h[5]) * dy.clamp_min(0.0))
     cyl = ((dx / ax_face).abs() ** 3.5 + (dz / 85.0).abs() ** 3.5 + 1e-12) ** (-1 / 3.5)
     den = dy + 0.1 * dz + 0.3 * torch.sqrt(dx * dx + 0.003)
     bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
     top = torch.where(dy < -0.02, (C[1] + 45.0) / (-dy).clamp_min(0.02), big)
     face = _softmin([cyl, bot, top], 0.35)
-    cylk = 1.0 / torch.sqrt((dx / (52.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
+    cylk = 1.0 / torch.sqrt((dx / (47.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
     neck = torch.minimum(cylk, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.2, 0.5, dy)
-    k = 0.3
-    return torch.logsumexp(torch.stack([k * cran, k * face, k * neck]), 0) / k
+    k = 0.14
+    return torch.logsumexp(torch.stack([k * cran, k * face, k * neck]), 0) / k - 2.0
 
 
 def _warp(X, Y, ids: HeadIdentity):
@@ -297,8 +297,8 @@ def _warp(X, Y, ids: HeadIdentity):
     return Xw, Yw
 
 
-def _plane_dir(X, Y):
-    v = torch.stack([X - C[0], Y - C[1], torch.full_like(X, ZREF - C[2])], -1)
+def _plane_dir(X, Y, Z=None):
+    v = torch.stack([X - C[0], Y - C[1], (torch.full_like(X, ZREF) if Z is None else Z) - C[2]], -1)
     return v / v.norm(dim=-1, keepdim=True)
 
 
@@ -419,10 +419,20 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     a = a_h + (tt["canon"][None, ..., 0] - a_h) * lam
     b = b_h + (tt["canon"][None, ..., 1] - b_h) * lam
     side = torch.tensor([-1.0, 1.0], **f32)[None, :, None, None]
+    # lid surface: an ellipsoid around the eyeball centre, slightly wider than the eyeball sideways
+    rho = R[:, None, None, None] + tt["ring_delta"][None, None, :, None]                  # (n,1,R,1)
+    kx = torch.where(a >= 0, _KX_LAT, _KX_MED)
+    q2 = (a / (kx * rho)) ** 2 + (b / rho) ** 2
+    cup = (tt["ring_off"] < 0)[None, None, :, None]
+    q2 = torch.where(cup, q2.clamp(max=0.97), q2)
+    zl = -rho * torch.sqrt((1 - q2).clamp_min(0.0))
+    # skin directions of the eye-ring vertices: through the lid point (inner rings), through the feature
+    # plane (outer rings, identity-free like their generic neighbours)
     Xe, Ye = _warp((side * (IPD0 / 2 + a)).reshape(n, -1), (-b).reshape(n, -1), ids)
+    Ze = (zl + (ZREF - zl) * lam).reshape(n, -1)
     ev = tt["eye_vert"].reshape(-1)
     d = d.clone()
-    d[:, ev] = _plane_dir(Xe, Ye)
+    d[:, ev] = _plane_dir(Xe, Ye, Ze)
 
     # ------------------------------------------------------------ skin radius
     r = _base_radius(d, ids.head)
@@ -439,12 +449,6 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     skin = torch.as_tensor(C, **f32) + r[..., None] * d
 
     # ------------------------------------------------------------ lids: blend skin with the lid surface
-    rho = R[:, None, None, None] + tt["ring_delta"][None, None, :, None]                  # (n,1,R,1)
-    kx = torch.where(a >= 0, _KX_LAT, _KX_MED)
-    q2 = (a / (kx * rho)) ** 2 + (b / rho) ** 2
-    cup = (tt["ring_off"] < 0)[None, None, :, None]
-    q2 = torch.where(cup, q2.clamp(max=0.97), q2)
-    zl = -rho * torch.sqrt((1 - q2).clamp_min(0.0))
     lid = torch.stack([centres[:, :, None, None, 0] + side * a, -b + centres[:, :, None, None, 1],
                        zl + centres[:, :, None, None, 2]], -1)
     w = torch.maximum(tt["ring_w"][None, None, :, None], _smoothstep(0.72, 0.97, q2.sqrt()))

@@ -46,7 +46,7 @@ N_IRIS_RINGS = 7
 N_SCLERA_RINGS = 12
 
 # canonical fissure (mm on the eye plane): half widths (lateral, medial), lid heights (upper, lower)
-FISSURE0 = dict(w_lat=14.5, w_med=14.0, h_up=4.6, h_lo=5.4)
+FISSURE0 = dict(w_lat=15.5, w_med=13.6, h_up=4.6, h_lo=5.4)
 CUP_SCALE = {-6.0: 0.35, -2.5: 0.75, -0.6: 0.95}   # cup rings: scaled copies of the margin ring
 CORNER_Q = 0.85                 # pointiness of the fissure corners (0 = ellipse)
 MEDIAL_K = 0.55                 # rings spread less toward the nose ...
