@@ -1,0 +1,135 @@
+"""Canonical facial features: landmark positions, shape bases and colour masks of the template.
+
+All features are laid out in the canonical feature-plane coordinates (X, Y) of :mod:`.template` (mm,
+~ head-frame x/y on the face; Y = 0 at the eye centres, Y grows downward). They are evaluated once per
+template vertex; a head scales them with its identity parameters (magnitudes) and moves them with its
+identity warp (positions), so landmark vertices stay on their features under every identity.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _g(x, s):
+    return np.exp(-0.5 * (x / s) ** 2)
+
+
+def _smoothstep(a, b, x):
+    t = np.clip((x - a) / (b - a), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+# ------------------------------------------------------------------ canonical layout (mm, feature plane)
+NOSE_TIP_Y = 36.0
+SUBNASALE_Y = 47.5
+MOUTH_Y = 72.0          # stomion (lip line at the middle)
+MOUTH_HW = 24.0         # half width of the mouth (corner X)
+CHIN_Y = 121.0
+
+
+def lip_line(X):
+    return MOUTH_Y + 0.0025 * X ** 2
+
+
+def upper_vermilion_top(X):
+    ax = np.abs(X)
+    return 65.2 + 0.011 * X ** 2 - 1.6 * _g(ax - 5.5, 3.0) + 1.0 * _g(ax, 1.6)
+
+
+def lower_vermilion_bottom(X):
+    return 82.5 - 0.0125 * X ** 2
+
+
+def canonical_landmark_points() -> np.ndarray:
+    """(68,3) canonical 3D points whose directions from the ray origin select the landmark vertices.
+
+    Front landmarks are given on the feature plane (z = ZREF); the jaw contour in 3D (it wraps around the
+    face). Eye landmarks (36-47) are lid-margin vertices and are ignored here.
+    """
+    from .template import ZREF
+
+    p = np.zeros((68, 3))
+    # jaw 8..16 (subject's left, +x); mirrored for 0..8
+    jaw_left = np.array([[0.0, 121.5, -14.0], [17.0, 117.5, -10.0], [32.0, 109.0, -3.0], [44.0, 98.0, 6.0],
+                         [53.0, 85.0, 15.0], [59.0, 70.0, 24.0], [63.0, 54.0, 30.0], [66.0, 36.0, 34.0],
+                         [68.0, 17.0, 36.0]])
+    for i in range(9):
+        p[8 + i] = jaw_left[i]
+        p[8 - i] = jaw_left[i] * [-1, 1, 1]
+    front = {}
+    brow_left = [(13.0, -23.0), (23.5, -27.0), (34.5, -28.5), (45.5, -26.5), (55.0, -21.0)]  # 22..26
+    for i, (x, y) in enumerate(brow_left):
+        front[22 + i] = (x, y)
+        front[21 - i] = (-x, y)
+    for i, y in enumerate([-1.0, 11.0, 23.5, NOSE_TIP_Y]):
+        front[27 + i] = (0.0, y)
+    for i, (x, y) in enumerate([(-10.5, 44.5), (-5.5, 46.5), (0.0, SUBNASALE_Y), (5.5, 46.5), (10.5, 44.5)]):
+        front[31 + i] = (x, y)
+    hw = MOUTH_HW
+    outer_upper = [-hw, -14.0, -5.5, 0.0, 5.5, 14.0, hw]          # 48..54
+    for i, x in enumerate(outer_upper):
+        y = lip_line(x) if i in (0, 6) else upper_vermilion_top(x)
+        front[48 + i] = (x, y)
+    for i, x in enumerate([14.0, 7.0, 0.0, -7.0, -14.0]):          # 55..59 (left -> right along the bottom)
+        front[55 + i] = (x, lower_vermilion_bottom(x))
+    inner_x = [-hw + 2.5, -8.0, 0.0, 8.0, hw - 2.5, 8.0, 0.0, -8.0]  # 60..67 (closed mouth: upper = lower)
+    for i, x in enumerate(inner_x):
+        front[60 + i] = (x, lip_line(x))
+    for k, (x, y) in front.items():
+        p[k] = (x, y, ZREF)
+    return p
+
+
+# ------------------------------------------------------------------ shape bases (radial offsets, mm)
+#: names of the shape bases; a head's radial offset is sum_j magnitude_j * basis_j(vertex)
+SHAPE_BASES = ("nose_ridge", "nose_tip", "alae", "brow_ridge", "glabella", "socket", "cheek", "maxilla",
+               "upper_lip", "lower_lip", "lip_line", "philtrum", "mentolabial", "chin", "temple", "nasion")
+
+
+def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """(J, V) canonical shape bases (unit magnitude ~ canonical feature, mm) at feature-plane coords."""
+    ax = np.abs(X)
+    b = {}
+    # nose: dorsum rising from the nasion to the tip, then tucking back to the subnasale
+    rise = _smoothstep(-4.0, NOSE_TIP_Y + 1.0, Y) ** 1.25
+    fall = 1.0 - _smoothstep(NOSE_TIP_Y + 1.0, SUBNASALE_Y + 1.5, Y)
+    sig = 4.6 + 2.6 * _smoothstep(0.0, NOSE_TIP_Y, Y)
+    b["nose_ridge"] = 22.0 * rise * fall * _g(X, sig)
+    b["nose_tip"] = 3.5 * _g(X, 5.5) * _g(Y - (NOSE_TIP_Y - 1.0), 4.5)
+    b["alae"] = 6.0 * _g(ax - 10.0, 3.8) * _g(Y - 42.0, 4.2)
+    b["nasion"] = -2.0 * _g(X, 9.0) * _g(Y + 1.0, 5.0)
+    lat = 1.0 - _smoothstep(42.0, 64.0, ax)
+    b["brow_ridge"] = 6.5 * _g(Y + 19.0, 7.5) * lat
+    b["glabella"] = 3.0 * _g(X, 10.0) * _g(Y + 12.0, 7.0)
+    b["socket"] = -2.0 * _g(ax - 32.0, 12.0) * _g(Y - 1.0, 9.0)
+    b["cheek"] = 6.0 * _g(ax - 44.0, 15.0) * _g(Y - 30.0, 14.0)
+    b["temple"] = -1.5 * _g(ax - 62.0, 9.0) * _g(Y + 15.0, 14.0)
+    b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 62.0, 14.0)
+    mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)
+    b["upper_lip"] = 2.6 * _g(Y - 0.5 * (upper_vermilion_top(X) + lip_line(X)) - 0.6, 2.8) * mouth
+    b["lower_lip"] = 3.4 * _g(Y - 0.5 * (lip_line(X) + lower_vermilion_bottom(X)), 3.6) * mouth
+    b["lip_line"] = -2.2 * _g(Y - lip_line(X), 0.9) * (1.0 - _smoothstep(MOUTH_HW - 3.0, MOUTH_HW + 4.0, ax))
+    b["philtrum"] = (-0.9 * _g(X, 2.2) + 0.5 * _g(ax - 4.5, 1.6)) * _g(Y - 57.0, 5.0)
+    b["mentolabial"] = -3.0 * _g(X, 17.0) * _g(Y - 91.0, 5.0)
+    b["chin"] = 12.0 * _g(X, 16.0) * _g(Y - 111.0, 11.0)
+    out = np.stack([b[k] for k in SHAPE_BASES])
+    return out * front[None]
+
+
+# ------------------------------------------------------------------ colour masks (0..1, canonical)
+COLOUR_MASKS = ("lips", "lip_line", "nostril", "blush", "face_region", "lash_zone")
+
+
+def colour_masks(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
+    ax = np.abs(X)
+    m = {}
+    mouth = 1.0 - _smoothstep(MOUTH_HW - 3.0, MOUTH_HW + 1.0, ax)
+    up = _smoothstep(-0.5, 0.5, Y - upper_vermilion_top(X))
+    lo = _smoothstep(-0.6, 0.6, lower_vermilion_bottom(X) - Y)
+    m["lips"] = up * lo * mouth
+    m["lip_line"] = _g(Y - lip_line(X), 0.7) * (1.0 - _smoothstep(MOUTH_HW - 2.0, MOUTH_HW + 2.0, ax))
+    m["nostril"] = _g(ax - 5.8, 2.4) * _g(Y - 45.5, 1.6)
+    m["blush"] = _g(ax - 40.0, 14.0) * _g(Y - 30.0, 12.0)
+    m["face_region"] = ((ax < 62) & (Y > -40) & (Y < 126)).astype(np.float64)
+    m["lash_zone"] = np.zeros_like(X)
+    return np.stack([m[k] for k in COLOUR_MASKS]) * front[None]

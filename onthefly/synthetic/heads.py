@@ -1,0 +1,600 @@
+"""Seeded, batched procedural heads with eyeballs that look at a gaze target.
+
+Head frame (the ETH-XGaze face-model frame): millimetres, x toward the subject's left, y down, z into the
+head (the face looks toward -z). The origin is the midpoint of the two eyeball centres. The subject's
+right eye (negative x) comes first wherever the two eyes are stacked.
+
+Typical use::
+
+    ids = sample_identities(64, generator=torch.Generator().manual_seed(0))
+    heads = build_heads(ids, gaze_targets)          # (64,3) points in front of the face, head frame mm
+    heads.verts, heads.faces, heads.vert_colors, heads.landmarks, heads.iris_centres, ...
+
+or simply ``procedural_heads(64, seed=0)`` (random plausible gaze targets).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from . import features as F
+from .template import (C, CORNER_Q, CUP_SCALE, EYE_R0, FISSURE0, FOCAL, IPD0, LOWER_K, MARGIN_RING,
+                       MEDIAL_K, N_BALL, N_EYE, N_IRIS_RINGS, N_PUPIL_RINGS, N_SCLERA_RINGS, RING_OFFSETS,
+                       ZREF, build_template, fissure_ring)
+
+__all__ = ["HeadIdentity", "HeadBatch", "sample_identities", "build_heads", "procedural_heads",
+           "sample_gaze_targets", "PART_NAMES", "MAX_GAZE_ANGLE_DEG", "MIN_TARGET_DISTANCE"]
+
+#: part label of each vertex, see :attr:`HeadBatch.part_ids`
+PART_NAMES = {0: "skin", 1: "hair", 2: "brow", 3: "lips", 4: "eyelid", 5: "conjunctiva", 6: "sclera",
+              7: "iris", 8: "pupil"}
+#: targets must be at least this far (mm) from the head origin ...
+MIN_TARGET_DISTANCE = 50.0
+#: ... and no eye may have to turn more than this from straight ahead (-z) to look at them
+MAX_GAZE_ANGLE_DEG = 55.0
+
+# ring-wise constants of the eye region (see template.RING_OFFSETS)
+#   radial thickness over the eyeball sphere, skin blend weight, weight of the canonical (identity-free) shape
+_RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.8, 2.0, 2.1, 2.0, 2.0, 2.0, 2.0])
+_RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.2, 0.45, 0.75, 0.95, 1.0])
+_RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0])
+_KX_LAT, _KX_MED = 1.42, 1.38   # lid ellipsoid: lateral / medial widening of the lid surface over the eyeball
+
+
+# ====================================================================== identity
+@dataclass
+class HeadIdentity:
+    """Batched identity parameters (leading dim n). Build with :func:`sample_identities`.
+
+    All tensors are float32 except ``noise_seed`` (int64). Shapes: ``(n,)`` unless noted.
+    """
+
+    ipd: torch.Tensor            # distance between eyeball centres, mm
+    eye_radius: torch.Tensor     # eyeball radius, mm
+    iris_radius: torch.Tensor    # radius of the limbus (iris disc), mm
+    pupil_radius: torch.Tensor   # mm
+    fissure: torch.Tensor        # (n,5) lateral/medial half widths, upper/lower lid heights, canthal tilt (mm)
+    head: torch.Tensor           # (n,8) cranium width/height/length, face width/length, jaw taper, neck, hair vol
+    shape: torch.Tensor          # (n,J) magnitudes of features.SHAPE_BASES (1 = canonical)
+    warp: torch.Tensor           # (n,5) nose width, mouth width (scales), nose, lip, chin length shifts (mm)
+    skin_rgb: torch.Tensor       # (n,3) in [0,1]
+    hair_rgb: torch.Tensor       # (n,3)
+    iris_rgb: torch.Tensor       # (n,3)
+    lip_tint: torch.Tensor       # (n,3) multiplicative tint of the lips relative to the skin
+    brow: torch.Tensor           # (n,4) height offset, arch, thickness, density
+    hairline: torch.Tensor       # (n,4) front height (rad), temple recession, side level, nape level
+    noise_seed: torch.Tensor     # (n,) int64 seed of the per-vertex skin / iris texture noise
+
+    def __len__(self) -> int:
+        return self.ipd.shape[0]
+
+    def to(self, device) -> "HeadIdentity":
+        return HeadIdentity(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def __getitem__(self, idx) -> "HeadIdentity":
+        return HeadIdentity(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+
+_SKIN_PALETTE = torch.tensor([[0.96, 0.80, 0.71], [0.92, 0.72, 0.60], [0.84, 0.62, 0.48], [0.72, 0.50, 0.36],
+                              [0.55, 0.37, 0.26], [0.40, 0.26, 0.18], [0.30, 0.20, 0.14]])
+_HAIR_PALETTE = torch.tensor([[0.05, 0.04, 0.035], [0.12, 0.08, 0.06], [0.24, 0.16, 0.10], [0.40, 0.28, 0.17],
+                              [0.62, 0.48, 0.30], [0.78, 0.66, 0.45], [0.45, 0.20, 0.10], [0.55, 0.54, 0.52]])
+_HAIR_P = torch.tensor([0.28, 0.24, 0.18, 0.1, 0.06, 0.05, 0.04, 0.05])
+_IRIS_PALETTE = torch.tensor([[0.25, 0.13, 0.06], [0.38, 0.22, 0.10], [0.45, 0.35, 0.17], [0.33, 0.42, 0.25],
+                              [0.30, 0.45, 0.62], [0.45, 0.52, 0.58]])
+_IRIS_P = torch.tensor([0.35, 0.25, 0.12, 0.08, 0.12, 0.08])
+
+
+def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
+    if generator is None:
+        generator = 0
+    if isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(int(generator))
+    raise ValueError(f"generator: expected a torch.Generator or an int seed, got {type(generator).__name__}")
+
+
+def sample_identities(n: int, generator: torch.Generator | int | None = None) -> HeadIdentity:
+    """Sample ``n`` random head identities (CPU tensors) from ``generator`` (a CPU ``torch.Generator`` or int).
+
+    Only the given generator is used (no global RNG state), so equal seeds give equal identities.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive int, got {n!r}")
+    n = int(n)
+    g = _as_generator(generator)
+
+    def u(*shape, lo=0.0, hi=1.0):
+        return lo + (hi - lo) * torch.rand(*shape, generator=g)
+
+    def nrm(*shape, sd=1.0, clip=2.5):
+        return (torch.randn(*shape, generator=g) * sd).clamp(-clip * sd, clip * sd)
+
+    ipd = 63.0 + nrm(n, sd=2.6)
+    eye_radius = 12.0 + nrm(n, sd=0.25)
+    iris_radius = 6.0 + nrm(n, sd=0.12)
+    pupil_radius = u(n, lo=1.5, hi=2.8)
+    f0 = torch.tensor([FISSURE0["w_lat"], FISSURE0["w_med"], FISSURE0["h_up"], FISSURE0["h_lo"], 0.0])
+    fissure = f0 + torch.stack([nrm(n, sd=0.6), nrm(n, sd=0.5), nrm(n, sd=0.6), nrm(n, sd=0.45),
+                                nrm(n, sd=0.9)], -1)
+    head = torch.stack([1 + nrm(n, sd=0.035), 1 + nrm(n, sd=0.03), 1 + nrm(n, sd=0.035), 1 + nrm(n, sd=0.04),
+                        1 + nrm(n, sd=0.035), nrm(n, sd=0.06), 1 + nrm(n, sd=0.05), u(n, lo=0.0, hi=1.0)], -1)
+    J = len(F.SHAPE_BASES)
+    shape = 1.0 + nrm(n, J, sd=0.17)
+    warp = torch.stack([1 + nrm(n, sd=0.08), 1 + nrm(n, sd=0.07), nrm(n, sd=2.5), nrm(n, sd=1.8),
+                        nrm(n, sd=3.5)], -1)
+    # skin: a continuous position on a light..dark palette plus small hue/saturation jitter
+    tone = u(n) ** 1.1 * (len(_SKIN_PALETTE) - 1)
+    i0 = tone.floor().long().clamp(max=len(_SKIN_PALETTE) - 2)
+    fr = (tone - i0)[:, None]
+    skin_rgb = _SKIN_PALETTE[i0] * (1 - fr) + _SKIN_PALETTE[i0 + 1] * fr
+    skin_rgb = (skin_rgb * (1 + nrm(n, 3, sd=0.03)) * torch.tensor([1.0, 1.0, 1.0])
+                + nrm(n, 1, sd=0.015) * torch.tensor([0.5, 0.0, -0.5])).clamp(0.05, 1.0)
+    hair_rgb = (_HAIR_PALETTE[torch.multinomial(_HAIR_P, n, True, generator=g)] * (1 + nrm(n, 3, sd=0.08))
+                ).clamp(0.0, 1.0)
+    iris_rgb = (_IRIS_PALETTE[torch.multinomial(_IRIS_P, n, True, generator=g)] * (1 + nrm(n, 3, sd=0.1))
+                ).clamp(0.0, 1.0)
+    lip_tint = torch.tensor([0.86, 0.60, 0.60]) * (1 + nrm(n, 3, sd=0.05))
+    brow = torch.stack([nrm(n, sd=1.6), u(n, lo=1.0, hi=5.0), u(n, lo=2.2, hi=4.2), u(n, lo=0.55, hi=0.95)], -1)
+    hairline = torch.stack([-0.80 + nrm(n, sd=0.06), u(n, lo=0.0, hi=0.14), u(n, lo=-0.15, hi=0.2),
+                            u(n, lo=0.6, hi=0.85)], -1)
+    noise_seed = torch.randint(0, 2 ** 31 - 1, (n,), generator=g, dtype=torch.int64)
+    return HeadIdentity(ipd=ipd, eye_radius=eye_radius, iris_radius=iris_radius, pupil_radius=pupil_radius,
+                        fissure=fissure, head=head, shape=shape, warp=warp, skin_rgb=skin_rgb,
+                        hair_rgb=hair_rgb, iris_rgb=iris_rgb, lip_tint=lip_tint, brow=brow,
+                        hairline=hairline, noise_seed=noise_seed)
+
+
+# ====================================================================== output
+@dataclass
+class HeadBatch:
+    """A batch of ``n`` heads sharing one topology (all in the head frame, mm).
+
+    * ``verts`` (n,V,3) float32; ``faces`` (F,3) int64, shared by every head, wound so that
+      ``(v1-v0) x (v2-v0)`` points out of the surface; ``vert_colors`` (n,V,3) uint8 RGB.
+    * ``landmarks`` (n,68,3) float32: iBUG-68 points (0-based, dlib semantics), each a mesh vertex
+      (``landmark_vertex_ids`` (68,) int64).
+    * ``eyeball_centres`` (n,2,3), ``eyeball_radius`` (n,), ``iris_radius`` (n,), ``pupil_radius`` (n,):
+      subject-right eye first. ``eye_axes`` (n,2,3) unit visual axes (eyeball centre -> target).
+    * ``iris_centres`` (n,2,3): the pole of the iris cap on the eyeball sphere,
+      ``eyeball_centres + eyeball_radius * eye_axes`` (a mesh vertex: ``iris_centre_vertex_ids`` (2,)).
+    * ``gaze_targets`` (n,3): the 3D point both eyes fixate (vergence).
+    * ``part_ids`` (n,V) int8 (see :data:`PART_NAMES`; hair/brow/lips vary with identity);
+      ``face_region`` (V,) bool: the brows-to-chin face area incl. the eyes, without hair, ears and neck.
+    """
+
+    verts: torch.Tensor
+    faces: torch.Tensor
+    vert_colors: torch.Tensor
+    landmarks: torch.Tensor
+    landmark_vertex_ids: torch.Tensor
+    eyeball_centres: torch.Tensor
+    eyeball_radius: torch.Tensor
+    iris_radius: torch.Tensor
+    pupil_radius: torch.Tensor
+    eye_axes: torch.Tensor
+    iris_centres: torch.Tensor
+    iris_centre_vertex_ids: torch.Tensor
+    gaze_targets: torch.Tensor
+    part_ids: torch.Tensor
+    face_region: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.verts.shape[0]
+
+
+# ====================================================================== template as torch (cached)
+_TORCH_CACHE: dict = {}
+
+
+def _tt(device) -> dict:
+    key = str(device)
+    if key in _TORCH_CACHE:
+        return _TORCH_CACHE[key]
+    T = build_template()
+    f32 = dict(dtype=torch.float32, device=device)
+    front = np.clip((-T.skin_dir[:, 2] - 0.12) / 0.25, 0, 1)
+    Xc, Yc = np.where(front > 0, T.skin_X, 0.0), np.where(front > 0, T.skin_Y, 0.0)
+    Xc, Yc = np.clip(Xc, -400, 400), np.clip(Yc, -400, 400)
+    phi = np.arctan2(T.skin_dir[:, 0], -T.skin_dir[:, 2])
+    psi = np.arcsin(np.clip(T.skin_dir[:, 1], -1, 1))
+    nR = len(RING_OFFSETS)
+    canon = np.zeros((2, nR, N_EYE, 2))
+    for k, o in enumerate(RING_OFFSETS):
+        canon[:, k, :, 0], canon[:, k, :, 1] = fissure_ring(float(o), **FISSURE0)
+    face_region = np.zeros(T.n_verts, bool)
+    cm = F.colour_masks(Xc, Yc, front)
+    face_region[:T.n_skin] = cm[F.COLOUR_MASKS.index("face_region")] > 0.5
+    face_region[T.eye_vert.ravel()] = True
+    face_region[T.ball_offset:] = True
+    d = dict(
+        T=T,
+        faces=torch.as_tensor(T.faces, dtype=torch.int64, device=device),
+        dir=torch.as_tensor(T.skin_dir, **f32),
+        X=torch.as_tensor(Xc, **f32), Y=torch.as_tensor(Yc, **f32),
+        front=torch.as_tensor(front, **f32),
+        phi=torch.as_tensor(phi, **f32), psi=torch.as_tensor(psi, **f32),
+        bases=torch.as_tensor(F.shape_bases(Xc, Yc, front), **f32),
+        masks=torch.as_tensor(cm, **f32),
+        eye_vert=torch.as_tensor(T.eye_vert, dtype=torch.int64, device=device),
+        canon=torch.as_tensor(canon, **f32),
+        ring_delta=torch.as_tensor(_RING_DELTA, **f32),
+        ring_w=torch.as_tensor(_RING_W, **f32),
+        ring_canon=torch.as_tensor(_RING_CANON, **f32),
+        ring_off=torch.as_tensor(RING_OFFSETS, **f32),
+        lm=torch.as_tensor(T.landmark_vert, dtype=torch.int64, device=device),
+        face_region=torch.as_tensor(face_region, device=device),
+    )
+    _TORCH_CACHE[key] = d
+    return d
+
+
+def _smoothstep(a, b, x):
+    t = ((x - a) / (b - a)).clamp(0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _hash_noise(seed: torch.Tensor, idx: torch.Tensor, salt: int) -> torch.Tensor:
+    """Deterministic per-(seed, index) uniform noise in [-1, 1) without any RNG state. seed (n,), idx (V,)."""
+    x = (seed[:, None] * 1000003 + idx[None, :] * 7919 + salt * 104729) & 0x7FFFFFFF
+    for _ in range(3):
+        x = ((x ^ (x >> 13)) * 1274126177) & 0x7FFFFFFF
+    return (x & 0xFFFF).to(torch.float32) / 32768.0 - 1.0
+
+
+# ====================================================================== geometry pieces
+def _superq(d, ax, ay_up, ay_dn, az_fr, az_bk, p):
+    """Radius along unit directions d (n,V,3) of a super-ellipsoid centred at the ray origin."""
+    ay = torch.where(d[..., 1] < 0, ay_up, ay_dn)
+    az = torch.where(d[..., 2] < 0, az_fr, az_bk)
+    s = (d[..., 0].abs() / ax) ** p + (d[..., 1].abs() / ay) ** p + (d[..., 2].abs() / az) ** p
+    return s.clamp_min(1e-12) ** (-1.0 / p)
+
+
+def _softmin(rs, k):
+    return -torch.logsumexp(torch.stack([-k * r for r in rs]), 0) / k
+
+
+def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """Skull + face + neck radius (mm from C) along unit directions d (n,V,3); head (n,8) identity factors.
+
+    The cranium is a super-ellipsoid around C whose front recedes below the forehead; the lower face is a
+    vertical elliptic cylinder cut by a jaw plane (bottom) and a brow plane (top); the neck is a vertical
+    cylinder. They are united with a smooth maximum.
+    """
+    h = [head[:, i, None] for i in range(head.shape[1])]
+    dx, dy, dz = d[..., 0], d[..., 1], d[..., 2]
+    az_front = 93.0 - 45.0 * _smoothstep(-0.55, 0.15, dy)
+    cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 84.0, az_front, 112.0 * h[2], 2.4)
+    big = torch.full_like(dx, 1e4)
+    ax_face = 59.0 * h[3] * (1.0 - (0.32 + h[5]) * dy.clamp_min(0.0))
+    cyl = ((dx / ax_face).abs() ** 3.5 + (dz / 85.0).abs() ** 3.5 + 1e-12) ** (-1 / 3.5)
+    den = dy + 0.1 * dz + 0.3 * torch.sqrt(dx * dx + 0.003)
+    bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
+    top = torch.where(dy < -0.02, (C[1] + 45.0) / (-dy).clamp_min(0.02), big)
+    face = _softmin([cyl, bot, top], 0.35)
+    cylk = 1.0 / torch.sqrt((dx / (47.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
+    neck = torch.minimum(cylk, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.2, 0.5, dy)
+    k = 0.14
+    return torch.logsumexp(torch.stack([k * cran, k * face, k * neck]), 0) / k - 2.0
+
+
+def _warp(X, Y, ids: HeadIdentity):
+    """Identity warp of feature-plane coordinates (n,V) -> (n,V): proportions and widths."""
+    w = [ids.warp[:, i, None] for i in range(ids.warp.shape[1])]
+    ax = X.abs()
+    g_m = torch.exp(-0.5 * ((Y - F.MOUTH_Y) / 12.0) ** 2) * (1 - _smoothstep(30.0, 52.0, ax))
+    g_n = torch.exp(-0.5 * ((Y - 38.0) / 13.0) ** 2) * (1 - _smoothstep(14.0, 27.0, ax))
+    Xw = X * (1 + (w[1] - 1) * g_m + (w[0] - 1) * g_n)
+    de = (ids.ipd[:, None] - IPD0) / 2
+    Xw = Xw + de * torch.tanh(X / 6.0)
+    Yw = (Y + w[2] * torch.sigmoid((Y - 24.0) / 6.0) + w[3] * torch.sigmoid((Y - 58.0) / 5.0)
+          + w[4] * torch.sigmoid((Y - 96.0) / 7.0))
+    return Xw, Yw
+
+
+def _plane_dir(X, Y, Z=None):
+    v = torch.stack([X - C[0], Y - C[1], (torch.full_like(X, ZREF) if Z is None else Z) - C[2]], -1)
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+def _fissure(off: torch.Tensor, scale: torch.Tensor, fis: torch.Tensor, t: torch.Tensor):
+    """Per-head eye-plane ring points. off/scale (R,), fis (n,5) [w_lat,w_med,h_up,h_lo,tilt] -> (n,R,N)."""
+    c, s = torch.cos(t), torch.sin(t)
+    o = off[None, :, None]
+    q = CORNER_Q * torch.exp(-o / 3.0)
+    wl, wm, hu, hl, tilt = [fis[:, i, None, None] for i in range(5)]
+    w = torch.where(c >= 0, wl + o, wm + MEDIAL_K * o)
+    h = torch.where(s >= 0, hu + o, hl + LOWER_K * o)
+    sc = scale[None, :, None]
+    a = sc * w * c
+    b = sc * h * s * s.abs() ** q
+    b = b + tilt * a / 15.0
+    return a, b
+
+
+def _rot_from_minus_z(a: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (...,3,3) taking (0,0,-1) to unit vectors a (...,3) (minimal rotation, Listing)."""
+    ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
+    v = torch.stack([ay, -ax, torch.zeros_like(ax)], -1)
+    c = -az
+    z = torch.zeros_like(ax)
+    K = torch.stack([torch.stack([z, -v[..., 2], v[..., 1]], -1),
+                     torch.stack([v[..., 2], z, -v[..., 0]], -1),
+                     torch.stack([-v[..., 1], v[..., 0], z], -1)], -2)
+    eye = torch.eye(3, dtype=a.dtype, device=a.device).expand(K.shape)
+    return eye + K + K @ K / (1 + c)[..., None, None]
+
+
+def eyeball_ring_angles(pupil_radius, iris_radius, eye_radius) -> torch.Tensor:
+    """Polar angles (n, rings) of the eyeball vertex rings, measured from the optical axis."""
+    tp = torch.asin(pupil_radius / eye_radius)[:, None]
+    ti = torch.asin(iris_radius / eye_radius)[:, None]
+    dev = tp.device
+    pup = tp * torch.tensor([0.35, 0.7, 0.985], device=dev)
+    fr = torch.tensor([0.0, 0.2, 0.45, 0.7, 0.88, 0.96, 1.0], device=dev)
+    iris = tp * 1.015 + (ti * 0.99 - tp * 1.015) * fr
+    sc = torch.linspace(0.0, 1.0, N_SCLERA_RINGS, device=dev)
+    scl = ti * 1.012 + (math.pi - 0.22 - ti * 1.012) * sc ** 1.3
+    return torch.cat([pup, iris, scl], 1)
+
+
+# ====================================================================== main builder
+def _check_targets(gaze_targets, n: int) -> torch.Tensor:
+    if not isinstance(gaze_targets, torch.Tensor):
+        try:
+            gaze_targets = torch.as_tensor(np.asarray(gaze_targets, dtype=np.float64))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"gaze_targets: not convertible to a tensor ({e})") from None
+    if gaze_targets.shape != (n, 3):
+        raise ValueError(f"gaze_targets: expected shape ({n}, 3), got {tuple(gaze_targets.shape)}")
+    if not gaze_targets.is_floating_point():
+        gaze_targets = gaze_targets.double()
+    if not torch.isfinite(gaze_targets).all():
+        raise ValueError("gaze_targets: contains NaN or inf")
+    if (gaze_targets[:, 2] >= 0).any():
+        raise ValueError("gaze_targets: every target must lie in front of the face (z < 0 in the head frame)")
+    if (gaze_targets.norm(dim=1) < MIN_TARGET_DISTANCE).any():
+        raise ValueError(f"gaze_targets: targets must be at least {MIN_TARGET_DISTANCE} mm from the head origin")
+    return gaze_targets
+
+
+def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
+    """Build the meshes of identities ``ids`` whose eyes fixate ``gaze_targets`` (n,3) (head frame, mm).
+
+    Raises ``ValueError`` (naming the argument) on wrong shapes, NaN/inf, targets not in front of the face
+    (z >= 0), closer than :data:`MIN_TARGET_DISTANCE` to the origin, or needing an eye rotation of more than
+    :data:`MAX_GAZE_ANGLE_DEG`.
+    """
+    if not isinstance(ids, HeadIdentity):
+        raise ValueError(f"ids: expected a HeadIdentity, got {type(ids).__name__}")
+    n = len(ids)
+    for f in fields(ids):
+        v = getattr(ids, f.name)
+        if not isinstance(v, torch.Tensor) or v.shape[0] != n:
+            raise ValueError(f"ids: field {f.name} must be a tensor with leading dimension {n}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f"ids: field {f.name} contains NaN or inf")
+    device = ids.ipd.device
+    tgt = _check_targets(gaze_targets, n).to(device=device, dtype=torch.float32)
+    tt = _tt(device)
+    T = tt["T"]
+    f32 = dict(dtype=torch.float32, device=device)
+
+    # ------------------------------------------------------------ eyes: centres, axes (vergence)
+    R = ids.eye_radius
+    ex = ids.ipd / 2
+    zeros = torch.zeros_like(ex)
+    centres = torch.stack([torch.stack([-ex, zeros, zeros], -1), torch.stack([ex, zeros, zeros], -1)], 1)
+    axes = tgt[:, None, :] - centres
+    axes = axes / axes.norm(dim=-1, keepdim=True)
+    cos_max = math.cos(math.radians(MAX_GAZE_ANGLE_DEG))
+    if (-axes[..., 2] < cos_max).any():
+        raise ValueError(f"gaze_targets: an eye would have to rotate more than {MAX_GAZE_ANGLE_DEG} deg "
+                         "from straight ahead")
+
+    # ------------------------------------------------------------ skin directions (identity warp)
+    X, Y, front = tt["X"], tt["Y"], tt["front"]
+    Xw, Yw = _warp(X[None].expand(n, -1), Y[None].expand(n, -1), ids)
+    d0 = tt["dir"][None].expand(n, -1, -1)
+    dw = _plane_dir(Xw, Yw)
+    d = d0 + (dw - d0) * front[None, :, None]
+    # eye-ring vertices: per-head lid rings
+    nR = len(RING_OFFSETS)
+    t = torch.arange(N_EYE, **f32) * (2 * math.pi / N_EYE)
+    off = tt["ring_off"].clamp_min(0.0)
+    scale = torch.tensor([CUP_SCALE.get(float(o), 1.0) for o in RING_OFFSETS], **f32)
+    pitch = torch.asin((-axes[..., 1]).clamp(-1, 1))            # (n,2) eye elevation, + = up
+    fis = ids.fissure[:, None, :].expand(n, 2, 5).clone()
+    Rs = R[:, None]
+    fis[..., 2] = (fis[..., 2] + 0.8 * Rs * torch.sin(pitch)).clamp_min(-1.0)
+    fis[..., 3] = (fis[..., 3] - 0.3 * Rs * torch.sin(pitch)).clamp_min(2.0)
+    a_h, b_h = _fissure(off, scale, fis.reshape(2 * n, 5), t)           # (2n,R,N)
+    a_h, b_h = a_h.reshape(n, 2, nR, N_EYE), b_h.reshape(n, 2, nR, N_EYE)
+    lam = tt["ring_canon"][None, None, :, None]
+    a = a_h + (tt["canon"][None, ..., 0] - a_h) * lam
+    b = b_h + (tt["canon"][None, ..., 1] - b_h) * lam
+    side = torch.tensor([-1.0, 1.0], **f32)[None, :, None, None]
+    # lid surface: an ellipsoid around the eyeball centre, slightly wider than the eyeball sideways
+    rho = R[:, None, None, None] + tt["ring_delta"][None, None, :, None]                  # (n,1,R,1)
+    kx = torch.where(a >= 0, _KX_LAT, _KX_MED)
+    q2 = (a / (kx * rho)) ** 2 + (b / rho) ** 2
+    cup = (tt["ring_off"] < 0)[None, None, :, None]
+    q2 = torch.where(cup, q2.clamp(max=0.97), q2)
+    zl = -rho * torch.sqrt((1 - q2).clamp_min(0.0))
+    # skin directions of the eye-ring vertices: through the lid point (inner rings), through the feature
+    # plane (outer rings, identity-free like their generic neighbours)
+    Xe, Ye = _warp((side * (IPD0 / 2 + a)).reshape(n, -1), (-b).reshape(n, -1), ids)
+    Ze = (zl + (ZREF - zl) * lam).reshape(n, -1)
+    ev = tt["eye_vert"].reshape(-1)
+    d = d.clone()
+    d[:, ev] = _plane_dir(Xe, Ye, Ze)
+
+    # ------------------------------------------------------------ skin radius
+    r = _base_radius(d, ids.head)
+    r = r + torch.einsum("nj,jv->nv", ids.shape, tt["bases"])
+    # hair volume / hair mask
+    phi, psi = tt["phi"], tt["psi"]
+    hl = [ids.hairline[:, i, None] for i in range(4)]
+    aphi = phi.abs()[None]
+    psi_h = (hl[0] - hl[1] * torch.exp(-0.5 * ((aphi - 0.5) / 0.12) ** 2)
+             + (hl[2] - hl[0]) * _smoothstep(0.62, 1.1, aphi) + (hl[3] - hl[2]) * _smoothstep(1.55, 2.5, aphi))
+    hair = torch.sigmoid((psi_h - psi[None]) / 0.025)
+    hair_vol = (2.0 + 6.0 * ids.head[:, 7, None]) * hair * (0.5 + 0.5 * _smoothstep(-0.2, -1.0, psi[None]))
+    r = r + hair_vol
+    skin = torch.as_tensor(C, **f32) + r[..., None] * d
+
+    # ------------------------------------------------------------ lids: blend skin with the lid surface
+    lid = torch.stack([centres[:, :, None, None, 0] + side * a, -b + centres[:, :, None, None, 1],
+                       zl + centres[:, :, None, None, 2]], -1)
+    w = torch.maximum(tt["ring_w"][None, None, :, None], _smoothstep(0.72, 0.97, q2.sqrt()))
+    w = torch.where(cup, torch.zeros_like(w), w)
+    sk = skin[:, ev].reshape(n, 2, nR, N_EYE, 3)
+    skin = skin.clone()
+    skin[:, ev] = (lid + (sk - lid) * w[..., None]).reshape(n, -1, 3)
+
+    # ------------------------------------------------------------ eyeballs
+    ang = eyeball_ring_angles(ids.pupil_radius, ids.iris_radius, R)                     # (n,Rb)
+    seg = torch.arange(N_BALL, **f32) * (2 * math.pi / N_BALL)
+    st, ct = torch.sin(ang)[..., None], torch.cos(ang)[..., None]
+    ring = torch.stack([st * torch.cos(seg), st * torch.sin(seg), -ct.expand(-1, -1, N_BALL)], -1)
+    local = torch.cat([torch.tensor([0.0, 0.0, -1.0], **f32).expand(n, 1, 3), ring.reshape(n, -1, 3),
+                       torch.tensor([0.0, 0.0, 1.0], **f32).expand(n, 1, 3)], 1)               # (n,Vb,3)
+    rot = _rot_from_minus_z(axes)                                                        # (n,2,3,3)
+    balls = centres[:, :, None, :] + R[:, None, None, None] * torch.einsum("neij,nvj->nevi", rot, local)
+    verts = torch.cat([skin, balls.reshape(n, -1, 3)], 1)
+    iris_c = centres + R[:, None, None] * axes
+
+    colors, parts = _colours(ids, tt, hair, a, b, n)
+    lm = verts[:, tt["lm"]]
+    iris_vid = torch.tensor([T.ball_offset, T.ball_offset + T.n_ball], dtype=torch.int64, device=device)
+    return HeadBatch(verts=verts, faces=tt["faces"], vert_colors=colors, landmarks=lm,
+                     landmark_vertex_ids=tt["lm"], eyeball_centres=centres, eyeball_radius=R.clone(),
+                     iris_radius=ids.iris_radius.clone(), pupil_radius=ids.pupil_radius.clone(),
+                     eye_axes=axes, iris_centres=iris_c, iris_centre_vertex_ids=iris_vid,
+                     gaze_targets=tgt, part_ids=parts, face_region=tt["face_region"])
+
+
+# ====================================================================== colours
+def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
+    T = tt["T"]
+    dev = ids.ipd.device
+    f32 = dict(dtype=torch.float32, device=dev)
+    X, Y = tt["X"][None], tt["Y"][None]
+    M = {k: tt["masks"][i][None] for i, k in enumerate(F.COLOUR_MASKS)}
+    vidx = torch.arange(T.n_skin, device=dev)
+    seed = ids.noise_seed.to(dev)
+    n_fine = _hash_noise(seed, vidx, 1)
+    # low-frequency blotches: a few random plane waves (phases/frequencies from the noise seed)
+    kk = torch.arange(6, device=dev)
+    hk = (_hash_noise(seed, kk, 2), _hash_noise(seed, kk, 3), _hash_noise(seed, kk, 4))
+    fx, fy, ph = hk[0][..., None] * 0.12, hk[1][..., None] * 0.12, hk[2][..., None] * math.pi
+    low = torch.sin(fx * X[:, None] + fy * Y[:, None] + ph).mean(1)                           # (n,V)
+    skin_rgb = ids.skin_rgb[:, None, :]
+    base = skin_rgb * (1 + 0.05 * low[..., None] + 0.025 * n_fine[..., None])
+    blush = M["blush"][..., None] * torch.tensor([0.04, -0.03, -0.03], **f32)
+    col = base * (1 + blush)
+    # lips, lip line, nostrils
+    lips = M["lips"][..., None]
+    col = col * (1 - lips) + col * ids.lip_tint[:, None, :] * lips
+    col = col * (1 - 0.45 * M["lip_line"][..., None]) * (1 - 0.8 * M["nostril"][..., None])
+    # brows (per identity)
+    br = [ids.brow[:, i, None] for i in range(4)]
+    ax = X.abs()
+    u = ((ax - 11.0) / 45.0).clamp(0, 1)
+    yb = -20.5 - br[0] - br[1] * torch.sin(math.pi * u ** 0.8) + 6.0 * u ** 2
+    thick = br[2] * (1.15 - 0.55 * u)
+    brow = (torch.exp(-0.5 * ((Y - yb) / thick) ** 4) * _smoothstep(8.0, 14.0, ax) * (1 - _smoothstep(52.0, 60.0, ax))
+            * tt["front"][None])
+    brow_n = brow * br[3] * (0.8 + 0.2 * n_fine)
+    brow_rgb = ids.hair_rgb[:, None, :] * 0.7 + 0.03
+    col = col * (1 - brow_n[..., None]) + brow_rgb * brow_n[..., None]
+    # hair
+    streak = _hash_noise(seed, vidx, 5)
+    hair_col = ids.hair_rgb[:, None, :] * (1 + 0.12 * streak[..., None]) + 0.01
+    col = col * (1 - hair[..., None]) + hair_col * hair[..., None]
+    # eye rings: lids, lash line, conjunctiva
+    ev = tt["eye_vert"]
+    nR = len(RING_OFFSETS)
+    ring = torch.arange(nR, device=dev)
+    sk = col[:, ev.reshape(-1)].reshape(n, 2, nR, N_EYE, 3)
+    upper = (b >= 0)
+    lidtone = sk * torch.tensor([0.95, 0.88, 0.87], **f32)
+    off = tt["ring_off"][None, None, :, None, None]
+    crease = torch.exp(-0.5 * ((off - 5.0) / 1.5) ** 2) * upper[..., None]
+    lid_col = lidtone * (1 - 0.22 * crease)
+    conj = torch.tensor([0.80, 0.47, 0.44], **f32) * (0.6 + 0.4 * ids.skin_rgb.mean(1))[:, None, None, None, None]
+    is_cup = (ring < MARGIN_RING)[None, None, :, None, None]
+    lash = ((ring >= MARGIN_RING) & (ring <= MARGIN_RING + 2))[None, None, :, None] & upper
+    lash_col = torch.tensor([0.05, 0.04, 0.035], **f32) + 0.3 * ids.hair_rgb[:, None, None, None, :] * 0.3
+    lower_margin = ((ring == MARGIN_RING) | (ring == MARGIN_RING + 1))[None, None, :, None] & ~upper
+    new = torch.where(is_cup, conj.expand_as(sk), torch.where(lower_margin[..., None], sk * torch.tensor(
+        [0.78, 0.6, 0.58], **f32), lid_col))
+    lash_w = torch.where(ring == MARGIN_RING + 2, 0.55, 1.0)[None, None, :, None] * lash
+    new = new * (1 - lash_w[..., None]) + lash_col * lash_w[..., None]
+    col = col.clone()
+    col[:, ev.reshape(-1)] = new.reshape(n, -1, 3)
+    # eyeballs
+    nb = N_PUPIL_RINGS + N_IRIS_RINGS + N_SCLERA_RINGS
+    rk = torch.arange(nb, device=dev)
+    vb = torch.arange(2 * T.n_ball, device=dev)
+    bn = _hash_noise(seed, vb, 7).reshape(n, 2, T.n_ball)
+    ring_idx = torch.cat([torch.zeros(1, device=dev, dtype=torch.long), 1 + rk.repeat_interleave(N_BALL),
+                          torch.full((1,), nb + 1, device=dev, dtype=torch.long)])      # 0 pole, nb+1 back
+    segn = torch.cat([torch.zeros(1, device=dev, dtype=torch.long), torch.arange(N_BALL, device=dev).repeat(nb),
+                      torch.zeros(1, device=dev, dtype=torch.long)])
+    # iris streaks: per-segment noise shared along rays (radial texture)
+    sn = _hash_noise(seed, torch.arange(N_BALL, device=dev), 8)[:, segn]             # (n,Vb)
+    ri = ring_idx[None, None, :]
+    iris_fr = ((ri - 1 - N_PUPIL_RINGS).float() / (N_IRIS_RINGS - 1)).clamp(0, 1)
+    iris_c = ids.iris_rgb[:, None, None, :] * (0.85 + 0.3 * sn[:, None, :, None] + 0.1 * bn[..., None])
+    iris_c = iris_c * (1.15 - 0.35 * iris_fr[..., None] ** 2)
+    iris_c = iris_c * torch.where(ri == N_PUPIL_RINGS + N_IRIS_RINGS, 0.45, 1.0)[..., None]  # limbal ring
+    pupil_c = torch.tensor([0.025, 0.02, 0.02], **f32).expand(n, 2, T.n_ball, 3)
+    scl_fr = ((ri - 1 - N_PUPIL_RINGS - N_IRIS_RINGS).float() / N_SCLERA_RINGS).clamp(0, 1)
+    sclera = (torch.tensor([0.92, 0.89, 0.86], **f32) - scl_fr[..., None] * torch.tensor([0.05, 0.14, 0.14], **f32)
+              + 0.015 * bn[..., None])
+    is_pupil = (ri <= N_PUPIL_RINGS)[..., None]
+    is_iris = ((ri > N_PUPIL_RINGS) & (ri <= N_PUPIL_RINGS + N_IRIS_RINGS))[..., None]
+    ball = torch.where(is_pupil, pupil_c, torch.where(is_iris, iris_c, sclera.expand(n, 2, -1, -1)))
+    col = torch.cat([col, ball.reshape(n, -1, 3)], 1)
+    colors = (col.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    # part ids
+    parts = torch.zeros(n, T.n_verts, dtype=torch.int8, device=dev)
+    sp = parts[:, :T.n_skin]
+    sp[M["lips"].expand(n, -1) > 0.5] = 3
+    sp[brow_n > 0.35] = 2
+    sp[hair > 0.5] = 1
+    ring_part = torch.where(ring < MARGIN_RING, 5, 4).to(torch.int8)
+    sp[:, ev.reshape(-1)] = ring_part[None, None, :, None].expand(n, 2, nR, N_EYE).reshape(n, -1)
+    bp = torch.where(is_pupil[..., 0], 8, torch.where(is_iris[..., 0], 7, 6)).to(torch.int8)
+    parts[:, T.ball_offset:] = bp.expand(n, 2, T.n_ball).reshape(n, -1)
+    return colors, parts
+
+
+# ====================================================================== convenience
+def sample_gaze_targets(n: int, generator: torch.Generator | int | None = None, max_angle_deg: float = 30.0,
+                        distance: tuple[float, float] = (300.0, 800.0)) -> torch.Tensor:
+    """Random fixation targets (n,3), head frame mm: within ``max_angle_deg`` of straight ahead (-z), at a
+    distance in ``distance`` from the origin."""
+    g = _as_generator(generator)
+    ang = torch.rand(n, generator=g).sqrt() * math.radians(max_angle_deg)
+    az = torch.rand(n, generator=g) * (2 * math.pi)
+    dist = distance[0] + (distance[1] - distance[0]) * torch.rand(n, generator=g)
+    dirs = torch.stack([torch.sin(ang) * torch.cos(az), torch.sin(ang) * torch.sin(az), -torch.cos(ang)], -1)
+    return dirs * dist[:, None]
+
+
+def procedural_heads(n: int, seed: int = 0, gaze_targets: torch.Tensor | None = None) -> HeadBatch:
+    """``n`` random heads from ``seed``; random plausible gaze targets (±30 deg, 300-800 mm) when none given."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed: expected an int, got {type(seed).__name__}")
+    g = torch.Generator().manual_seed(int(seed))
+    ids = sample_identities(n, g)
+    if gaze_targets is None:
+        gaze_targets = sample_gaze_targets(n, g)
+    return build_heads(ids, gaze_targets)
