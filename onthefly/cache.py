@@ -1,0 +1,741 @@
+"""The mesh cache: one HDF5 file of textured face meshes with exact labels (layout: ``docs/cache-format.md``).
+
+* :func:`build_cache` / :class:`CacheWriter` pack :class:`~onthefly.sources.base.FrameRecord` s into the file.
+  Writing goes to ``CACHE.h5.tmp`` and is renamed onto ``CACHE.h5`` only after the root attribute
+  ``complete`` is set, so an interrupted build never leaves a file that opens as a cache.
+* :class:`MeshCache` opens a cache, selects subjects and loads them onto a device as packed tensors with a handful
+  of large contiguous reads (:meth:`MeshCache.load`), or iterates frames as records.
+* :func:`validate_cache` checks every record; :func:`cache_info` summarises a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, check_record
+
+__all__ = ["CACHE_VERSION", "CacheWriter", "BuildReport", "build_cache", "MeshCache", "PackedFrames",
+           "validate_cache", "cache_info", "downsample_texture"]
+
+#: value of the root attribute ``onthefly_cache_version``; readers refuse other versions
+CACHE_VERSION = 1
+_STR = h5py.string_dtype("utf-8")
+_CHUNK_ROWS = 1 << 16  # rows per chunk of the packed per-vertex arrays
+
+
+def downsample_texture(img: np.ndarray, max_size: int | None) -> np.ndarray:
+    """Shrink ``img`` (H,W,3) so that its longer side is at most ``max_size`` (``cv2.INTER_AREA``, aspect kept).
+    Textures already small enough are returned unchanged; UV coordinates stay valid (they are relative)."""
+    if max_size is None or max(img.shape[:2]) <= max_size:
+        return img
+    import cv2
+
+    h, w = img.shape[:2]
+    s = max_size / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.ascontiguousarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise ValueError(f"{path}: output directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ValueError(f"{path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: output directory {parent} is not writable")
+    if path.exists() and path.is_dir():
+        raise ValueError(f"{path}: is a directory")
+
+
+class _Packed:
+    """A growable packed 1-D or 2-D HDF5 dataset, appended to in large blocks."""
+
+    def __init__(self, group: h5py.Group, name: str, width: int | None, dtype, chunk: int = _CHUNK_ROWS):
+        shape = (0,) if width is None else (0, width)
+        maxshape = (None,) if width is None else (None, width)
+        chunks = (chunk,) if width is None else (chunk, width)
+        self.ds = group.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks)
+        self.n = 0
+        self._buf: list[np.ndarray] = []
+        self._buffered = 0
+
+    def append(self, a: np.ndarray) -> int:
+        start = self.n + self._buffered
+        self._buf.append(a)
+        self._buffered += len(a)
+        if self._buffered >= 4 * _CHUNK_ROWS:
+            self.flush()
+        return start
+
+    def flush(self) -> None:
+        if not self._buf:
+            return
+        block = np.concatenate(self._buf)
+        self.ds.resize(self.n + len(block), axis=0)
+        self.ds[self.n:self.n + len(block)] = block
+        self.n += len(block)
+        self._buf, self._buffered = [], 0
+
+
+class CacheWriter:
+    """Write records into a new cache, atomically::
+
+        with CacheWriter("cache.h5", source="procedural") as w:
+            for rec in records:
+                w.add(rec)
+        # cache.h5 now exists, complete; on an exception only cache.h5.tmp was touched (and is removed)
+
+    ``vertex_dtype`` is ``"float32"`` or ``"float16"``; vertices are stored relative to the frame's face centre
+    (``frames/vert_origin``), so fp16 keeps ~0.06 mm precision within 128 mm of it. ``texture_size`` caps the
+    longer side of UV textures (``cv2.INTER_AREA``).
+    """
+
+    def __init__(self, path: str | Path, *, source: str = "", vertex_dtype: str = "float32",
+                 texture_size: int | None = None, attrs: dict | None = None):
+        self.path = Path(path)
+        if vertex_dtype not in ("float32", "float16"):
+            raise ValueError(f"vertex_dtype: expected 'float32' or 'float16', got {vertex_dtype!r}")
+        if texture_size is not None and texture_size < 1:
+            raise ValueError(f"texture_size: expected a positive int, got {texture_size}")
+        _check_writable(self.path)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.vertex_dtype, self.texture_size = vertex_dtype, texture_size
+        try:
+            self._f = h5py.File(self.tmp, "w")
+        except OSError as exc:
+            raise ValueError(f"{self.path}: cannot create {self.tmp.name} ({exc})") from None
+        f = self._f
+        f.attrs["onthefly_cache_version"] = CACHE_VERSION
+        f.attrs["source"] = source
+        f.attrs["vertex_dtype"] = vertex_dtype
+        f.attrs["face_centre_rules"] = ",".join(FACE_CENTRE_RULES)
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+        self._verts = _Packed(f, "verts", 3, np.dtype(vertex_dtype))
+        self._colors = _Packed(f, "vert_colors", 3, np.uint8)
+        t = f.create_group("topologies")
+        self._faces = _Packed(t, "faces", 3, np.int32)
+        self._faces_uv = _Packed(t, "faces_uv", 3, np.int32)
+        self._uv = _Packed(t, "uv", 2, np.float32)
+        self._tex = _Packed(f.create_group("textures"), "data", None, np.uint8, chunk=1 << 20)
+        self._topo: dict[bytes, int] = {}
+        self._topo_rows: list[tuple] = []   # (face_offset, n_faces, uv_offset, n_uv, n_verts, digest)
+        self._tex_rows: list[tuple] = []    # (offset, h, w)
+        self._rows: dict[str, list] = {k: [] for k in (
+            "subject", "frame", "camera", "origin", "vert_offset", "vert_count", "topology_id", "texture_id",
+            "has_vertex_colors", "vert_origin", "landmarks", "head_rotation", "face_centre", "face_centre_rule",
+            "gaze_target", "gaze_direction", "K", "image_size")}
+        self._closed = False
+
+    # ------------------------------------------------------------------ writing
+    def _topology(self, rec: FrameRecord) -> int:
+        faces = np.ascontiguousarray(rec.faces, np.int32)
+        h = hashlib.sha1(faces.tobytes())
+        h.update(np.int64(len(rec.verts)).tobytes())
+        fuv = uv = None
+        if rec.faces_uv is not None:
+            fuv = np.ascontiguousarray(rec.faces_uv, np.int32)
+            uv = np.ascontiguousarray(rec.uv, np.float32)
+            h.update(b"uv" + fuv.tobytes() + uv.tobytes())
+        key = h.digest()
+        if key in self._topo:
+            return self._topo[key]
+        fo = self._faces.append(faces)
+        self._faces_uv.append(fuv if fuv is not None else np.full_like(faces, -1))
+        uo = self._uv.append(uv) if uv is not None else self._uv.n + self._uv._buffered
+        tid = len(self._topo_rows)
+        self._topo_rows.append((fo, len(faces), uo, 0 if uv is None else len(uv), len(rec.verts), h.hexdigest()))
+        self._topo[key] = tid
+        return tid
+
+    def add(self, rec: FrameRecord) -> int:
+        """Validate (:func:`~onthefly.sources.base.check_record`) and append one record; returns its index."""
+        if self._closed:
+            raise RuntimeError("CacheWriter: already closed")
+        rec = check_record(rec)
+        if self.vertex_dtype == "float16":
+            rel = rec.verts.astype(np.float64) - rec.face_centre
+            if np.abs(rel).max() > 60000:
+                raise SourceError(f"{rec.origin} ({rec.key}): vertices too far from the face centre for float16")
+        tid = self._topology(rec)
+        texture_id = -1
+        if rec.texture is not None:
+            tex = downsample_texture(np.ascontiguousarray(rec.texture, np.uint8), self.texture_size)
+            off = self._tex.append(tex.reshape(-1))
+            texture_id = len(self._tex_rows)
+            self._tex_rows.append((off, tex.shape[0], tex.shape[1]))
+        origin = np.asarray(rec.face_centre, np.float64)
+        vo = self._verts.append((rec.verts.astype(np.float64) - origin).astype(self.vertex_dtype))
+        has_c = rec.vert_colors is not None
+        self._colors.append(rec.vert_colors if has_c else np.zeros((len(rec.verts), 3), np.uint8))
+        r = self._rows
+        r["subject"].append(str(rec.subject))
+        r["frame"].append(str(rec.frame))
+        r["camera"].append(str(rec.camera))
+        r["origin"].append(str(rec.origin))
+        r["vert_offset"].append(vo)
+        r["vert_count"].append(len(rec.verts))
+        r["topology_id"].append(tid)
+        r["texture_id"].append(texture_id)
+        r["has_vertex_colors"].append(has_c)
+        r["vert_origin"].append(origin)
+        r["landmarks"].append(rec.landmarks)
+        r["head_rotation"].append(rec.head_rotation)
+        r["face_centre"].append(rec.face_centre)
+        r["face_centre_rule"].append(FACE_CENTRE_RULES.index(rec.face_centre_rule))
+        r["gaze_target"].append(rec.gaze_target if rec.gaze_target is not None else np.full(3, np.nan))
+        r["gaze_direction"].append(rec.direction())
+        r["K"].append(rec.K)
+        r["image_size"].append(rec.image_size)
+        return len(r["subject"]) - 1
+
+    def __len__(self) -> int:
+        return len(self._rows["subject"])
+
+    def close(self) -> Path:
+        """Write the frame and topology tables, mark the file complete and rename it into place."""
+        if self._closed:
+            return self.path
+        for p in (self._verts, self._colors, self._faces, self._faces_uv, self._uv, self._tex):
+            p.flush()
+        f, r = self._f, self._rows
+        n = len(r["subject"])
+        g = f.create_group("frames")
+        for k in ("subject", "frame", "camera", "origin"):
+            g.create_dataset(k, data=np.array(r[k], dtype=object), dtype=_STR)
+        vo = np.array(r["vert_offset"] + [self._verts.n], np.int64)
+        g.create_dataset("vert_offset", data=vo)
+        g.create_dataset("topology_id", data=np.array(r["topology_id"], np.int32))
+        g.create_dataset("texture_id", data=np.array(r["texture_id"], np.int32))
+        g.create_dataset("has_vertex_colors", data=np.array(r["has_vertex_colors"], bool))
+        shapes = {"vert_origin": (3,), "landmarks": (68, 3), "head_rotation": (3, 3), "face_centre": (3,),
+                  "gaze_target": (3,), "gaze_direction": (3,), "K": (3, 3)}
+        for k, s in shapes.items():
+            g.create_dataset(k, data=np.array(r[k], np.float64).reshape(n, *s))
+        g.create_dataset("face_centre_rule", data=np.array(r["face_centre_rule"], np.int8))
+        g.create_dataset("image_size", data=np.array(r["image_size"], np.int32).reshape(n, 2))
+        t = f["topologies"]
+        rows = np.array([x[:5] for x in self._topo_rows], np.int64).reshape(-1, 5)
+        t.create_dataset("face_offset", data=np.append(rows[:, 0], self._faces.n).astype(np.int64))
+        t.create_dataset("uv_offset", data=np.append(rows[:, 2], self._uv.n).astype(np.int64))
+        t.create_dataset("uv_count", data=rows[:, 3])
+        t.create_dataset("vertex_count", data=rows[:, 4])
+        t.create_dataset("hash", data=np.array([x[5] for x in self._topo_rows], dtype=object), dtype=_STR)
+        x = f["textures"]
+        trows = np.array(self._tex_rows, np.int64).reshape(-1, 3)
+        x.create_dataset("offset", data=np.append(trows[:, 0], self._tex.n).astype(np.int64))
+        x.create_dataset("shape", data=np.concatenate([trows[:, 1:], np.full((len(trows), 1), 3)], 1)
+                         .astype(np.int64))
+        f.attrs["n_frames"] = n
+        f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        f.attrs["complete"] = True
+        f.close()
+        os.replace(self.tmp, self.path)
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Discard the temporary file (the destination is never touched)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._f.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "CacheWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_cache` did: the output path, frames written, (record, reason) pairs skipped, seconds."""
+
+    path: Path
+    written: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def build_cache(source: Source, out: str | Path, *, skip_bad: bool = False, vertex_dtype: str = "float32",
+                texture_size: int | None = None, progress: bool = False) -> BuildReport:
+    """Build a cache from a source: every key is loaded and written in order.
+
+    Bad input raises :class:`SourceError` naming the file and line/record; with ``skip_bad=True`` the record is
+    skipped, listed in the report, and everything else is kept. A build with no good record is an error.
+    """
+    t0 = time.perf_counter()
+    keys = list(source.keys())
+    if not keys:
+        raise SourceError(f"source {getattr(source, 'name', source)!r}: no frames found")
+    skipped: list[tuple[str, str]] = []
+    it: Iterable = keys
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(keys, desc="reconstruct", unit="frame")
+    with CacheWriter(out, source=getattr(source, "name", ""), vertex_dtype=vertex_dtype,
+                     texture_size=texture_size, attrs=getattr(source, "attrs", None)) as w:
+        for key in it:
+            try:
+                w.add(source.load(key))
+            except SourceError as exc:
+                if not skip_bad:
+                    raise
+                skipped.append((str(key), str(exc)))
+        if len(w) == 0:
+            raise SourceError(f"every record was bad ({len(skipped)} skipped); nothing written")
+    return BuildReport(Path(out), len(keys) - len(skipped), skipped, time.perf_counter() - t0)
+
+
+# ====================================================================================================== reading
+@dataclass
+class PackedFrames:
+    """Frames loaded onto a device as packed tensors (see :meth:`MeshCache.load`).
+
+    Per vertex (total_V rows): ``verts`` (float32 or the requested dtype, camera frame mm), ``vert_colors`` uint8.
+    ``vert_offsets`` (n+1,) int64: frame i owns rows ``vert_offsets[i]:vert_offsets[i+1]``; ``vert_frame`` (total_V,)
+    the frame of each vertex. Topologies: ``faces[t]`` (F_t,3) int64 (0-based within the frame),
+    ``uv[t]``/``faces_uv[t]`` (or None); ``topology_id`` (n,) indexes them. Textures: ``textures[x]`` (H,W,3) uint8,
+    ``texture_id`` (n,) (-1: vertex colours). Per frame: ``landmarks`` (n,68,3), ``head_rotation`` (n,3,3),
+    ``face_centre`` (n,3), ``face_centre_rule`` (n,) index into ``FACE_CENTRE_RULES``, ``gaze_target`` (n,3) (NaN
+    where only a direction is known), ``gaze_direction`` (n,3), ``K`` (n,3,3), ``image_size`` (n,2) (w, h);
+    ``index`` (n,) the frames' indices in the cache; ``subject``/``frame``/``camera`` lists of str.
+    """
+
+    verts: torch.Tensor
+    vert_colors: torch.Tensor
+    vert_offsets: torch.Tensor
+    vert_frame: torch.Tensor
+    faces: list[torch.Tensor]
+    uv: list[torch.Tensor | None]
+    faces_uv: list[torch.Tensor | None]
+    topology_id: torch.Tensor
+    textures: list[torch.Tensor]
+    texture_id: torch.Tensor
+    has_vertex_colors: torch.Tensor
+    landmarks: torch.Tensor
+    head_rotation: torch.Tensor
+    face_centre: torch.Tensor
+    face_centre_rule: torch.Tensor
+    gaze_target: torch.Tensor
+    gaze_direction: torch.Tensor
+    K: torch.Tensor
+    image_size: torch.Tensor
+    index: torch.Tensor
+    subject: list[str]
+    frame: list[str]
+    camera: list[str]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def frame_verts(self, i: int) -> torch.Tensor:
+        """Vertices of the i-th loaded frame (a view into ``verts``)."""
+        return self.verts[self.vert_offsets[i]:self.vert_offsets[i + 1]]
+
+
+def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted unique ints → list of half-open contiguous ranges."""
+    if len(idx) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) != 1)
+    starts = np.r_[idx[0], idx[breaks + 1]]
+    ends = np.r_[idx[breaks], idx[-1]] + 1
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _read_ranges(ds: h5py.Dataset, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
+    parts = [ds[a:b] for a, b in ranges if b > a]
+    if not parts:
+        return np.zeros((0,) + ds.shape[1:], ds.dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _strs(ds) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in ds[()]]
+
+
+class MeshCache:
+    """A cache file opened for reading (a context manager; also closes on garbage collection).
+
+    ``len(cache)`` frames; ``cache.subjects`` (in file order); ``cache.indices(subjects)``; ``cache[i]`` and
+    ``iter(cache)`` give :class:`FrameRecord` s (camera frame, float32 verts); ``cache.load(subjects, device)``
+    gives :class:`PackedFrames` read with a few large contiguous slices per selected subject run.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            hint = f" (found {tmp.name}: an interrupted or running build)" if tmp.exists() else ""
+            raise FileNotFoundError(f"{self.path}: no such cache{hint}")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise ValueError(f"{self.path}: not an HDF5 file ({exc})") from None
+        a = self._f.attrs
+        if "onthefly_cache_version" not in a:
+            self._f.close()
+            raise ValueError(f"{self.path}: not an onthefly cache (no onthefly_cache_version attribute)")
+        if int(a["onthefly_cache_version"]) != CACHE_VERSION:
+            v = int(a["onthefly_cache_version"])
+            self._f.close()
+            raise ValueError(f"{self.path}: cache version {v}, this onthefly reads version {CACHE_VERSION}")
+        if not bool(a.get("complete", False)):
+            self._f.close()
+            raise ValueError(f"{self.path}: incomplete cache (the build was interrupted); rebuild it")
+        fr = self._f["frames"]
+        self._subject = np.array(_strs(fr["subject"]), dtype=object)
+        self.vertex_dtype = str(a["vertex_dtype"])
+        self.source = str(a.get("source", ""))
+        self._vo = fr["vert_offset"][()]
+        self._tid = fr["topology_id"][()]
+        self._xid = fr["texture_id"][()]
+
+    # ------------------------------------------------------------------ basics
+    def close(self) -> None:
+        if getattr(self, "_f", None) is not None and self._f.id.valid:
+            self._f.close()
+
+    def __enter__(self) -> "MeshCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __len__(self) -> int:
+        return len(self._subject)
+
+    @property
+    def attrs(self) -> dict:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self._f.attrs.items()}
+
+    @property
+    def subjects(self) -> list[str]:
+        """Distinct subjects in order of first appearance."""
+        _, first = np.unique(self._subject.astype(str), return_index=True)
+        return [str(self._subject[i]) for i in sorted(first)]
+
+    @property
+    def n_topologies(self) -> int:
+        return len(self._f["topologies/vertex_count"])
+
+    @property
+    def n_textures(self) -> int:
+        return len(self._f["textures/shape"])
+
+    def indices(self, subjects: str | Iterable[str] | None = None) -> np.ndarray:
+        """Sorted frame indices of the given subject(s) (all frames for None); unknown subjects are an error."""
+        if subjects is None:
+            return np.arange(len(self))
+        if isinstance(subjects, str):
+            subjects = [subjects]
+        subjects = [str(s) for s in subjects]
+        known = set(self.subjects)
+        missing = [s for s in subjects if s not in known]
+        if missing:
+            raise ValueError(f"{self.path}: unknown subject(s) {missing}; the cache has {sorted(known)}")
+        return np.flatnonzero(np.isin(self._subject.astype(str), subjects))
+
+    # ------------------------------------------------------------------ per frame
+    def __getitem__(self, i: int) -> FrameRecord:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"frame {i} out of range for {len(self)} frames")
+        i = int(i) % len(self)
+        f, fr = self._f, self._f["frames"]
+        a, b = int(self._vo[i]), int(self._vo[i + 1])
+        origin = fr["vert_origin"][i]
+        verts = (f["verts"][a:b].astype(np.float64) + origin).astype(np.float32)
+        tid = int(self._tid[i])
+        t = f["topologies"]
+        fo = t["face_offset"][tid:tid + 2]
+        faces = t["faces"][fo[0]:fo[1]].astype(np.int64)
+        uv = faces_uv = texture = None
+        xid = int(self._xid[i])
+        if xid >= 0:
+            uo = t["uv_offset"][tid:tid + 2]
+            uv = t["uv"][uo[0]:uo[1]]
+            faces_uv = t["faces_uv"][fo[0]:fo[1]].astype(np.int64)
+            texture = self._texture(xid)
+        gt = fr["gaze_target"][i]
+        rule = FACE_CENTRE_RULES[int(fr["face_centre_rule"][i])]
+        return FrameRecord(
+            verts=verts, faces=faces, landmarks=fr["landmarks"][i], head_rotation=fr["head_rotation"][i],
+            face_centre=fr["face_centre"][i], face_centre_rule=rule, K=fr["K"][i],
+            image_size=tuple(int(v) for v in fr["image_size"][i]), subject=str(self._subject[i]),
+            frame=_strs(fr["frame"][i:i + 1])[0], camera=_strs(fr["camera"][i:i + 1])[0],
+            gaze_target=None if np.isnan(gt).any() else gt, gaze_direction=fr["gaze_direction"][i],
+            vert_colors=f["vert_colors"][a:b] if fr["has_vertex_colors"][i] else None,
+            uv=uv, faces_uv=faces_uv, texture=texture, origin=_strs(fr["origin"][i:i + 1])[0])
+
+    def _texture(self, xid: int) -> np.ndarray:
+        x = self._f["textures"]
+        off = x["offset"][xid:xid + 2]
+        return x["data"][off[0]:off[1]].reshape(tuple(int(s) for s in x["shape"][xid]))
+
+    def __iter__(self) -> Iterator[FrameRecord]:
+        for i in range(len(self)):
+            yield self[i]
+
+    # ------------------------------------------------------------------ bulk load
+    def load(self, subjects: str | Iterable[str] | None = None, device: str | torch.device = "cpu", *,
+             dtype: torch.dtype = torch.float32, indices: Sequence[int] | None = None) -> PackedFrames:
+        """Load the frames of ``subjects`` (all for None), or explicit sorted ``indices``, onto ``device``.
+
+        Reads one contiguous slice of each packed array per run of consecutive frames (a subject is one run when
+        its frames were written together, as every built-in source does), one slice of the per-frame tables, and
+        the used topologies / textures in contiguous runs. Vertices are rebuilt as ``stored + vert_origin`` on
+        the device.
+        """
+        idx = self.indices(subjects) if indices is None else np.unique(np.asarray(indices, np.int64))
+        if len(idx) and (idx[0] < 0 or idx[-1] >= len(self)):
+            raise IndexError(f"indices out of range for {len(self)} frames")
+        device = torch.device(device)
+        f, fr = self._f, self._f["frames"]
+        runs = _runs(idx)
+        vo = self._vo
+        vranges = [(int(vo[a]), int(vo[b])) for a, b in runs]
+        counts = (vo[idx + 1] - vo[idx]).astype(np.int64)
+        verts = _read_ranges(f["verts"], vranges)
+        colors = _read_ranges(f["vert_colors"], vranges)
+        frame_rows = {k: _read_ranges(fr[k], runs) for k in (
+            "vert_origin", "landmarks", "head_rotation", "face_centre", "face_centre_rule", "gaze_target",
+            "gaze_direction", "K", "image_size", "has_vertex_colors")}
+        ids = {k: [s.decode() if isinstance(s, bytes) else str(s) for s in _read_ranges(fr[k], runs)]
+               for k in ("frame", "camera")}
+        # topologies and textures: remap the used ids to 0..n-1
+        used_t, tid_new = np.unique(self._tid[idx], return_inverse=True)
+        t = f["topologies"]
+        fo_all, uo_all = t["face_offset"][()], t["uv_offset"][()]
+        faces_block = _read_ranges(t["faces"], [(int(fo_all[a]), int(fo_all[b])) for a, b in _runs(used_t)])
+        xid_sel = self._xid[idx]
+        used_x, xid_inv = np.unique(xid_sel[xid_sel >= 0], return_inverse=True)
+        uv_list: list = []
+        fuv_list: list = []
+        faces_list: list = []
+        pos = 0
+        textured_t = set(self._tid[idx][xid_sel >= 0].tolist())
+        fuv_block = _read_ranges(t["faces_uv"], [(int(fo_all[a]), int(fo_all[b])) for a, b in _runs(used_t)]) \
+            if textured_t else None
+        uv_block = _read_ranges(t["uv"], [(int(uo_all[a]), int(uo_all[b])) for a, b in _runs(used_t)]) \
+            if textured_t else None
+        upos = 0
+        for tid in used_t.tolist():
+            nf = int(fo_all[tid + 1] - fo_all[tid])
+            nu = int(uo_all[tid + 1] - uo_all[tid])
+            faces_list.append(torch.from_numpy(faces_block[pos:pos + nf].astype(np.int64)).to(device))
+            if tid in textured_t and nu:
+                fuv_list.append(torch.from_numpy(fuv_block[pos:pos + nf].astype(np.int64)).to(device))
+                uv_list.append(torch.from_numpy(uv_block[upos:upos + nu]).to(device))
+            else:
+                fuv_list.append(None)
+                uv_list.append(None)
+            pos += nf
+            upos += nu
+        xo_all, xshape = f["textures/offset"][()], f["textures/shape"][()]
+        tex_block = _read_ranges(f["textures/data"], [(int(xo_all[a]), int(xo_all[b])) for a, b in _runs(used_x)])
+        textures, p = [], 0
+        for xid in used_x.tolist():
+            n = int(xo_all[xid + 1] - xo_all[xid])
+            textures.append(torch.from_numpy(tex_block[p:p + n].reshape(tuple(int(s) for s in xshape[xid])))
+                            .to(device))
+            p += n
+        texture_id = np.full(len(idx), -1, np.int64)
+        texture_id[xid_sel >= 0] = xid_inv
+        # vertices back into the camera frame, on the device
+        offsets = np.zeros(len(idx) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        counts_t = torch.from_numpy(counts).to(device)
+        vert_frame = torch.repeat_interleave(torch.arange(len(idx), device=device), counts_t)
+        origin = torch.from_numpy(frame_rows["vert_origin"]).to(device)
+        v = torch.from_numpy(verts).to(device)
+        v = (v.to(torch.float64) + origin[vert_frame]).to(dtype) if len(v) else v.to(dtype)
+        tens = (lambda a, dt=torch.float64: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt))
+        return PackedFrames(
+            verts=v, vert_colors=torch.from_numpy(colors).to(device), vert_offsets=tens(offsets, torch.int64),
+            vert_frame=vert_frame, faces=faces_list, uv=uv_list, faces_uv=fuv_list,
+            topology_id=tens(tid_new.astype(np.int64), torch.int64), textures=textures,
+            texture_id=tens(texture_id, torch.int64),
+            has_vertex_colors=tens(frame_rows["has_vertex_colors"], torch.bool),
+            landmarks=tens(frame_rows["landmarks"], dtype), head_rotation=tens(frame_rows["head_rotation"], dtype),
+            face_centre=tens(frame_rows["face_centre"], dtype),
+            face_centre_rule=tens(frame_rows["face_centre_rule"], torch.int64),
+            gaze_target=tens(frame_rows["gaze_target"], dtype),
+            gaze_direction=tens(frame_rows["gaze_direction"], dtype), K=tens(frame_rows["K"], dtype),
+            image_size=tens(frame_rows["image_size"], torch.int64), index=tens(idx, torch.int64),
+            subject=[str(s) for s in self._subject[idx]], frame=ids["frame"], camera=ids["camera"])
+
+    # ------------------------------------------------------------------ summary
+    def info(self) -> dict:
+        """Counts, sizes, subjects and topology sharing (what ``onthefly cache info`` prints)."""
+        f = self._f
+        subj = self._subject.astype(str)
+        names, counts = np.unique(subj, return_counts=True)
+        per_subject = dict(zip(names.tolist(), counts.tolist()))
+        tcount = np.bincount(self._tid, minlength=self.n_topologies) if len(self) else np.zeros(0, int)
+        return {
+            "path": str(self.path), "version": int(f.attrs["onthefly_cache_version"]), "source": self.source,
+            "created": str(f.attrs.get("created", "")), "frames": len(self),
+            "subjects": {s: per_subject[s] for s in self.subjects},
+            "vertices": int(f["verts"].shape[0]), "vertex_dtype": self.vertex_dtype,
+            "topologies": self.n_topologies, "frames_per_topology_max": int(tcount.max()) if len(tcount) else 0,
+            "faces_stored": int(f["topologies/faces"].shape[0]),
+            "faces_referenced": int(sum(int(tcount[t]) * int(n) for t, n in enumerate(
+                np.diff(f["topologies/face_offset"][()])))),
+            "textures": self.n_textures, "texture_bytes": int(f["textures/data"].shape[0]),
+            "vertex_colour_frames": int(f["frames/has_vertex_colors"][()].sum()),
+            "file_bytes": self.path.stat().st_size,
+            "bytes_per_frame": self.path.stat().st_size / max(1, len(self)),
+        }
+
+
+def cache_info(path: str | Path) -> dict:
+    """:meth:`MeshCache.info` of the file at ``path``."""
+    with MeshCache(path) as c:
+        return c.info()
+
+
+# ====================================================================================================== validation
+def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
+    """Check every record of a cache; returns a list of problems (empty: valid), each naming the frame.
+
+    Checks: version/completeness, dataset presence and shapes, offsets, per-frame vertex counts against the
+    topology, face and UV index ranges, finite vertices, landmarks, rotations (orthonormal, det +1), face centre in
+    front of the camera, unit gaze directions consistent with the targets, intrinsics, texture sizes and ids.
+    """
+    problems: list[str] = []
+    try:
+        c = MeshCache(path)
+    except (ValueError, FileNotFoundError) as exc:
+        return [str(exc)]
+    with c:
+        f = c._f
+        need = ["verts", "vert_colors", "frames/vert_offset", "frames/landmarks", "topologies/faces",
+                "topologies/face_offset", "textures/data", "textures/offset", "textures/shape"]
+        missing = [k for k in need if k not in f]
+        if missing:
+            return [f"{path}: missing datasets {missing}"]
+        n = len(c)
+        fr = f["frames"]
+        names = _strs(fr["subject"]), _strs(fr["frame"]), _strs(fr["camera"])
+
+        def bad(i, msg):
+            if len(problems) < max_problems:
+                key = "/".join(p for p in (names[0][i], names[1][i], names[2][i]) if p)
+                problems.append(f"frame {i} ({key}): {msg}")
+
+        vo = c._vo
+        nV = f["verts"].shape[0]
+        if len(vo) != n + 1 or vo[0] != 0 or vo[-1] != nV or (np.diff(vo) <= 0).any():
+            problems.append(f"{path}: frames/vert_offset is not increasing from 0 to {nV}")
+            return problems
+        if f["vert_colors"].shape[0] != nV:
+            problems.append(f"{path}: vert_colors has {f['vert_colors'].shape[0]} rows, verts {nV}")
+        t = f["topologies"]
+        fo, vc = t["face_offset"][()], t["vertex_count"][()]
+        uo = t["uv_offset"][()]
+        nT = len(vc)
+        xo, xs = f["textures/offset"][()], f["textures/shape"][()]
+        # per-topology checks, once each
+        topo_ok = np.ones(nT, bool)
+        for tid in range(nT):
+            faces = t["faces"][fo[tid]:fo[tid + 1]]
+            if len(faces) == 0 or faces.min() < 0 or faces.max() >= vc[tid]:
+                problems.append(f"topology {tid}: face indices outside [0, {vc[tid]})")
+                topo_ok[tid] = False
+            fuv = t["faces_uv"][fo[tid]:fo[tid + 1]]
+            nu = uo[tid + 1] - uo[tid]
+            if nu and (fuv.min() < 0 or fuv.max() >= nu):
+                problems.append(f"topology {tid}: faces_uv indices outside [0, {nu})")
+            uv = t["uv"][uo[tid]:uo[tid + 1]]
+            if nu and not np.isfinite(uv).all():
+                problems.append(f"topology {tid}: UV coordinates contain NaN or inf")
+        for x in range(len(xs)):
+            if xo[x + 1] - xo[x] != int(np.prod(xs[x])) or xs[x][2] != 3:
+                problems.append(f"texture {x}: shape {tuple(xs[x])} does not match its {xo[x + 1] - xo[x]} bytes")
+        tid, xid = c._tid, c._xid
+        for i in np.flatnonzero((tid < 0) | (tid >= nT)):
+            bad(i, f"topology_id {tid[i]} out of range")
+        ok_t = (tid >= 0) & (tid < nT)
+        for i in np.flatnonzero(ok_t & (np.diff(vo) != vc[np.clip(tid, 0, max(nT - 1, 0))])):
+            bad(i, f"{vo[i + 1] - vo[i]} vertices but topology {tid[i]} expects {vc[tid[i]]}")
+        for i in np.flatnonzero((xid < -1) | (xid >= len(xs))):
+            bad(i, f"texture_id {xid[i]} out of range")
+        for i in np.flatnonzero(xid >= 0):
+            if 0 <= tid[i] < nT and uo[tid[i] + 1] == uo[tid[i]]:
+                bad(i, "has a texture but its topology has no UV coordinates")
+        hv = fr["has_vertex_colors"][()]
+        for i in np.flatnonzero(~hv & (xid < 0)):
+            bad(i, "no texture: neither vertex colours nor a UV texture")
+        # vertices: chunked scan for non-finite values
+        step = 1 << 20
+        bad_frames = set()
+        for a in range(0, nV, step):
+            v = f["verts"][a:a + step]
+            rows = np.flatnonzero(~np.isfinite(v).all(1))
+            if len(rows):
+                bad_frames.update((np.searchsorted(vo, rows + a, side="right") - 1).tolist())
+        for i in sorted(bad_frames):
+            bad(i, "vertices contain NaN or inf")
+        # per-frame labels, vectorised
+        lm = fr["landmarks"][()]
+        if lm.shape != (n, 68, 3):
+            problems.append(f"{path}: frames/landmarks has shape {lm.shape}, expected ({n}, 68, 3)")
+        else:
+            for i in np.flatnonzero(~np.isfinite(lm).all((1, 2))):
+                bad(i, "landmarks contain NaN or inf")
+        hR = fr["head_rotation"][()]
+        with np.errstate(invalid="ignore"):
+            err = np.abs(hR @ hR.transpose(0, 2, 1) - np.eye(3)).max((1, 2))
+            det = np.linalg.det(hR) if n else np.zeros(0)
+        for i in np.flatnonzero(~(err < 1e-5) | ~(det > 0)):
+            bad(i, "head_rotation is not a rotation matrix")
+        fc = fr["face_centre"][()]
+        for i in np.flatnonzero(~np.isfinite(fc).all(1) | ~(fc[:, 2] > 0)):
+            bad(i, "face_centre must be finite with z > 0")
+        rule = fr["face_centre_rule"][()]
+        for i in np.flatnonzero((rule < 0) | (rule >= len(FACE_CENTRE_RULES))):
+            bad(i, f"face_centre_rule {rule[i]} unknown")
+        gd, gt = fr["gaze_direction"][()], fr["gaze_target"][()]
+        with np.errstate(invalid="ignore"):
+            for i in np.flatnonzero(~(np.abs(np.linalg.norm(gd, axis=1) - 1) < 1e-6)):
+                bad(i, "gaze_direction is not a unit vector")
+            has_t = np.isfinite(gt).all(1)
+            d = gt - fc
+            d = d / np.linalg.norm(d, axis=1, keepdims=True)
+            for i in np.flatnonzero(has_t & ~((d * gd).sum(1) > 1 - 1e-9)):
+                bad(i, "gaze_direction does not point from the face centre to the gaze target")
+        for i in np.flatnonzero(~np.isfinite(gt).all(1) & ~np.isnan(gt).all(1)):
+            bad(i, "gaze_target partly NaN")
+        K = fr["K"][()]
+        for i in np.flatnonzero(~(K[:, 0, 0] > 0) | ~(K[:, 1, 1] > 0) | ~(np.abs(K[:, 2] - [0, 0, 1]).max(1) < 1e-9)):
+            bad(i, "K is not a valid intrinsics matrix")
+        for i in np.flatnonzero((fr["image_size"][()] <= 0).any(1)):
+            bad(i, "image_size must be positive")
+        for i in range(n):
+            if not names[0][i] or not names[1][i]:
+                bad(i, "empty subject or frame id")
+    return problems
