@@ -94,8 +94,8 @@ class CacheWriter:
                 w.add(rec)
         # cache.h5 now exists, complete; on an exception only cache.h5.tmp was touched (and is removed)
 
-    ``vertex_dtype`` is ``"float32"`` or ``"float16"``; vertices are stored relative to the frame's face centre
-    (``frames/vert_origin``), so fp16 keeps ~0.06 mm precision within 128 mm of it. ``texture_size`` caps the
+    ``vertex_dtype`` is ``"float32"`` (camera-frame vertices, ``frames/vert_origin`` = 0) or ``"float16"``
+    (vertices relative to the frame's face centre, ``frames/vert_origin``: ~0.06 mm precision within 128 mm of it). ``texture_size`` caps the
     longer side of UV textures (``cv2.INTER_AREA``).
     """
 
@@ -173,7 +173,8 @@ class CacheWriter:
             off = self._tex.append(tex.reshape(-1))
             texture_id = len(self._tex_rows)
             self._tex_rows.append((off, tex.shape[0], tex.shape[1]))
-        origin = np.asarray(rec.face_centre, np.float64)
+        # float16 stores vertices relative to the face centre (precision); float32 stores them as they are
+        origin = np.asarray(rec.face_centre, np.float64) if self.vertex_dtype == "float16" else np.zeros(3)
         vo = self._verts.append((rec.verts.astype(np.float64) - origin).astype(self.vertex_dtype))
         has_c = rec.vert_colors is not None
         self._colors.append(rec.vert_colors if has_c else np.zeros((len(rec.verts), 3), np.uint8))
@@ -311,7 +312,7 @@ class PackedFrames:
 
     Per vertex (total_V rows): ``verts`` (float32 or the requested dtype, camera frame mm), ``vert_colors`` uint8.
     ``vert_offsets`` (n+1,) int64: frame i owns rows ``vert_offsets[i]:vert_offsets[i+1]``; ``vert_frame`` (total_V,)
-    the frame of each vertex. Topologies: ``faces[t]`` (F_t,3) int64 (0-based within the frame),
+    the frame of each vertex (a property, computed on first use). Topologies: ``faces[t]`` (F_t,3) int64 (0-based within the frame),
     ``uv[t]``/``faces_uv[t]`` (or None); ``topology_id`` (n,) indexes them. Textures: ``textures[x]`` (H,W,3) uint8,
     ``texture_id`` (n,) (-1: vertex colours). Per frame: ``landmarks`` (n,68,3), ``head_rotation`` (n,3,3),
     ``face_centre`` (n,3), ``face_centre_rule`` (n,) index into ``FACE_CENTRE_RULES``, ``gaze_target`` (n,3) (NaN
@@ -322,7 +323,6 @@ class PackedFrames:
     verts: torch.Tensor
     vert_colors: torch.Tensor
     vert_offsets: torch.Tensor
-    vert_frame: torch.Tensor
     faces: list[torch.Tensor]
     uv: list[torch.Tensor | None]
     faces_uv: list[torch.Tensor | None]
@@ -345,6 +345,14 @@ class PackedFrames:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def vert_frame(self) -> torch.Tensor:
+        """(total_V,) int64: the loaded frame each vertex belongs to (computed on first use)."""
+        if getattr(self, "_vert_frame", None) is None:
+            counts = self.vert_offsets.diff()
+            self._vert_frame = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+        return self._vert_frame
 
     def frame_verts(self, i: int) -> torch.Tensor:
         """Vertices of the i-th loaded frame (a view into ``verts``)."""
@@ -568,15 +576,18 @@ class MeshCache:
         # vertices back into the camera frame, on the device
         offsets = np.zeros(len(idx) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
-        counts_t = torch.from_numpy(counts).to(device)
-        vert_frame = torch.repeat_interleave(torch.arange(len(idx), device=device), counts_t)
-        origin = torch.from_numpy(frame_rows["vert_origin"]).to(device)
-        v = torch.from_numpy(verts).to(device)
-        v = (v.to(torch.float64) + origin[vert_frame]).to(dtype) if len(v) else v.to(dtype)
+        origin = torch.from_numpy(frame_rows["vert_origin"]).to(device=device, dtype=dtype)
+        v = torch.from_numpy(verts).to(device=device, dtype=dtype)
+        if not frame_rows["vert_origin"].any():  # float32 caches store camera-frame vertices: nothing to add
+            pass
+        elif len(idx) and (counts == counts[0]).all():  # one vertex count (shared topology): broadcast, no gather
+            v.view(len(idx), int(counts[0]), 3).add_(origin[:, None])
+        elif len(idx):
+            v.add_(torch.repeat_interleave(origin, torch.from_numpy(counts).to(device), dim=0))
         tens = (lambda a, dt=torch.float64: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt))
         return PackedFrames(
             verts=v, vert_colors=torch.from_numpy(colors).to(device), vert_offsets=tens(offsets, torch.int64),
-            vert_frame=vert_frame, faces=faces_list, uv=uv_list, faces_uv=fuv_list,
+            faces=faces_list, uv=uv_list, faces_uv=fuv_list,
             topology_id=tens(tid_new.astype(np.int64), torch.int64), textures=textures,
             texture_id=tens(texture_id, torch.int64),
             has_vertex_colors=tens(frame_rows["has_vertex_colors"], torch.bool),
