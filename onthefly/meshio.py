@@ -101,15 +101,100 @@ def _parse_floats(path, rows, ncols_ok, what):
     raise _source_error(f"{path}: inconsistent '{what}' lines")  # pragma: no cover - caught above
 
 
+def _fast_floats(lines: list[str], skip: int, widths: tuple[int, ...]):
+    """Parse ``tag x y z ...`` lines with one C-level conversion; None when anything is unusual (the line-by-line
+    parser then reports the exact line)."""
+    import warnings
+
+    if not lines:
+        return None
+    w = len(lines[0].split()) - 1
+    if w not in widths or any(len(ln.split()) != w + 1 for ln in lines):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            arr = np.fromstring(" ".join(ln[skip:] for ln in lines), dtype=np.float64, sep=" ")
+        except ValueError:
+            return None
+    if arr.size != len(lines) * w or not np.isfinite(arr).all():
+        return None
+    return arr.reshape(len(lines), w)
+
+
+def _fast_faces(lines: list[str], nv: int, nt: int):
+    """Triangles with one index pattern (``a``, ``a/b``, ``a/b/c``, ``a//c``), positive in-range indices; else None."""
+    import warnings
+
+    tok = lines[0].split()[1:]
+    if len(tok) != 3:
+        return None
+    parts = tok[0].split("/")
+    has_vt = len(parts) >= 2 and parts[1] != ""
+    n_num = sum(1 for x in parts if x != "")
+    if any(len(ln.split()) != 4 for ln in lines):
+        return None
+    payload = " ".join(ln[2:] for ln in lines)
+    if payload.count("/") != len(lines) * 3 * (len(parts) - 1):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            arr = np.fromstring(payload.replace("/", " "), dtype=np.float64, sep=" ")
+        except ValueError:
+            return None
+    if arr.size != len(lines) * 3 * n_num or not (arr == np.rint(arr)).all():
+        return None
+    arr = arr.astype(np.int64).reshape(len(lines), 3, n_num)
+    vi = arr[..., 0]
+    if vi.min() < 1 or vi.max() > nv:
+        return None
+    if not has_vt:
+        return vi - 1, None
+    ti = arr[..., 1]
+    if ti.min() < 1 or ti.max() > nt:
+        return None
+    return vi - 1, ti - 1
+
+
 def read_obj(path: str | Path, *, with_texture: bool = True) -> ObjMesh:
     """Read a Wavefront OBJ: ``v x y z [r g b]``, ``vt u v``, ``f a[/at[/an]] ...`` (polygons are fan-triangulated,
     negative indices are relative), ``mtllib`` + ``usemtl`` (texture path of the first used material with a
-    ``map_Kd``). Errors name the file and line."""
+    ``map_Kd``). Errors name the file and line.
+
+    The common case (uniform lines, triangles, positive indices) is parsed with one C-level conversion per kind;
+    anything else goes through a line-by-line parser, which also locates errors."""
     path = Path(path)
     text = _read_text(path)
+    lines = text.splitlines()
+    vl = [ln for ln in lines if ln[:2] in ("v ", "v\t")]
+    tl = [ln for ln in lines if ln[:3] in ("vt ", "vt\t")]
+    fl = [ln for ln in lines if ln[:2] in ("f ", "f\t")]
+    mtllib = next((ln.split(None, 1)[1].strip() for ln in lines if ln.startswith("mtllib") and
+                   len(ln.split()) > 1), None)
+    usemtl = next((ln.split()[1] for ln in lines if ln.startswith("usemtl") and len(ln.split()) > 1), None)
+    fast = None
+    if vl and fl:
+        v = _fast_floats(vl, 2, (3, 6))
+        uv = _fast_floats(tl, 3, (2, 3)) if tl else np.zeros((0, 2))
+        if v is not None and uv is not None:
+            f = _fast_faces(fl, len(v), len(uv))
+            if f is not None:
+                fast = v, uv[:, :2], f[0], f[1]
+    if fast is None:
+        v, uv, faces, faces_uv = _read_obj_slow(path, lines)
+    else:
+        v, uv, faces, faces_uv = fast
+    verts, colors = v[:, :3], (_colors_to_uint8(v[:, 3:], str(path)) if v.shape[1] == 6 else None)
+    texture_path = None
+    if with_texture and mtllib and faces_uv is not None:
+        texture_path = _texture_from_mtl(path, path.parent / mtllib, usemtl)
+    return ObjMesh(verts, faces, colors, uv if faces_uv is not None else None, faces_uv, texture_path, path)
+
+
+def _read_obj_slow(path: Path, lines: list[str]):
     v_rows, vt_rows, f_rows = [], [], []
-    mtllib, usemtl = None, None
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(lines, 1):
         if not line or line[0] == "#":
             continue
         t = line.split()
@@ -122,23 +207,15 @@ def read_obj(path: str | Path, *, with_texture: bool = True) -> ObjMesh:
             vt_rows.append((lineno, t[1:3] if len(t) >= 3 else t[1:]))
         elif tag == "f":
             f_rows.append((lineno, t[1:]))
-        elif tag == "mtllib":
-            mtllib = line.split(None, 1)[1].strip() if len(t) > 1 else None
-        elif tag == "usemtl" and usemtl is None and len(t) > 1:
-            usemtl = t[1]
     if not v_rows:
         raise _source_error(f"{path}: no vertices ('v' lines)")
     if not f_rows:
         raise _source_error(f"{path}: no faces ('f' lines)")
     v = _parse_floats(path, v_rows, (3, 6), "v")
-    verts, colors = v[:, :3], (_colors_to_uint8(v[:, 3:], str(path)) if v.shape[1] == 6 else None)
     uv = _parse_floats(path, vt_rows, (2,), "vt") if vt_rows else None
-    nv, nt = len(verts), (0 if uv is None else len(uv))
+    nv, nt = len(v), (0 if uv is None else len(uv))
     faces, faces_uv = _parse_obj_faces(path, f_rows, nv, nt)
-    texture_path = None
-    if with_texture and mtllib and faces_uv is not None:
-        texture_path = _texture_from_mtl(path, path.parent / mtllib, usemtl)
-    return ObjMesh(verts, faces, colors, uv if faces_uv is not None else None, faces_uv, texture_path, path)
+    return v, uv, faces, faces_uv
 
 
 def _parse_obj_faces(path, f_rows, nv, nt):
