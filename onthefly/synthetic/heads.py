@@ -23,7 +23,7 @@ import torch
 from . import features as F
 from .template import (C, CORNER_Q, CUP_SCALE, EYE_R0, FISSURE0, FOCAL, IPD0, LOWER_K, MARGIN_RING,
                        MEDIAL_K, N_BALL, N_EYE, N_IRIS_RINGS, N_PUPIL_RINGS, N_SCLERA_RINGS, RING_OFFSETS,
-                       ZREF, build_template, fissure_ring)
+                       ZREF, build_template, fissure_ring, ring_param)
 
 __all__ = ["HeadIdentity", "HeadBatch", "sample_identities", "build_heads", "procedural_heads",
            "sample_gaze_targets", "PART_NAMES", "MAX_GAZE_ANGLE_DEG", "MIN_TARGET_DISTANCE"]
@@ -405,7 +405,7 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     d = d0 + (dw - d0) * front[None, :, None]
     # eye-ring vertices: per-head lid rings
     nR = len(RING_OFFSETS)
-    t = torch.arange(N_EYE, **f32) * (2 * math.pi / N_EYE)
+    t = ring_param(N_EYE, torch).to(**f32)
     off = tt["ring_off"].clamp_min(0.0)
     scale = torch.tensor([CUP_SCALE.get(float(o), 1.0) for o in RING_OFFSETS], **f32)
     pitch = torch.asin((-axes[..., 1]).clamp(-1, 1))            # (n,2) eye elevation, + = up
