@@ -99,10 +99,10 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
     b["alae"] = 6.0 * _g(ax - 10.0, 3.8) * _g(Y - 42.0, 4.2)
     b["nasion"] = -2.0 * _g(X, 9.0) * _g(Y + 1.0, 5.0)
     lat = 1.0 - _smoothstep(42.0, 64.0, ax)
-    b["brow_ridge"] = 6.5 * _g(Y + 19.0, 7.5) * lat
+    b["brow_ridge"] = 5.0 * _g(Y + 20.0, 7.5) * lat
     b["glabella"] = 3.0 * _g(X, 10.0) * _g(Y + 12.0, 7.0)
-    b["socket"] = -2.0 * _g(ax - 32.0, 12.0) * _g(Y - 1.0, 9.0)
-    b["cheek"] = 6.0 * _g(ax - 44.0, 15.0) * _g(Y - 30.0, 14.0)
+    b["socket"] = -3.0 * _g(ax - 32.0, 12.0) * _g(Y - 4.0, 10.0)
+    b["cheek"] = 6.5 * _g(ax - 40.0, 16.0) * _g(Y - 29.0, 14.0) + 2.5 * _g(ax - 30.0, 10.0) * _g(Y - 17.0, 6.0)
     b["temple"] = -1.5 * _g(ax - 62.0, 9.0) * _g(Y + 15.0, 14.0)
     b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 62.0, 14.0)
     mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)

@@ -38,8 +38,9 @@ MAX_GAZE_ANGLE_DEG = 55.0
 
 # ring-wise constants of the eye region (see template.RING_OFFSETS)
 #   radial thickness over the eyeball sphere, skin blend weight, weight of the canonical (identity-free) shape
-_RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.8, 2.0, 2.1, 2.0, 2.0, 2.0, 2.0])
-_RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.2, 0.45, 0.75, 0.95, 1.0])
+_RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.9, 2.3, 2.6, 2.8, 3.0, 3.0, 3.0])
+_RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.1, 0.25, 0.45, 0.7, 0.9, 1.0])
+_RING_FLAT = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.02, 1.08, 1.18, 1.32, 1.45, 1.55, 1.6, 1.6])   # flatter outward
 _RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0])
 _KX_LAT, _KX_MED = 1.42, 1.38   # lid ellipsoid: lateral / medial widening of the lid surface over the eyeball
 
@@ -225,6 +226,7 @@ def _tt(device) -> dict:
         ring_delta=torch.as_tensor(_RING_DELTA, **f32),
         ring_w=torch.as_tensor(_RING_W, **f32),
         ring_canon=torch.as_tensor(_RING_CANON, **f32),
+        ring_flat=torch.as_tensor(_RING_FLAT, **f32),
         ring_off=torch.as_tensor(RING_OFFSETS, **f32),
         lm=torch.as_tensor(T.landmark_vert, dtype=torch.int64, device=device),
         face_region=torch.as_tensor(face_region, device=device),
@@ -422,7 +424,8 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     # lid surface: an ellipsoid around the eyeball centre, slightly wider than the eyeball sideways
     rho = R[:, None, None, None] + tt["ring_delta"][None, None, :, None]                  # (n,1,R,1)
     kx = torch.where(a >= 0, _KX_LAT, _KX_MED)
-    q2 = (a / (kx * rho)) ** 2 + (b / rho) ** 2
+    flat = tt["ring_flat"][None, None, :, None]
+    q2 = (a / (kx * flat * rho)) ** 2 + (b / (flat * rho)) ** 2
     cup = (tt["ring_off"] < 0)[None, None, :, None]
     q2 = torch.where(cup, q2.clamp(max=0.97), q2)
     zl = -rho * torch.sqrt((1 - q2).clamp_min(0.0))
@@ -523,10 +526,11 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     ring = torch.arange(nR, device=dev)
     sk = col[:, ev.reshape(-1)].reshape(n, 2, nR, N_EYE, 3)
     upper = (b >= 0)
-    lidtone = sk * torch.tensor([0.95, 0.88, 0.87], **f32)
     off = tt["ring_off"][None, None, :, None, None]
+    tone_w = torch.exp(-off.clamp_min(0.0) / 2.5)
+    lidtone = sk * (1 - tone_w * torch.tensor([0.04, 0.1, 0.1], **f32))
     crease = torch.exp(-0.5 * ((off - 5.0) / 1.5) ** 2) * upper[..., None]
-    lid_col = lidtone * (1 - 0.22 * crease)
+    lid_col = lidtone * (1 - 0.12 * crease)
     conj = torch.tensor([0.80, 0.47, 0.44], **f32) * (0.6 + 0.4 * ids.skin_rgb.mean(1))[:, None, None, None, None]
     is_cup = (ring < MARGIN_RING)[None, None, :, None, None]
     lash = ((ring >= MARGIN_RING) & (ring <= MARGIN_RING + 2))[None, None, :, None] & upper
