@@ -208,7 +208,7 @@ def _tt(device) -> dict:
     for k, o in enumerate(RING_OFFSETS):
         canon[:, k, :, 0], canon[:, k, :, 1] = fissure_ring(float(o), **FISSURE0)
     face_region = np.zeros(T.n_verts, bool)
-    cm = F.colour_masks(Xc, Yc, front)
+    cm = F.colour_masks(Xc, Yc, front, phi, psi)
     face_region[:T.n_skin] = cm[F.COLOUR_MASKS.index("face_region")] > 0.5
     face_region[T.eye_vert.ravel()] = True
     face_region[T.ball_offset:] = True
@@ -219,7 +219,7 @@ def _tt(device) -> dict:
         X=torch.as_tensor(Xc, **f32), Y=torch.as_tensor(Yc, **f32),
         front=torch.as_tensor(front, **f32),
         phi=torch.as_tensor(phi, **f32), psi=torch.as_tensor(psi, **f32),
-        bases=torch.as_tensor(F.shape_bases(Xc, Yc, front), **f32),
+        bases=torch.as_tensor(F.shape_bases(Xc, Yc, front, phi, psi), **f32),
         masks=torch.as_tensor(cm, **f32),
         eye_vert=torch.as_tensor(T.eye_vert, dtype=torch.int64, device=device),
         canon=torch.as_tensor(canon, **f32),
@@ -446,7 +446,8 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     aphi = phi.abs()[None]
     psi_h = (hl[0] - hl[1] * torch.exp(-0.5 * ((aphi - 0.5) / 0.12) ** 2)
              + (hl[2] - hl[0]) * _smoothstep(0.62, 1.1, aphi) + (hl[3] - hl[2]) * _smoothstep(1.55, 2.5, aphi))
-    hair = torch.sigmoid((psi_h - psi[None]) / 0.025)
+    ear = tt["masks"][F.COLOUR_MASKS.index("ear")][None]
+    hair = torch.sigmoid((psi_h - psi[None]) / 0.025) * (1 - _smoothstep(0.0, 0.6, ear))
     hair_vol = (2.0 + 6.0 * ids.head[:, 7, None]) * hair * (0.5 + 0.5 * _smoothstep(-0.2, -1.0, psi[None]))
     r = r + hair_vol
     skin = torch.as_tensor(C, **f32) + r[..., None] * d
@@ -499,7 +500,8 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     low = torch.sin(fx * X[:, None] + fy * Y[:, None] + ph).mean(1)                           # (n,V)
     skin_rgb = ids.skin_rgb[:, None, :]
     base = skin_rgb * (1 + 0.05 * low[..., None] + 0.025 * n_fine[..., None])
-    blush = M["blush"][..., None] * torch.tensor([0.04, -0.03, -0.03], **f32)
+    blush = (M["blush"][..., None] * torch.tensor([0.04, -0.03, -0.03], **f32)
+             + M["ear"][..., None] * torch.tensor([0.03, -0.04, -0.04], **f32))
     col = base * (1 + blush)
     # lips, lip line, nostrils
     lips = M["lips"][..., None]

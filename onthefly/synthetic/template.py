@@ -199,11 +199,23 @@ def build_template() -> Template:
         rr = np.interp(ang, ring_ang[order], ring_r[order], period=2 * np.pi)
         keep &= ra > rr + 1.6
     d = d[keep]
+    # ears: a denser patch around each ear
+    from .features import EAR_PHI, EAR_PSI, EAR_R
+    ear = _hex_chart(1.8 / EAR_R, 0.42, 0.52)
+    ears = []
+    for sgn in (-1, 1):
+        ears.append(_angles_to_dir(sgn * (EAR_PHI + ear[:, 0]), EAR_PSI + ear[:, 1]))
+    ears = np.concatenate(ears)
+    phi_d = np.arctan2(d[:, 0], -d[:, 2])
+    psi_d = np.arcsin(np.clip(d[:, 1], -1, 1))
+    in_ear = (np.abs(np.abs(phi_d) - EAR_PHI) < 0.42 + 0.03) & (np.abs(psi_d - EAR_PSI) < 0.52 + 0.03)
+    d = np.concatenate([d[~in_ear], ears])
     # back of the head: Fibonacci points outside the chart window
     fib = _fibonacci(2600)
     phi = np.arctan2(fib[:, 0], -fib[:, 2])
     psi = np.arcsin(np.clip(fib[:, 1], -1, 1))
     out = (np.abs(phi) > phi_lim + 0.06) | (np.abs(psi) > psi_lim + 0.06)
+    out &= ~((np.abs(np.abs(phi) - EAR_PHI) < 0.42 + 0.07) & (np.abs(psi - EAR_PSI) < 0.52 + 0.07))
     d = np.concatenate([d, fib[out]])
 
     skin_dir = np.concatenate([eye_dirs, d])
