@@ -458,8 +458,14 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     w = torch.maximum(tt["ring_w"][None, None, :, None], _smoothstep(0.72, 0.97, q2.sqrt()))
     w = torch.where(cup, torch.zeros_like(w), w)
     sk = skin[:, ev].reshape(n, 2, nR, N_EYE, 3)
+    p = lid + (sk - lid) * w[..., None]
+    # lids never dip into the eyeball (keeps the margin at least 0.3 mm above the sphere)
+    rel = p - centres[:, :, None, None, :]
+    dist = rel.norm(dim=-1, keepdim=True)
+    push = ((R[:, None, None, None, None] + 0.3) / dist).clamp_min(1.0)
+    p = torch.where(cup[..., None], p, centres[:, :, None, None, :] + rel * push)
     skin = skin.clone()
-    skin[:, ev] = (lid + (sk - lid) * w[..., None]).reshape(n, -1, 3)
+    skin[:, ev] = p.reshape(n, -1, 3)
 
     # ------------------------------------------------------------ eyeballs
     ang = eyeball_ring_angles(ids.pupil_radius, ids.iris_radius, R)                     # (n,Rb)
