@@ -218,6 +218,8 @@ def _tt(device) -> dict:
         dir=torch.as_tensor(T.skin_dir, **f32),
         X=torch.as_tensor(Xc, **f32), Y=torch.as_tensor(Yc, **f32),
         front=torch.as_tensor(front, **f32),
+        front_idx=torch.as_tensor(np.nonzero(front > 0)[0], dtype=torch.int64, device=device),
+        warp_basis=_warp_basis(torch.as_tensor(Xc[front > 0], **f32), torch.as_tensor(Yc[front > 0], **f32)),
         phi=torch.as_tensor(phi, **f32), psi=torch.as_tensor(psi, **f32),
         bases=torch.as_tensor(F.shape_bases(Xc, Yc, front, phi, psi), **f32),
         masks=torch.as_tensor(cm, **f32),
@@ -240,12 +242,24 @@ def _smoothstep(a, b, x):
     return t * t * (3 - 2 * t)
 
 
+_NOISE_TABLE: dict = {}
+
+
 def _hash_noise(seed: torch.Tensor, idx: torch.Tensor, salt: int) -> torch.Tensor:
-    """Deterministic per-(seed, index) uniform noise in [-1, 1) without any RNG state. seed (n,), idx (V,)."""
-    x = (seed[:, None] * 1000003 + idx[None, :] * 7919 + salt * 104729) & 0x7FFFFFFF
-    for _ in range(3):
-        x = ((x ^ (x >> 13)) * 1274126177) & 0x7FFFFFFF
-    return (x & 0xFFFF).to(torch.float32) / 32768.0 - 1.0
+    """Deterministic per-(seed, index) noise in [-1, 1) without any RNG state. seed (n,), idx (V,) -> (n,V).
+
+    A fixed table of 2^16 values (from a private numpy generator) read at a per-seed affine hash of the index.
+    """
+    key = str(idx.device)
+    if key not in _NOISE_TABLE:
+        tab = np.random.default_rng(20240607).uniform(-1.0, 1.0, 1 << 16).astype(np.float32)
+        _NOISE_TABLE[key] = torch.as_tensor(tab, device=idx.device)
+    tab = _NOISE_TABLE[key]
+    s = (seed * 2654435761 + salt * 40503) & 0xFFFFFFFF
+    mul = ((s >> 8) & 0xFFFE) + 1                       # odd multiplier per head
+    off = s & 0xFFFF
+    j = (idx[None, :] * mul[:, None] + off[:, None]) & 0xFFFF
+    return tab[j]
 
 
 # ====================================================================== geometry pieces
@@ -285,17 +299,26 @@ def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(torch.stack([k * cran, k * face, k * neck]), 0) / k - 2.0
 
 
-def _warp(X, Y, ids: HeadIdentity):
-    """Identity warp of feature-plane coordinates (n,V) -> (n,V): proportions and widths."""
-    w = [ids.warp[:, i, None] for i in range(ids.warp.shape[1])]
+def _warp_basis(X, Y):
+    """Identity-free pieces of the warp at feature-plane coords (...,V) -> (6,...,V)."""
     ax = X.abs()
     g_m = torch.exp(-0.5 * ((Y - F.MOUTH_Y) / 12.0) ** 2) * (1 - _smoothstep(30.0, 52.0, ax))
     g_n = torch.exp(-0.5 * ((Y - 38.0) / 13.0) ** 2) * (1 - _smoothstep(14.0, 27.0, ax))
-    Xw = X * (1 + (w[1] - 1) * g_m + (w[0] - 1) * g_n)
-    de = (ids.ipd[:, None] - IPD0) / 2
-    Xw = Xw + de * torch.tanh(X / 6.0)
-    Yw = (Y + w[2] * torch.sigmoid((Y - 24.0) / 6.0) + w[3] * torch.sigmoid((Y - 58.0) / 5.0)
-          + w[4] * torch.sigmoid((Y - 96.0) / 7.0))
+    return torch.stack([X * g_n, X * g_m, torch.tanh(X / 6.0), torch.sigmoid((Y - 24.0) / 6.0),
+                        torch.sigmoid((Y - 58.0) / 5.0), torch.sigmoid((Y - 96.0) / 7.0)])
+
+
+def _warp(X, Y, ids: HeadIdentity, basis=None):
+    """Identity warp of feature-plane coordinates (n,V) -> (n,V): proportions and widths.
+
+    Nose / mouth widths scale X locally, the IPD moves each half of the face sideways, nose, upper-lip and
+    chin lengths shift Y below the nose / mouth / chin (all smooth and monotone).
+    """
+    g = _warp_basis(X, Y) if basis is None else basis[:, None]
+    w = ids.warp
+    de = (ids.ipd - IPD0) / 2
+    Xw = X + (w[:, 0, None] - 1) * g[0] + (w[:, 1, None] - 1) * g[1] + de[:, None] * g[2]
+    Yw = Y + w[:, 2, None] * g[3] + w[:, 3, None] * g[4] + w[:, 4, None] * g[5]
     return Xw, Yw
 
 
@@ -400,11 +423,12 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
                          "from straight ahead")
 
     # ------------------------------------------------------------ skin directions (identity warp)
-    X, Y, front = tt["X"], tt["Y"], tt["front"]
-    Xw, Yw = _warp(X[None].expand(n, -1), Y[None].expand(n, -1), ids)
-    d0 = tt["dir"][None].expand(n, -1, -1)
-    dw = _plane_dir(Xw, Yw)
-    d = d0 + (dw - d0) * front[None, :, None]
+    fi = tt["front_idx"]
+    X, Y, front = tt["X"][fi], tt["Y"][fi], tt["front"][fi]
+    Xw, Yw = _warp(X[None], Y[None], ids, tt["warp_basis"])
+    d = tt["dir"][None].repeat(n, 1, 1)
+    d0 = d[:, fi]
+    d[:, fi] = d0 + (_plane_dir(Xw, Yw) - d0) * front[None, :, None]
     # eye-ring vertices: per-head lid rings
     nR = len(RING_OFFSETS)
     t = ring_param(N_EYE, torch).to(**f32)
@@ -434,7 +458,6 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     Xe, Ye = _warp((side * (IPD0 / 2 + a)).reshape(n, -1), (-b).reshape(n, -1), ids)
     Ze = (zl + (ZREF - zl) * lam).reshape(n, -1)
     ev = tt["eye_vert"].reshape(-1)
-    d = d.clone()
     d[:, ev] = _plane_dir(Xe, Ye, Ze)
 
     # ------------------------------------------------------------ skin radius
