@@ -86,7 +86,7 @@ _HAIR_PALETTE = torch.tensor([[0.05, 0.04, 0.035], [0.12, 0.08, 0.06], [0.24, 0.
 _HAIR_P = torch.tensor([0.28, 0.24, 0.18, 0.1, 0.06, 0.05, 0.04, 0.05])
 _IRIS_PALETTE = torch.tensor([[0.25, 0.13, 0.06], [0.38, 0.22, 0.10], [0.45, 0.35, 0.17], [0.33, 0.42, 0.25],
                               [0.30, 0.45, 0.62], [0.45, 0.52, 0.58]])
-_IRIS_P = torch.tensor([0.35, 0.25, 0.12, 0.08, 0.12, 0.08])
+_IRIS_P = torch.tensor([0.38, 0.3, 0.12, 0.06, 0.09, 0.05])
 
 
 def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
@@ -137,9 +137,12 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
                 + nrm(n, 1, sd=0.015) * torch.tensor([0.5, 0.0, -0.5])).clamp(0.05, 1.0)
     hair_rgb = (_HAIR_PALETTE[torch.multinomial(_HAIR_P, n, True, generator=g)] * (1 + nrm(n, 3, sd=0.08))
                 ).clamp(0.0, 1.0)
-    iris_rgb = (_IRIS_PALETTE[torch.multinomial(_IRIS_P, n, True, generator=g)] * (1 + nrm(n, 3, sd=0.1))
-                ).clamp(0.0, 1.0)
-    lip_tint = torch.tensor([0.86, 0.60, 0.60]) * (1 + nrm(n, 3, sd=0.05))
+    # iris colour: light (blue/green/grey) irises mostly with light skin
+    iris_i = torch.multinomial(_IRIS_P, n, True, generator=g)
+    dark_skin = tone > 2.2
+    iris_i = torch.where(dark_skin & (iris_i >= 2), iris_i % 2, iris_i)
+    iris_rgb = (_IRIS_PALETTE[iris_i] * (1 + nrm(n, 3, sd=0.1))).clamp(0.0, 1.0)
+    lip_tint = torch.tensor([0.88, 0.66, 0.68]) * (1 + nrm(n, 3, sd=0.04))
     brow = torch.stack([nrm(n, sd=1.6), u(n, lo=1.0, hi=5.0), u(n, lo=2.2, hi=4.2), u(n, lo=0.55, hi=0.95)], -1)
     hairline = torch.stack([-0.80 + nrm(n, sd=0.06), u(n, lo=0.0, hi=0.14), u(n, lo=-0.15, hi=0.2),
                             u(n, lo=0.6, hi=0.85)], -1)
@@ -470,7 +473,7 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     psi_h = (hl[0] - hl[1] * torch.exp(-0.5 * ((aphi - 0.5) / 0.12) ** 2)
              + (hl[2] - hl[0]) * _smoothstep(0.62, 1.1, aphi) + (hl[3] - hl[2]) * _smoothstep(1.55, 2.5, aphi))
     ear = tt["masks"][F.COLOUR_MASKS.index("ear")][None]
-    hair = torch.sigmoid((psi_h - psi[None]) / 0.025) * (1 - _smoothstep(0.0, 0.6, ear))
+    hair = torch.sigmoid((psi_h - psi[None]) / 0.04) * (1 - _smoothstep(0.0, 0.6, ear))
     hair_vol = (2.0 + 6.0 * ids.head[:, 7, None]) * hair * (0.5 + 0.5 * _smoothstep(-0.2, -1.0, psi[None]))
     r = r + hair_vol
     skin = torch.as_tensor(C, **f32) + r[..., None] * d
@@ -534,7 +537,7 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     col = base * (1 + blush)
     # lips, lip line, nostrils
     lips = M["lips"][..., None]
-    col = col * (1 - lips) + col * ids.lip_tint[:, None, :] * lips
+    col = col * (1 - lips) + col * ids.lip_tint[:, None, :] * lips * 0.9 + col * lips * 0.1
     col = col * (1 - 0.45 * M["lip_line"][..., None]) * (1 - 0.8 * M["nostril"][..., None])
     # brows (per identity)
     br = [ids.brow[:, i, None] for i in range(4)]
