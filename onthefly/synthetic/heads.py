@@ -99,21 +99,42 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
     raise ValueError(f"generator: expected a torch.Generator or an int seed, got {type(generator).__name__}")
 
 
+_N_UNIFORMS = 96      # uniforms reserved per head (only the first ~70 are used; room to add parameters)
+
+
 def sample_identities(n: int, generator: torch.Generator | int | None = None) -> HeadIdentity:
     """Sample ``n`` random head identities (CPU tensors) from ``generator`` (a CPU ``torch.Generator`` or int).
 
-    Only the given generator is used (no global RNG state), so equal seeds give equal identities.
+    Only the given generator is used (no global RNG state), so equal seeds give equal identities, and
+    identity ``i`` does not depend on ``n`` (``sample_identities(8, s)[:4]`` equals ``sample_identities(4, s)``).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive int, got {n!r}")
     n = int(n)
     g = _as_generator(generator)
+    # one row of uniforms per head, drawn in one call: head i depends only on the generator state and i
+    # (so the first k heads of a batch of n equal a batch of k from the same seed)
+    U = torch.rand(n, _N_UNIFORMS, generator=g, dtype=torch.float64)
+    col = [0]
 
-    def u(*shape, lo=0.0, hi=1.0):
-        return lo + (hi - lo) * torch.rand(*shape, generator=g)
+    def take(k):
+        c = col[0]
+        col[0] += k
+        return U[:, c:c + k]
 
-    def nrm(*shape, sd=1.0, clip=2.5):
-        return (torch.randn(*shape, generator=g) * sd).clamp(-clip * sd, clip * sd)
+    def u(n_, k=None, lo=0.0, hi=1.0):
+        x = take(1 if k is None else k)
+        x = x[:, 0] if k is None else x
+        return (lo + (hi - lo) * x).float()
+
+    def nrm(n_, k=None, sd=1.0, clip=2.5):
+        x = take(1 if k is None else k)
+        x = x[:, 0] if k is None else x
+        z = math.sqrt(2.0) * torch.erfinv((2 * x - 1).clamp(-1 + 1e-12, 1 - 1e-12))
+        return (z * sd).clamp(-clip * sd, clip * sd).float()
+
+    def choice(p):
+        return torch.searchsorted(torch.cumsum(p.double(), 0)[:-1].contiguous(), take(1)[:, 0].contiguous())
 
     ipd = 63.0 + nrm(n, sd=2.6)
     eye_radius = 12.0 + nrm(n, sd=0.25)
@@ -135,10 +156,10 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
     skin_rgb = _SKIN_PALETTE[i0] * (1 - fr) + _SKIN_PALETTE[i0 + 1] * fr
     skin_rgb = (skin_rgb * (1 + nrm(n, 3, sd=0.03)) * torch.tensor([1.0, 1.0, 1.0])
                 + nrm(n, 1, sd=0.015) * torch.tensor([0.5, 0.0, -0.5])).clamp(0.05, 1.0)
-    hair_rgb = (_HAIR_PALETTE[torch.multinomial(_HAIR_P, n, True, generator=g)] * (1 + nrm(n, 3, sd=0.08))
+    hair_rgb = (_HAIR_PALETTE[choice(_HAIR_P)] * (1 + nrm(n, 3, sd=0.08))
                 ).clamp(0.0, 1.0)
     # iris colour: light (blue/green/grey) irises mostly with light skin
-    iris_i = torch.multinomial(_IRIS_P, n, True, generator=g)
+    iris_i = choice(_IRIS_P)
     dark_skin = tone > 2.2
     iris_i = torch.where(dark_skin & (iris_i >= 2), iris_i % 2, iris_i)
     iris_rgb = (_IRIS_PALETTE[iris_i] * (1 + nrm(n, 3, sd=0.1))).clamp(0.0, 1.0)
@@ -146,7 +167,8 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
     brow = torch.stack([nrm(n, sd=1.6), u(n, lo=1.0, hi=5.0), u(n, lo=2.2, hi=4.2), u(n, lo=0.55, hi=0.95)], -1)
     hairline = torch.stack([-0.80 + nrm(n, sd=0.06), u(n, lo=0.0, hi=0.14), u(n, lo=-0.15, hi=0.2),
                             u(n, lo=0.6, hi=0.85)], -1)
-    noise_seed = torch.randint(0, 2 ** 31 - 1, (n,), generator=g, dtype=torch.int64)
+    noise_seed = (take(1)[:, 0] * (2 ** 31 - 1)).long()
+    assert col[0] <= _N_UNIFORMS
     return HeadIdentity(ipd=ipd, eye_radius=eye_radius, iris_radius=iris_radius, pupil_radius=pupil_radius,
                         fissure=fissure, head=head, shape=shape, warp=warp, skin_rgb=skin_rgb,
                         hair_rgb=hair_rgb, iris_rgb=iris_rgb, lip_tint=lip_tint, brow=brow,
@@ -465,7 +487,8 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
 
     # ------------------------------------------------------------ skin radius
     r = _base_radius(d, ids.head)
-    r = r + torch.einsum("nj,jv->nv", ids.shape, tt["bases"])
+    for j in range(tt["bases"].shape[0]):     # explicit sum: per-element results independent of n
+        r = r + ids.shape[:, j, None] * tt["bases"][j]
     # hair volume / hair mask
     phi, psi = tt["phi"], tt["psi"]
     hl = [ids.hairline[:, i, None] for i in range(4)]
@@ -501,7 +524,8 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     local = torch.cat([torch.tensor([0.0, 0.0, -1.0], **f32).expand(n, 1, 3), ring.reshape(n, -1, 3),
                        torch.tensor([0.0, 0.0, 1.0], **f32).expand(n, 1, 3)], 1)               # (n,Vb,3)
     rot = _rot_from_minus_z(axes)                                                        # (n,2,3,3)
-    balls = centres[:, :, None, :] + R[:, None, None, None] * torch.einsum("neij,nvj->nevi", rot, local)
+    rl = sum(rot[:, :, None, :, j] * local[:, None, :, j, None] for j in range(3))          # (n,2,Vb,3)
+    balls = centres[:, :, None, :] + R[:, None, None, None] * rl
     verts = torch.cat([skin, balls.reshape(n, -1, 3)], 1)
     iris_c = centres + R[:, None, None] * axes
 
@@ -620,9 +644,16 @@ def sample_gaze_targets(n: int, generator: torch.Generator | int | None = None, 
     """Random fixation targets (n,3), head frame mm: within ``max_angle_deg`` of straight ahead (-z), at a
     distance in ``distance`` from the origin."""
     g = _as_generator(generator)
-    ang = torch.rand(n, generator=g).sqrt() * math.radians(max_angle_deg)
-    az = torch.rand(n, generator=g) * (2 * math.pi)
-    dist = distance[0] + (distance[1] - distance[0]) * torch.rand(n, generator=g)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive int, got {n!r}")
+    if not (0 < max_angle_deg <= MAX_GAZE_ANGLE_DEG - 5):
+        raise ValueError(f"max_angle_deg: expected a value in (0, {MAX_GAZE_ANGLE_DEG - 5}], got {max_angle_deg}")
+    if not (MIN_TARGET_DISTANCE * 2 <= distance[0] <= distance[1]):
+        raise ValueError(f"distance: expected (lo, hi) with {MIN_TARGET_DISTANCE * 2} <= lo <= hi, got {distance}")
+    U = torch.rand(int(n), 3, generator=g, dtype=torch.float64).float()     # one row per target
+    ang = U[:, 0].sqrt() * math.radians(max_angle_deg)
+    az = U[:, 1] * (2 * math.pi)
+    dist = distance[0] + (distance[1] - distance[0]) * U[:, 2]
     dirs = torch.stack([torch.sin(ang) * torch.cos(az), torch.sin(ang) * torch.sin(az), -torch.cos(ang)], -1)
     return dirs * dist[:, None]
 
@@ -631,8 +662,8 @@ def procedural_heads(n: int, seed: int = 0, gaze_targets: torch.Tensor | None = 
     """``n`` random heads from ``seed``; random plausible gaze targets (±30 deg, 300-800 mm) when none given."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed: expected an int, got {type(seed).__name__}")
-    g = torch.Generator().manual_seed(int(seed))
-    ids = sample_identities(n, g)
+    ids = sample_identities(n, torch.Generator().manual_seed(int(seed)))
     if gaze_targets is None:
-        gaze_targets = sample_gaze_targets(n, g)
+        # an independent stream, so that head i's target does not depend on n either
+        gaze_targets = sample_gaze_targets(n, torch.Generator().manual_seed(int(seed) * 7919 + 104729))
     return build_heads(ids, gaze_targets)

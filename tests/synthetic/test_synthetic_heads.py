@@ -303,3 +303,11 @@ def test_speed_64_heads():
     t = time.perf_counter()
     procedural_heads(64, seed=0)
     assert time.perf_counter() - t < 10.0
+
+
+def test_head_i_does_not_depend_on_batch_size():
+    a = procedural_heads(6, seed=3)
+    b = procedural_heads(2, seed=3)
+    assert torch.equal(a.gaze_targets[:2], b.gaze_targets)
+    assert torch.allclose(a.verts[:2], b.verts, atol=1e-3)      # equal up to float rounding
+    assert (a.vert_colors[:2].int() - b.vert_colors.int()).abs().max() <= 1
