@@ -1,8 +1,30 @@
 """Seeded, batched procedural heads with eyeballs that look at a gaze target.
 
-Head frame (the ETH-XGaze face-model frame): millimetres, x toward the subject's left, y down, z into the
-head (the face looks toward -z). The origin is the midpoint of the two eyeball centres. The subject's
-right eye (negative x) comes first wherever the two eyes are stacked.
+Conventions
+-----------
+* **Head frame** (the ETH-XGaze face-model frame): millimetres, x toward the subject's left, y down, z into
+  the head; the face looks toward -z (a head with rotation I at t = (0, 0, 600) looks straight into an OpenCV
+  camera at the origin). **Origin: the midpoint of the two eyeball centres**; the eyeball centres are
+  ``(-ipd/2, 0, 0)`` (subject's right eye, listed first everywhere) and ``(+ipd/2, 0, 0)``.
+* **Landmarks**: iBUG-68, 0-based, dlib / face-alignment semantics ("right" = subject's right = -x). Every
+  landmark is a mesh vertex (``landmark_vertex_ids``), so it lies exactly on the surface; the eye landmarks
+  36-47 are vertices of the lid margins (36/39, 42/45 where the lids meet). The mouth is closed, so the inner
+  lip points 61-63 coincide with 67-65.
+* **Eyes**: each eyeball is a sphere of radius ``eyeball_radius`` whose optical axis is rotated (Listing's
+  law: minimal rotation from -z) onto its visual axis ``eye_axes`` = unit(target - eyeball centre), so both
+  eyes fixate the common 3D ``gaze_targets`` point (vergence). The **iris centre** is the pole of the iris cap
+  on the eyeball sphere, ``eyeball_centre + eyeball_radius * eye_axis`` (a mesh vertex, the centre of the
+  pupil). Pupil and limbus are vertex rings at exactly ``pupil_radius`` / ``iris_radius`` from the axis, so
+  per-vertex colour draws sharp boundaries. There is no separate cornea bulge. The gaze label downstream is
+  the direction from the caller's face centre to the target; only the target is stored here.
+* **Lids**: upper and lower lids are rings of skin vertices around the palpebral fissure, lying just
+  outside the eyeball sphere; the upper lid follows the eye's elevation (0.8 x), the lower lid a little
+  (0.3 x). Inside the fissure the skin folds inward into a hidden cup behind the eyeball (part
+  "conjunctiva"), so the skin is one closed surface and nothing ever shows the inside of the head.
+* **Topology**: one ``faces`` tensor for every seed and gaze; identity and gaze only move vertices and
+  change colours. Faces are wound so that ``(v1-v0) x (v2-v0)`` points out of the surface.
+* **Randomness**: only the generator/seed passed in (no global RNG state). Equal seeds give bit-identical
+  heads; head ``i`` does not depend on the batch size (up to float rounding).
 
 Typical use::
 
@@ -211,6 +233,18 @@ class HeadBatch:
 
     def __len__(self) -> int:
         return self.verts.shape[0]
+
+    _SHARED = ("faces", "landmark_vertex_ids", "iris_centre_vertex_ids", "face_region")
+
+    def __getitem__(self, idx) -> "HeadBatch":
+        """Heads ``idx`` (int, slice, index tensor); shared fields are kept as they are."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1 if idx != -1 else None)
+        return HeadBatch(**{f.name: getattr(self, f.name) if f.name in self._SHARED else getattr(self, f.name)[idx]
+                            for f in fields(self)})
+
+    def to(self, device) -> "HeadBatch":
+        return HeadBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 # ====================================================================== template as torch (cached)

@@ -311,3 +311,10 @@ def test_head_i_does_not_depend_on_batch_size():
     assert torch.equal(a.gaze_targets[:2], b.gaze_targets)
     assert torch.allclose(a.verts[:2], b.verts, atol=1e-3)      # equal up to float rounding
     assert (a.vert_colors[:2].int() - b.vert_colors.int()).abs().max() <= 1
+
+
+def test_batch_indexing(heads):
+    one = heads[3]
+    assert len(one) == 1 and torch.equal(one.verts[0], heads.verts[3])
+    assert torch.equal(one.faces, heads.faces) and torch.equal(one.face_region, heads.face_region)
+    assert len(heads[2:5]) == 3 and len(heads.to("cpu")) == len(heads)
