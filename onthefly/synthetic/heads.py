@@ -64,6 +64,7 @@ _RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.9, 2.3, 2.6, 2.8, 3.
 _RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.1, 0.25, 0.45, 0.7, 0.9, 1.0])
 _RING_FLAT = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.02, 1.08, 1.18, 1.32, 1.45, 1.55, 1.6, 1.6])   # flatter outward
 _RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0])
+_CUP_INWARD = (0.6, 0.3, 0.1)     # cup rings: fraction of the way from the lid margin to the eyeball centre
 _KX_LAT, _KX_MED = 1.42, 1.38   # lid ellipsoid: lateral / medial widening of the lid surface over the eyeball
 
 
@@ -346,12 +347,12 @@ def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     az_front = 93.0 - 45.0 * _smoothstep(-0.55, 0.15, dy)
     cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 84.0, az_front, 112.0 * h[2], 2.4)
     big = torch.full_like(dx, 1e4)
-    ax_face = 59.0 * h[3] * (1.0 - (0.32 + h[5]) * dy.clamp_min(0.0))
+    ax_face = 60.0 * h[3] * (1.0 - (0.26 + h[5]) * dy.clamp_min(0.0))
     cyl = ((dx / ax_face).abs() ** 3.5 + (dz / 85.0).abs() ** 3.5 + 1e-12) ** (-1 / 3.5)
-    den = dy + 0.1 * dz + 0.3 * torch.sqrt(dx * dx + 0.003)
+    den = dy + 0.1 * dz + 0.24 * torch.sqrt(dx * dx + 0.003)
     bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
     top = torch.where(dy < -0.02, (C[1] + 45.0) / (-dy).clamp_min(0.02), big)
-    face = _softmin([cyl, bot, top], 0.35)
+    face = _softmin([cyl, bot, top], 0.2)
     cylk = 1.0 / torch.sqrt((dx / (47.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
     neck = torch.minimum(cylk, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.2, 0.5, dy)
     k = 0.14
@@ -546,7 +547,13 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     rel = p - centres[:, :, None, None, :]
     dist = rel.norm(dim=-1, keepdim=True)
     push = ((R[:, None, None, None, None] + 0.3) / dist).clamp_min(1.0)
-    p = torch.where(cup[..., None], p, centres[:, :, None, None, :] + rel * push)
+    p = centres[:, :, None, None, :] + rel * push
+    # cup rings: straight from the lid margin toward the eyeball centre (hidden behind the eyeball except in
+    # the corners of the fissure, where they show as conjunctiva)
+    margin = p[:, :, MARGIN_RING:MARGIN_RING + 1]
+    f_in = torch.tensor(_CUP_INWARD, **f32)[None, None, :, None, None]
+    p_cup = margin + (centres[:, :, None, None, :] - margin) * f_in
+    p = torch.cat([p_cup, p[:, :, MARGIN_RING:]], 2)
     skin = skin.clone()
     skin[:, ev] = p.reshape(n, -1, 3)
 
@@ -591,7 +598,7 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     skin_rgb = ids.skin_rgb[:, None, :]
     base = skin_rgb * (1 + 0.05 * low[..., None] + 0.025 * n_fine[..., None])
     blush = (M["blush"][..., None] * torch.tensor([0.04, -0.03, -0.03], **f32)
-             + M["ear"][..., None] * torch.tensor([0.03, -0.04, -0.04], **f32))
+             + M["ear"][..., None] * torch.tensor([0.01, -0.02, -0.02], **f32))
     col = base * (1 + blush)
     # lips, lip line, nostrils
     lips = M["lips"][..., None]
