@@ -610,9 +610,9 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     u = ((ax - 11.0) / 45.0).clamp(0, 1)
     yb = -20.5 - br[0] - br[1] * torch.sin(math.pi * u ** 0.8) + 6.0 * u ** 2
     thick = br[2] * (1.15 - 0.55 * u)
-    brow = (torch.exp(-0.5 * ((Y - yb) / thick) ** 4) * _smoothstep(8.0, 14.0, ax) * (1 - _smoothstep(52.0, 60.0, ax))
+    brow = (torch.exp(-0.5 * ((Y - yb) / thick) ** 2) * _smoothstep(8.0, 14.0, ax) * (1 - _smoothstep(52.0, 60.0, ax))
             * tt["front"][None])
-    brow_n = brow * br[3] * (0.8 + 0.2 * n_fine)
+    brow_n = (brow * 1.25).clamp(max=1.0) * br[3] * (0.88 + 0.12 * n_fine)
     brow_rgb = ids.hair_rgb[:, None, :] * 0.7 + 0.03
     col = col * (1 - brow_n[..., None]) + brow_rgb * brow_n[..., None]
     # hair

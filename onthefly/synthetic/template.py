@@ -170,7 +170,8 @@ def build_template() -> Template:
     # ------------------------------------------------------------ generic skin points
     def region_spacing(X, Y):
         ax = np.abs(X)
-        fine = ((ax < 21) & (Y > -8) & (Y < 60)) | ((ax < 34) & (Y > 56) & (Y < 94))
+        fine = (((ax < 21) & (Y > -8) & (Y < 60)) | ((ax < 34) & (Y > 56) & (Y < 94))
+                | ((ax > 6) & (ax < 64) & (Y > -40) & (Y < -12)))          # nose, mouth, brows
         mid = (ax < 72) & (Y > -95) & (Y < 138)
         return np.where(fine, 1.15, np.where(mid, 2.1, 4.2))
 
