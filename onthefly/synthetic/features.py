@@ -83,11 +83,40 @@ def canonical_landmark_points() -> np.ndarray:
 # ------------------------------------------------------------------ shape bases (radial offsets, mm)
 #: names of the shape bases; a head's radial offset is sum_j magnitude_j * basis_j(vertex)
 SHAPE_BASES = ("nose_ridge", "nose_tip", "alae", "brow_ridge", "glabella", "socket", "cheek", "maxilla",
-               "upper_lip", "lower_lip", "lip_line", "philtrum", "mentolabial", "chin", "temple", "nasion")
+               "upper_lip", "lower_lip", "lip_line", "philtrum", "mentolabial", "chin", "temple", "nasion",
+               "ear")
+
+#: ear centre (yaw, pitch) of the subject's left ear, as seen from the ray origin C (rad)
+EAR_PHI, EAR_PSI = 1.60, -0.06
+EAR_R = 78.0            # typical distance of the ear skin from C (mm), converts angles to mm
 
 
-def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
-    """(J, V) canonical shape bases (unit magnitude ~ canonical feature, mm) at feature-plane coords."""
+def ear_coords(phi, psi):
+    """Ear-local mm coordinates (u backward, v down) around the nearer ear, from direction angles."""
+    u = (np.abs(phi) - EAR_PHI) * EAR_R
+    v = (psi - EAR_PSI) * EAR_R
+    return u, v
+
+
+def ear_profile(phi, psi):
+    """(radial offset (mm), mask) of a simple pinna: a flap rising backward, helix rim, concha bowl."""
+    u, v = ear_coords(phi, psi)
+    uc = u - 3.0
+    vv = np.where(v > 0, v / 31.0, v / 27.0)
+    half_w = 13.5 * (1 - 0.35 * _smoothstep(0.3, 1.0, vv))          # narrower lobe
+    rho = np.sqrt((uc / half_w) ** 2 + vv ** 2)
+    inside = 1 - _smoothstep(0.88, 1.04, rho)
+    height = 3.5 + 8.5 * _smoothstep(-12.0, 12.0, uc)
+    rim = 2.5 * _g(rho - 0.86, 0.07) * _smoothstep(-6.0, 4.0, uc)
+    concha = -5.5 * _g(uc + 1.5, 4.5) * _g(v - 2.0, 7.0)
+    prof = (height + rim + concha) * inside
+    return prof, inside
+
+
+def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray, psi: np.ndarray
+                ) -> np.ndarray:
+    """(J, V) canonical shape bases (unit magnitude ~ canonical feature, mm) at feature-plane coords
+    (X, Y) (front features, weighted by ``front``) and direction angles (phi, psi) (ears)."""
     ax = np.abs(X)
     b = {}
     # nose: dorsum rising from the nasion to the tip, then tucking back to the subnasale
@@ -99,10 +128,10 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
     b["alae"] = 6.0 * _g(ax - 10.0, 3.8) * _g(Y - 42.0, 4.2)
     b["nasion"] = -2.0 * _g(X, 9.0) * _g(Y + 1.0, 5.0)
     lat = 1.0 - _smoothstep(42.0, 64.0, ax)
-    b["brow_ridge"] = 6.5 * _g(Y + 19.0, 7.5) * lat
+    b["brow_ridge"] = 5.0 * _g(Y + 20.0, 7.5) * lat
     b["glabella"] = 3.0 * _g(X, 10.0) * _g(Y + 12.0, 7.0)
-    b["socket"] = -2.0 * _g(ax - 32.0, 12.0) * _g(Y - 1.0, 9.0)
-    b["cheek"] = 6.0 * _g(ax - 44.0, 15.0) * _g(Y - 30.0, 14.0)
+    b["socket"] = -3.0 * _g(ax - 32.0, 12.0) * _g(Y - 4.0, 10.0)
+    b["cheek"] = 6.5 * _g(ax - 40.0, 16.0) * _g(Y - 29.0, 14.0) + 2.5 * _g(ax - 30.0, 10.0) * _g(Y - 17.0, 6.0)
     b["temple"] = -1.5 * _g(ax - 62.0, 9.0) * _g(Y + 15.0, 14.0)
     b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 62.0, 14.0)
     mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)
@@ -112,15 +141,16 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
     b["philtrum"] = (-0.9 * _g(X, 2.2) + 0.5 * _g(ax - 4.5, 1.6)) * _g(Y - 57.0, 5.0)
     b["mentolabial"] = -3.0 * _g(X, 17.0) * _g(Y - 91.0, 5.0)
     b["chin"] = 12.0 * _g(X, 16.0) * _g(Y - 111.0, 11.0)
-    out = np.stack([b[k] for k in SHAPE_BASES])
-    return out * front[None]
+    out = np.stack([b[k] for k in SHAPE_BASES if k != "ear"]) * front[None]
+    return np.concatenate([out, ear_profile(phi, psi)[0][None]])
 
 
 # ------------------------------------------------------------------ colour masks (0..1, canonical)
-COLOUR_MASKS = ("lips", "lip_line", "nostril", "blush", "face_region", "lash_zone")
+COLOUR_MASKS = ("lips", "lip_line", "nostril", "blush", "face_region", "ear")
 
 
-def colour_masks(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
+def colour_masks(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray, psi: np.ndarray
+                 ) -> np.ndarray:
     ax = np.abs(X)
     m = {}
     mouth = 1.0 - _smoothstep(MOUTH_HW - 3.0, MOUTH_HW + 1.0, ax)
@@ -131,5 +161,5 @@ def colour_masks(X: np.ndarray, Y: np.ndarray, front: np.ndarray) -> np.ndarray:
     m["nostril"] = _g(ax - 5.8, 2.4) * _g(Y - 45.5, 1.6)
     m["blush"] = _g(ax - 40.0, 14.0) * _g(Y - 30.0, 12.0)
     m["face_region"] = ((ax < 62) & (Y > -40) & (Y < 126)).astype(np.float64)
-    m["lash_zone"] = np.zeros_like(X)
-    return np.stack([m[k] for k in COLOUR_MASKS]) * front[None]
+    out = np.stack([m[k] for k in COLOUR_MASKS if k != "ear"]) * front[None]
+    return np.concatenate([out, ear_profile(phi, psi)[1][None]])

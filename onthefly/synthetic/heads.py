@@ -1,8 +1,30 @@
 """Seeded, batched procedural heads with eyeballs that look at a gaze target.
 
-Head frame (the ETH-XGaze face-model frame): millimetres, x toward the subject's left, y down, z into the
-head (the face looks toward -z). The origin is the midpoint of the two eyeball centres. The subject's
-right eye (negative x) comes first wherever the two eyes are stacked.
+Conventions
+-----------
+* **Head frame** (the ETH-XGaze face-model frame): millimetres, x toward the subject's left, y down, z into
+  the head; the face looks toward -z (a head with rotation I at t = (0, 0, 600) looks straight into an OpenCV
+  camera at the origin). **Origin: the midpoint of the two eyeball centres**; the eyeball centres are
+  ``(-ipd/2, 0, 0)`` (subject's right eye, listed first everywhere) and ``(+ipd/2, 0, 0)``.
+* **Landmarks**: iBUG-68, 0-based, dlib / face-alignment semantics ("right" = subject's right = -x). Every
+  landmark is a mesh vertex (``landmark_vertex_ids``), so it lies exactly on the surface; the eye landmarks
+  36-47 are vertices of the lid margins (36/39, 42/45 where the lids meet). The mouth is closed, so the inner
+  lip points 61-63 coincide with 67-65.
+* **Eyes**: each eyeball is a sphere of radius ``eyeball_radius`` whose optical axis is rotated (Listing's
+  law: minimal rotation from -z) onto its visual axis ``eye_axes`` = unit(target - eyeball centre), so both
+  eyes fixate the common 3D ``gaze_targets`` point (vergence). The **iris centre** is the pole of the iris cap
+  on the eyeball sphere, ``eyeball_centre + eyeball_radius * eye_axis`` (a mesh vertex, the centre of the
+  pupil). Pupil and limbus are vertex rings at exactly ``pupil_radius`` / ``iris_radius`` from the axis, so
+  per-vertex colour draws sharp boundaries. There is no separate cornea bulge. The gaze label downstream is
+  the direction from the caller's face centre to the target; only the target is stored here.
+* **Lids**: upper and lower lids are rings of skin vertices around the palpebral fissure, lying just
+  outside the eyeball sphere; the upper lid follows the eye's elevation (0.8 x), the lower lid a little
+  (0.3 x). Inside the fissure the skin folds inward into a hidden cup behind the eyeball (part
+  "conjunctiva"), so the skin is one closed surface and nothing ever shows the inside of the head.
+* **Topology**: one ``faces`` tensor for every seed and gaze; identity and gaze only move vertices and
+  change colours. Faces are wound so that ``(v1-v0) x (v2-v0)`` points out of the surface.
+* **Randomness**: only the generator/seed passed in (no global RNG state). Equal seeds give bit-identical
+  heads; head ``i`` does not depend on the batch size (up to float rounding).
 
 Typical use::
 
@@ -23,7 +45,7 @@ import torch
 from . import features as F
 from .template import (C, CORNER_Q, CUP_SCALE, EYE_R0, FISSURE0, FOCAL, IPD0, LOWER_K, MARGIN_RING,
                        MEDIAL_K, N_BALL, N_EYE, N_IRIS_RINGS, N_PUPIL_RINGS, N_SCLERA_RINGS, RING_OFFSETS,
-                       ZREF, build_template, fissure_ring)
+                       ZREF, build_template, fissure_ring, ring_param)
 
 __all__ = ["HeadIdentity", "HeadBatch", "sample_identities", "build_heads", "procedural_heads",
            "sample_gaze_targets", "PART_NAMES", "MAX_GAZE_ANGLE_DEG", "MIN_TARGET_DISTANCE"]
@@ -38,9 +60,11 @@ MAX_GAZE_ANGLE_DEG = 55.0
 
 # ring-wise constants of the eye region (see template.RING_OFFSETS)
 #   radial thickness over the eyeball sphere, skin blend weight, weight of the canonical (identity-free) shape
-_RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.8, 2.0, 2.1, 2.0, 2.0, 2.0, 2.0])
-_RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.2, 0.45, 0.75, 0.95, 1.0])
+_RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.9, 2.3, 2.6, 2.8, 3.0, 3.0, 3.0])
+_RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.1, 0.25, 0.45, 0.7, 0.9, 1.0])
+_RING_FLAT = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.02, 1.08, 1.18, 1.32, 1.45, 1.55, 1.6, 1.6])   # flatter outward
 _RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0])
+_CUP_INWARD = (0.6, 0.3, 0.1)     # cup rings: fraction of the way from the lid margin to the eyeball centre
 _KX_LAT, _KX_MED = 1.42, 1.38   # lid ellipsoid: lateral / medial widening of the lid surface over the eyeball
 
 
@@ -85,7 +109,7 @@ _HAIR_PALETTE = torch.tensor([[0.05, 0.04, 0.035], [0.12, 0.08, 0.06], [0.24, 0.
 _HAIR_P = torch.tensor([0.28, 0.24, 0.18, 0.1, 0.06, 0.05, 0.04, 0.05])
 _IRIS_PALETTE = torch.tensor([[0.25, 0.13, 0.06], [0.38, 0.22, 0.10], [0.45, 0.35, 0.17], [0.33, 0.42, 0.25],
                               [0.30, 0.45, 0.62], [0.45, 0.52, 0.58]])
-_IRIS_P = torch.tensor([0.35, 0.25, 0.12, 0.08, 0.12, 0.08])
+_IRIS_P = torch.tensor([0.38, 0.3, 0.12, 0.06, 0.09, 0.05])
 
 
 def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
@@ -98,21 +122,42 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
     raise ValueError(f"generator: expected a torch.Generator or an int seed, got {type(generator).__name__}")
 
 
+_N_UNIFORMS = 96      # uniforms reserved per head (only the first ~70 are used; room to add parameters)
+
+
 def sample_identities(n: int, generator: torch.Generator | int | None = None) -> HeadIdentity:
     """Sample ``n`` random head identities (CPU tensors) from ``generator`` (a CPU ``torch.Generator`` or int).
 
-    Only the given generator is used (no global RNG state), so equal seeds give equal identities.
+    Only the given generator is used (no global RNG state), so equal seeds give equal identities, and
+    identity ``i`` does not depend on ``n`` (``sample_identities(8, s)[:4]`` equals ``sample_identities(4, s)``).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive int, got {n!r}")
     n = int(n)
     g = _as_generator(generator)
+    # one row of uniforms per head, drawn in one call: head i depends only on the generator state and i
+    # (so the first k heads of a batch of n equal a batch of k from the same seed)
+    U = torch.rand(n, _N_UNIFORMS, generator=g, dtype=torch.float64)
+    col = [0]
 
-    def u(*shape, lo=0.0, hi=1.0):
-        return lo + (hi - lo) * torch.rand(*shape, generator=g)
+    def take(k):
+        c = col[0]
+        col[0] += k
+        return U[:, c:c + k]
 
-    def nrm(*shape, sd=1.0, clip=2.5):
-        return (torch.randn(*shape, generator=g) * sd).clamp(-clip * sd, clip * sd)
+    def u(n_, k=None, lo=0.0, hi=1.0):
+        x = take(1 if k is None else k)
+        x = x[:, 0] if k is None else x
+        return (lo + (hi - lo) * x).float()
+
+    def nrm(n_, k=None, sd=1.0, clip=2.5):
+        x = take(1 if k is None else k)
+        x = x[:, 0] if k is None else x
+        z = math.sqrt(2.0) * torch.erfinv((2 * x - 1).clamp(-1 + 1e-12, 1 - 1e-12))
+        return (z * sd).clamp(-clip * sd, clip * sd).float()
+
+    def choice(p):
+        return torch.searchsorted(torch.cumsum(p.double(), 0)[:-1].contiguous(), take(1)[:, 0].contiguous())
 
     ipd = 63.0 + nrm(n, sd=2.6)
     eye_radius = 12.0 + nrm(n, sd=0.25)
@@ -134,15 +179,19 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
     skin_rgb = _SKIN_PALETTE[i0] * (1 - fr) + _SKIN_PALETTE[i0 + 1] * fr
     skin_rgb = (skin_rgb * (1 + nrm(n, 3, sd=0.03)) * torch.tensor([1.0, 1.0, 1.0])
                 + nrm(n, 1, sd=0.015) * torch.tensor([0.5, 0.0, -0.5])).clamp(0.05, 1.0)
-    hair_rgb = (_HAIR_PALETTE[torch.multinomial(_HAIR_P, n, True, generator=g)] * (1 + nrm(n, 3, sd=0.08))
+    hair_rgb = (_HAIR_PALETTE[choice(_HAIR_P)] * (1 + nrm(n, 3, sd=0.08))
                 ).clamp(0.0, 1.0)
-    iris_rgb = (_IRIS_PALETTE[torch.multinomial(_IRIS_P, n, True, generator=g)] * (1 + nrm(n, 3, sd=0.1))
-                ).clamp(0.0, 1.0)
-    lip_tint = torch.tensor([0.86, 0.60, 0.60]) * (1 + nrm(n, 3, sd=0.05))
+    # iris colour: light (blue/green/grey) irises mostly with light skin
+    iris_i = choice(_IRIS_P)
+    dark_skin = tone > 2.2
+    iris_i = torch.where(dark_skin & (iris_i >= 2), iris_i % 2, iris_i)
+    iris_rgb = (_IRIS_PALETTE[iris_i] * (1 + nrm(n, 3, sd=0.1))).clamp(0.0, 1.0)
+    lip_tint = torch.tensor([0.88, 0.66, 0.68]) * (1 + nrm(n, 3, sd=0.04))
     brow = torch.stack([nrm(n, sd=1.6), u(n, lo=1.0, hi=5.0), u(n, lo=2.2, hi=4.2), u(n, lo=0.55, hi=0.95)], -1)
     hairline = torch.stack([-0.80 + nrm(n, sd=0.06), u(n, lo=0.0, hi=0.14), u(n, lo=-0.15, hi=0.2),
                             u(n, lo=0.6, hi=0.85)], -1)
-    noise_seed = torch.randint(0, 2 ** 31 - 1, (n,), generator=g, dtype=torch.int64)
+    noise_seed = (take(1)[:, 0] * (2 ** 31 - 1)).long()
+    assert col[0] <= _N_UNIFORMS
     return HeadIdentity(ipd=ipd, eye_radius=eye_radius, iris_radius=iris_radius, pupil_radius=pupil_radius,
                         fissure=fissure, head=head, shape=shape, warp=warp, skin_rgb=skin_rgb,
                         hair_rgb=hair_rgb, iris_rgb=iris_rgb, lip_tint=lip_tint, brow=brow,
@@ -186,6 +235,18 @@ class HeadBatch:
     def __len__(self) -> int:
         return self.verts.shape[0]
 
+    _SHARED = ("faces", "landmark_vertex_ids", "iris_centre_vertex_ids", "face_region")
+
+    def __getitem__(self, idx) -> "HeadBatch":
+        """Heads ``idx`` (int, slice, index tensor); shared fields are kept as they are."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1 if idx != -1 else None)
+        return HeadBatch(**{f.name: getattr(self, f.name) if f.name in self._SHARED else getattr(self, f.name)[idx]
+                            for f in fields(self)})
+
+    def to(self, device) -> "HeadBatch":
+        return HeadBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
 
 # ====================================================================== template as torch (cached)
 _TORCH_CACHE: dict = {}
@@ -207,7 +268,7 @@ def _tt(device) -> dict:
     for k, o in enumerate(RING_OFFSETS):
         canon[:, k, :, 0], canon[:, k, :, 1] = fissure_ring(float(o), **FISSURE0)
     face_region = np.zeros(T.n_verts, bool)
-    cm = F.colour_masks(Xc, Yc, front)
+    cm = F.colour_masks(Xc, Yc, front, phi, psi)
     face_region[:T.n_skin] = cm[F.COLOUR_MASKS.index("face_region")] > 0.5
     face_region[T.eye_vert.ravel()] = True
     face_region[T.ball_offset:] = True
@@ -217,14 +278,17 @@ def _tt(device) -> dict:
         dir=torch.as_tensor(T.skin_dir, **f32),
         X=torch.as_tensor(Xc, **f32), Y=torch.as_tensor(Yc, **f32),
         front=torch.as_tensor(front, **f32),
+        front_idx=torch.as_tensor(np.nonzero(front > 0)[0], dtype=torch.int64, device=device),
+        warp_basis=_warp_basis(torch.as_tensor(Xc[front > 0], **f32), torch.as_tensor(Yc[front > 0], **f32)),
         phi=torch.as_tensor(phi, **f32), psi=torch.as_tensor(psi, **f32),
-        bases=torch.as_tensor(F.shape_bases(Xc, Yc, front), **f32),
+        bases=torch.as_tensor(F.shape_bases(Xc, Yc, front, phi, psi), **f32),
         masks=torch.as_tensor(cm, **f32),
         eye_vert=torch.as_tensor(T.eye_vert, dtype=torch.int64, device=device),
         canon=torch.as_tensor(canon, **f32),
         ring_delta=torch.as_tensor(_RING_DELTA, **f32),
         ring_w=torch.as_tensor(_RING_W, **f32),
         ring_canon=torch.as_tensor(_RING_CANON, **f32),
+        ring_flat=torch.as_tensor(_RING_FLAT, **f32),
         ring_off=torch.as_tensor(RING_OFFSETS, **f32),
         lm=torch.as_tensor(T.landmark_vert, dtype=torch.int64, device=device),
         face_region=torch.as_tensor(face_region, device=device),
@@ -238,12 +302,24 @@ def _smoothstep(a, b, x):
     return t * t * (3 - 2 * t)
 
 
+_NOISE_TABLE: dict = {}
+
+
 def _hash_noise(seed: torch.Tensor, idx: torch.Tensor, salt: int) -> torch.Tensor:
-    """Deterministic per-(seed, index) uniform noise in [-1, 1) without any RNG state. seed (n,), idx (V,)."""
-    x = (seed[:, None] * 1000003 + idx[None, :] * 7919 + salt * 104729) & 0x7FFFFFFF
-    for _ in range(3):
-        x = ((x ^ (x >> 13)) * 1274126177) & 0x7FFFFFFF
-    return (x & 0xFFFF).to(torch.float32) / 32768.0 - 1.0
+    """Deterministic per-(seed, index) noise in [-1, 1) without any RNG state. seed (n,), idx (V,) -> (n,V).
+
+    A fixed table of 2^16 values (from a private numpy generator) read at a per-seed affine hash of the index.
+    """
+    key = str(idx.device)
+    if key not in _NOISE_TABLE:
+        tab = np.random.default_rng(20240607).uniform(-1.0, 1.0, 1 << 16).astype(np.float32)
+        _NOISE_TABLE[key] = torch.as_tensor(tab, device=idx.device)
+    tab = _NOISE_TABLE[key]
+    s = (seed * 2654435761 + salt * 40503) & 0xFFFFFFFF
+    mul = ((s >> 8) & 0xFFFE) + 1                       # odd multiplier per head
+    off = s & 0xFFFF
+    j = (idx[None, :] * mul[:, None] + off[:, None]) & 0xFFFF
+    return tab[j]
 
 
 # ====================================================================== geometry pieces
@@ -271,29 +347,38 @@ def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     az_front = 93.0 - 45.0 * _smoothstep(-0.55, 0.15, dy)
     cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 84.0, az_front, 112.0 * h[2], 2.4)
     big = torch.full_like(dx, 1e4)
-    ax_face = 59.0 * h[3] * (1.0 - (0.32 + h[5]) * dy.clamp_min(0.0))
+    ax_face = 60.0 * h[3] * (1.0 - (0.26 + h[5]) * dy.clamp_min(0.0))
     cyl = ((dx / ax_face).abs() ** 3.5 + (dz / 85.0).abs() ** 3.5 + 1e-12) ** (-1 / 3.5)
-    den = dy + 0.1 * dz + 0.3 * torch.sqrt(dx * dx + 0.003)
+    den = dy + 0.1 * dz + 0.24 * torch.sqrt(dx * dx + 0.003)
     bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
     top = torch.where(dy < -0.02, (C[1] + 45.0) / (-dy).clamp_min(0.02), big)
-    face = _softmin([cyl, bot, top], 0.35)
+    face = _softmin([cyl, bot, top], 0.2)
     cylk = 1.0 / torch.sqrt((dx / (47.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
     neck = torch.minimum(cylk, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.2, 0.5, dy)
     k = 0.14
     return torch.logsumexp(torch.stack([k * cran, k * face, k * neck]), 0) / k - 2.0
 
 
-def _warp(X, Y, ids: HeadIdentity):
-    """Identity warp of feature-plane coordinates (n,V) -> (n,V): proportions and widths."""
-    w = [ids.warp[:, i, None] for i in range(ids.warp.shape[1])]
+def _warp_basis(X, Y):
+    """Identity-free pieces of the warp at feature-plane coords (...,V) -> (6,...,V)."""
     ax = X.abs()
     g_m = torch.exp(-0.5 * ((Y - F.MOUTH_Y) / 12.0) ** 2) * (1 - _smoothstep(30.0, 52.0, ax))
     g_n = torch.exp(-0.5 * ((Y - 38.0) / 13.0) ** 2) * (1 - _smoothstep(14.0, 27.0, ax))
-    Xw = X * (1 + (w[1] - 1) * g_m + (w[0] - 1) * g_n)
-    de = (ids.ipd[:, None] - IPD0) / 2
-    Xw = Xw + de * torch.tanh(X / 6.0)
-    Yw = (Y + w[2] * torch.sigmoid((Y - 24.0) / 6.0) + w[3] * torch.sigmoid((Y - 58.0) / 5.0)
-          + w[4] * torch.sigmoid((Y - 96.0) / 7.0))
+    return torch.stack([X * g_n, X * g_m, torch.tanh(X / 6.0), torch.sigmoid((Y - 24.0) / 6.0),
+                        torch.sigmoid((Y - 58.0) / 5.0), torch.sigmoid((Y - 96.0) / 7.0)])
+
+
+def _warp(X, Y, ids: HeadIdentity, basis=None):
+    """Identity warp of feature-plane coordinates (n,V) -> (n,V): proportions and widths.
+
+    Nose / mouth widths scale X locally, the IPD moves each half of the face sideways, nose, upper-lip and
+    chin lengths shift Y below the nose / mouth / chin (all smooth and monotone).
+    """
+    g = _warp_basis(X, Y) if basis is None else basis[:, None]
+    w = ids.warp
+    de = (ids.ipd - IPD0) / 2
+    Xw = X + (w[:, 0, None] - 1) * g[0] + (w[:, 1, None] - 1) * g[1] + de[:, None] * g[2]
+    Yw = Y + w[:, 2, None] * g[3] + w[:, 3, None] * g[4] + w[:, 4, None] * g[5]
     return Xw, Yw
 
 
@@ -398,14 +483,15 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
                          "from straight ahead")
 
     # ------------------------------------------------------------ skin directions (identity warp)
-    X, Y, front = tt["X"], tt["Y"], tt["front"]
-    Xw, Yw = _warp(X[None].expand(n, -1), Y[None].expand(n, -1), ids)
-    d0 = tt["dir"][None].expand(n, -1, -1)
-    dw = _plane_dir(Xw, Yw)
-    d = d0 + (dw - d0) * front[None, :, None]
+    fi = tt["front_idx"]
+    X, Y, front = tt["X"][fi], tt["Y"][fi], tt["front"][fi]
+    Xw, Yw = _warp(X[None], Y[None], ids, tt["warp_basis"])
+    d = tt["dir"][None].repeat(n, 1, 1)
+    d0 = d[:, fi]
+    d[:, fi] = d0 + (_plane_dir(Xw, Yw) - d0) * front[None, :, None]
     # eye-ring vertices: per-head lid rings
     nR = len(RING_OFFSETS)
-    t = torch.arange(N_EYE, **f32) * (2 * math.pi / N_EYE)
+    t = ring_param(N_EYE, torch).to(**f32)
     off = tt["ring_off"].clamp_min(0.0)
     scale = torch.tensor([CUP_SCALE.get(float(o), 1.0) for o in RING_OFFSETS], **f32)
     pitch = torch.asin((-axes[..., 1]).clamp(-1, 1))            # (n,2) eye elevation, + = up
@@ -422,7 +508,8 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     # lid surface: an ellipsoid around the eyeball centre, slightly wider than the eyeball sideways
     rho = R[:, None, None, None] + tt["ring_delta"][None, None, :, None]                  # (n,1,R,1)
     kx = torch.where(a >= 0, _KX_LAT, _KX_MED)
-    q2 = (a / (kx * rho)) ** 2 + (b / rho) ** 2
+    flat = tt["ring_flat"][None, None, :, None]
+    q2 = (a / (kx * flat * rho)) ** 2 + (b / (flat * rho)) ** 2
     cup = (tt["ring_off"] < 0)[None, None, :, None]
     q2 = torch.where(cup, q2.clamp(max=0.97), q2)
     zl = -rho * torch.sqrt((1 - q2).clamp_min(0.0))
@@ -431,19 +518,20 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     Xe, Ye = _warp((side * (IPD0 / 2 + a)).reshape(n, -1), (-b).reshape(n, -1), ids)
     Ze = (zl + (ZREF - zl) * lam).reshape(n, -1)
     ev = tt["eye_vert"].reshape(-1)
-    d = d.clone()
     d[:, ev] = _plane_dir(Xe, Ye, Ze)
 
     # ------------------------------------------------------------ skin radius
     r = _base_radius(d, ids.head)
-    r = r + torch.einsum("nj,jv->nv", ids.shape, tt["bases"])
+    for j in range(tt["bases"].shape[0]):     # explicit sum: per-element results independent of n
+        r = r + ids.shape[:, j, None] * tt["bases"][j]
     # hair volume / hair mask
     phi, psi = tt["phi"], tt["psi"]
     hl = [ids.hairline[:, i, None] for i in range(4)]
     aphi = phi.abs()[None]
     psi_h = (hl[0] - hl[1] * torch.exp(-0.5 * ((aphi - 0.5) / 0.12) ** 2)
              + (hl[2] - hl[0]) * _smoothstep(0.62, 1.1, aphi) + (hl[3] - hl[2]) * _smoothstep(1.55, 2.5, aphi))
-    hair = torch.sigmoid((psi_h - psi[None]) / 0.025)
+    ear = tt["masks"][F.COLOUR_MASKS.index("ear")][None]
+    hair = torch.sigmoid((psi_h - psi[None]) / 0.04) * (1 - _smoothstep(0.0, 0.6, ear))
     hair_vol = (2.0 + 6.0 * ids.head[:, 7, None]) * hair * (0.5 + 0.5 * _smoothstep(-0.2, -1.0, psi[None]))
     r = r + hair_vol
     skin = torch.as_tensor(C, **f32) + r[..., None] * d
@@ -454,8 +542,20 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     w = torch.maximum(tt["ring_w"][None, None, :, None], _smoothstep(0.72, 0.97, q2.sqrt()))
     w = torch.where(cup, torch.zeros_like(w), w)
     sk = skin[:, ev].reshape(n, 2, nR, N_EYE, 3)
+    p = lid + (sk - lid) * w[..., None]
+    # lids never dip into the eyeball (keeps the margin at least 0.3 mm above the sphere)
+    rel = p - centres[:, :, None, None, :]
+    dist = rel.norm(dim=-1, keepdim=True)
+    push = ((R[:, None, None, None, None] + 0.3) / dist).clamp_min(1.0)
+    p = centres[:, :, None, None, :] + rel * push
+    # cup rings: straight from the lid margin toward the eyeball centre (hidden behind the eyeball except in
+    # the corners of the fissure, where they show as conjunctiva)
+    margin = p[:, :, MARGIN_RING:MARGIN_RING + 1]
+    f_in = torch.tensor(_CUP_INWARD, **f32)[None, None, :, None, None]
+    p_cup = margin + (centres[:, :, None, None, :] - margin) * f_in
+    p = torch.cat([p_cup, p[:, :, MARGIN_RING:]], 2)
     skin = skin.clone()
-    skin[:, ev] = (lid + (sk - lid) * w[..., None]).reshape(n, -1, 3)
+    skin[:, ev] = p.reshape(n, -1, 3)
 
     # ------------------------------------------------------------ eyeballs
     ang = eyeball_ring_angles(ids.pupil_radius, ids.iris_radius, R)                     # (n,Rb)
@@ -465,7 +565,8 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     local = torch.cat([torch.tensor([0.0, 0.0, -1.0], **f32).expand(n, 1, 3), ring.reshape(n, -1, 3),
                        torch.tensor([0.0, 0.0, 1.0], **f32).expand(n, 1, 3)], 1)               # (n,Vb,3)
     rot = _rot_from_minus_z(axes)                                                        # (n,2,3,3)
-    balls = centres[:, :, None, :] + R[:, None, None, None] * torch.einsum("neij,nvj->nevi", rot, local)
+    rl = sum(rot[:, :, None, :, j] * local[:, None, :, j, None] for j in range(3))          # (n,2,Vb,3)
+    balls = centres[:, :, None, :] + R[:, None, None, None] * rl
     verts = torch.cat([skin, balls.reshape(n, -1, 3)], 1)
     iris_c = centres + R[:, None, None] * axes
 
@@ -496,11 +597,12 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     low = torch.sin(fx * X[:, None] + fy * Y[:, None] + ph).mean(1)                           # (n,V)
     skin_rgb = ids.skin_rgb[:, None, :]
     base = skin_rgb * (1 + 0.05 * low[..., None] + 0.025 * n_fine[..., None])
-    blush = M["blush"][..., None] * torch.tensor([0.04, -0.03, -0.03], **f32)
+    blush = (M["blush"][..., None] * torch.tensor([0.04, -0.03, -0.03], **f32)
+             + M["ear"][..., None] * torch.tensor([0.01, -0.02, -0.02], **f32))
     col = base * (1 + blush)
     # lips, lip line, nostrils
     lips = M["lips"][..., None]
-    col = col * (1 - lips) + col * ids.lip_tint[:, None, :] * lips
+    col = col * (1 - lips) + col * ids.lip_tint[:, None, :] * lips * 0.9 + col * lips * 0.1
     col = col * (1 - 0.45 * M["lip_line"][..., None]) * (1 - 0.8 * M["nostril"][..., None])
     # brows (per identity)
     br = [ids.brow[:, i, None] for i in range(4)]
@@ -508,9 +610,9 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     u = ((ax - 11.0) / 45.0).clamp(0, 1)
     yb = -20.5 - br[0] - br[1] * torch.sin(math.pi * u ** 0.8) + 6.0 * u ** 2
     thick = br[2] * (1.15 - 0.55 * u)
-    brow = (torch.exp(-0.5 * ((Y - yb) / thick) ** 4) * _smoothstep(8.0, 14.0, ax) * (1 - _smoothstep(52.0, 60.0, ax))
+    brow = (torch.exp(-0.5 * ((Y - yb) / thick) ** 2) * _smoothstep(8.0, 14.0, ax) * (1 - _smoothstep(52.0, 60.0, ax))
             * tt["front"][None])
-    brow_n = brow * br[3] * (0.8 + 0.2 * n_fine)
+    brow_n = (brow * 1.25).clamp(max=1.0) * br[3] * (0.88 + 0.12 * n_fine)
     brow_rgb = ids.hair_rgb[:, None, :] * 0.7 + 0.03
     col = col * (1 - brow_n[..., None]) + brow_rgb * brow_n[..., None]
     # hair
@@ -523,10 +625,11 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     ring = torch.arange(nR, device=dev)
     sk = col[:, ev.reshape(-1)].reshape(n, 2, nR, N_EYE, 3)
     upper = (b >= 0)
-    lidtone = sk * torch.tensor([0.95, 0.88, 0.87], **f32)
     off = tt["ring_off"][None, None, :, None, None]
+    tone_w = torch.exp(-off.clamp_min(0.0) / 2.5)
+    lidtone = sk * (1 - tone_w * torch.tensor([0.04, 0.1, 0.1], **f32))
     crease = torch.exp(-0.5 * ((off - 5.0) / 1.5) ** 2) * upper[..., None]
-    lid_col = lidtone * (1 - 0.22 * crease)
+    lid_col = lidtone * (1 - 0.12 * crease)
     conj = torch.tensor([0.80, 0.47, 0.44], **f32) * (0.6 + 0.4 * ids.skin_rgb.mean(1))[:, None, None, None, None]
     is_cup = (ring < MARGIN_RING)[None, None, :, None, None]
     lash = ((ring >= MARGIN_RING) & (ring <= MARGIN_RING + 2))[None, None, :, None] & upper
@@ -582,9 +685,16 @@ def sample_gaze_targets(n: int, generator: torch.Generator | int | None = None, 
     """Random fixation targets (n,3), head frame mm: within ``max_angle_deg`` of straight ahead (-z), at a
     distance in ``distance`` from the origin."""
     g = _as_generator(generator)
-    ang = torch.rand(n, generator=g).sqrt() * math.radians(max_angle_deg)
-    az = torch.rand(n, generator=g) * (2 * math.pi)
-    dist = distance[0] + (distance[1] - distance[0]) * torch.rand(n, generator=g)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive int, got {n!r}")
+    if not (0 < max_angle_deg <= MAX_GAZE_ANGLE_DEG - 5):
+        raise ValueError(f"max_angle_deg: expected a value in (0, {MAX_GAZE_ANGLE_DEG - 5}], got {max_angle_deg}")
+    if not (MIN_TARGET_DISTANCE * 2 <= distance[0] <= distance[1]):
+        raise ValueError(f"distance: expected (lo, hi) with {MIN_TARGET_DISTANCE * 2} <= lo <= hi, got {distance}")
+    U = torch.rand(int(n), 3, generator=g, dtype=torch.float64).float()     # one row per target
+    ang = U[:, 0].sqrt() * math.radians(max_angle_deg)
+    az = U[:, 1] * (2 * math.pi)
+    dist = distance[0] + (distance[1] - distance[0]) * U[:, 2]
     dirs = torch.stack([torch.sin(ang) * torch.cos(az), torch.sin(ang) * torch.sin(az), -torch.cos(ang)], -1)
     return dirs * dist[:, None]
 
@@ -593,8 +703,8 @@ def procedural_heads(n: int, seed: int = 0, gaze_targets: torch.Tensor | None = 
     """``n`` random heads from ``seed``; random plausible gaze targets (±30 deg, 300-800 mm) when none given."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed: expected an int, got {type(seed).__name__}")
-    g = torch.Generator().manual_seed(int(seed))
-    ids = sample_identities(n, g)
+    ids = sample_identities(n, torch.Generator().manual_seed(int(seed)))
     if gaze_targets is None:
-        gaze_targets = sample_gaze_targets(n, g)
+        # an independent stream, so that head i's target does not depend on n either
+        gaze_targets = sample_gaze_targets(n, torch.Generator().manual_seed(int(seed) * 7919 + 104729))
     return build_heads(ids, gaze_targets)

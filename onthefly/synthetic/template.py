@@ -64,6 +64,12 @@ def plane_to_dir(x: np.ndarray, y: np.ndarray, z: float = ZREF) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
+def ring_param(n: int = N_EYE, xp=np):
+    """Angle parameter of the eye-ring vertices: uniform u, stretched so the corners are not crowded."""
+    u = xp.arange(n) * (2 * np.pi / n)
+    return u + 0.25 * xp.sin(2 * u)
+
+
 def fissure_ring(offset: float, w_lat: float, w_med: float, h_up: float, h_lo: float,
                  n: int = N_EYE) -> tuple[np.ndarray, np.ndarray]:
     """Canonical eye-plane points (lateral mm, up mm) of the ring at ``offset`` mm from the lid margin.
@@ -72,7 +78,7 @@ def fissure_ring(offset: float, w_lat: float, w_med: float, h_up: float, h_lo: f
     ``t`` runs 0..2pi from the lateral corner through the upper lid, the medial corner (t = pi) and the
     lower lid. Negative offsets are the cup rings inside the opening (scaled copies of the margin).
     """
-    t = np.arange(n) * (2 * np.pi / n)
+    t = ring_param(n)
     c, s = np.cos(t), np.sin(t)
     scale = 1.0
     if offset < 0:
@@ -164,7 +170,8 @@ def build_template() -> Template:
     # ------------------------------------------------------------ generic skin points
     def region_spacing(X, Y):
         ax = np.abs(X)
-        fine = ((ax < 21) & (Y > -8) & (Y < 60)) | ((ax < 34) & (Y > 56) & (Y < 94))
+        fine = (((ax < 21) & (Y > -8) & (Y < 60)) | ((ax < 34) & (Y > 56) & (Y < 94))
+                | ((ax > 6) & (ax < 64) & (Y > -40) & (Y < -12)))          # nose, mouth, brows
         mid = (ax < 72) & (Y > -95) & (Y < 138)
         return np.where(fine, 1.15, np.where(mid, 2.1, 4.2))
 
@@ -193,11 +200,23 @@ def build_template() -> Template:
         rr = np.interp(ang, ring_ang[order], ring_r[order], period=2 * np.pi)
         keep &= ra > rr + 1.6
     d = d[keep]
+    # ears: a denser patch around each ear
+    from .features import EAR_PHI, EAR_PSI, EAR_R
+    ear = _hex_chart(1.8 / EAR_R, 0.42, 0.52)
+    ears = []
+    for sgn in (-1, 1):
+        ears.append(_angles_to_dir(sgn * (EAR_PHI + ear[:, 0]), EAR_PSI + ear[:, 1]))
+    ears = np.concatenate(ears)
+    phi_d = np.arctan2(d[:, 0], -d[:, 2])
+    psi_d = np.arcsin(np.clip(d[:, 1], -1, 1))
+    in_ear = (np.abs(np.abs(phi_d) - EAR_PHI) < 0.42 + 0.03) & (np.abs(psi_d - EAR_PSI) < 0.52 + 0.03)
+    d = np.concatenate([d[~in_ear], ears])
     # back of the head: Fibonacci points outside the chart window
     fib = _fibonacci(2600)
     phi = np.arctan2(fib[:, 0], -fib[:, 2])
     psi = np.arcsin(np.clip(fib[:, 1], -1, 1))
     out = (np.abs(phi) > phi_lim + 0.06) | (np.abs(psi) > psi_lim + 0.06)
+    out &= ~((np.abs(np.abs(phi) - EAR_PHI) < 0.42 + 0.07) & (np.abs(psi - EAR_PSI) < 0.52 + 0.07))
     d = np.concatenate([d, fib[out]])
 
     skin_dir = np.concatenate([eye_dirs, d])
@@ -220,8 +239,12 @@ def build_template() -> Template:
             a, b = eye_vert[s, k], eye_vert[s, k + 1]
             strips.append(np.stack([a[j], a[jn], b[j]], -1))
             strips.append(np.stack([a[jn], b[jn], b[j]], -1))
-        c0 = eye_vert[s, 0]
-        strips.append(np.stack([np.full(N_EYE - 2, c0[0]), c0[1:-1], c0[2:]], -1))
+        c0 = eye_vert[s, 0]          # close the innermost cup ring with a zig-zag strip (upper <-> lower)
+        h = N_EYE // 2
+        up, lo = c0[np.arange(0, h)], c0[(N_EYE - np.arange(0, h)) % N_EYE]
+        strips.append(np.stack([up[1:-1], up[2:], lo[1:-1]], -1))
+        strips.append(np.stack([up[2:], lo[2:], lo[1:-1]], -1))
+        strips.append(np.array([[up[0], up[1], lo[1]], [up[-1], c0[h], lo[-1]]]))
     faces = np.concatenate([faces] + strips)
     # orient outward (in direction space, the surface is a sphere around the origin)
     p = skin_dir[faces]
@@ -284,7 +307,9 @@ def _landmark_vertices(d, X, Y, eye_vert) -> np.ndarray:
     # right eye (side 0): 36 outer(lateral), 37, 38 upper (lateral->medial), 39 inner, 40, 41 lower (medial->lat)
     right = eye_vert[0, m]
     lm[36] = right[0]
-    i1, i2 = round(n * 0.196), round(n * 0.304)      # t = 70.5 deg / 109.5 deg: a = +-w/3
+    t = ring_param(n)[: n // 2]
+    i1 = int(np.argmin(np.abs(np.cos(t) - 1 / 3)))    # a = +w/3 (upper lid, lateral third)
+    i2 = int(np.argmin(np.abs(np.cos(t) + 1 / 3)))    # a = -w/3 (upper lid, medial third)
     lm[37] = right[i1]
     lm[38] = right[i2]
     lm[39] = right[n // 2]
