@@ -193,3 +193,31 @@ def test_info(tmp_path):
     assert info["topologies"] == 3 and info["frames_per_topology_max"] == 6
     assert info["textures"] == 2 and info["vertex_colour_frames"] == 6
     assert info["faces_referenced"] == 6 * 68 + 68 + 88
+
+
+def test_load_to_device_and_indices(tmp_path, device):
+    recs = _records()
+    out = build_cache(ListSource(recs), tmp_path / "c.h5", vertex_dtype="float16").path
+    with MeshCache(out) as c:
+        p = c.load(device=device, indices=[7, 1, 2])
+        assert p.verts.device.type == device.type and p.faces[0].device.type == device.type
+        assert p.index.tolist() == [1, 2, 7] and p.textures[0].shape == (64, 48, 3)
+        for k, i in enumerate([1, 2, 7]):
+            assert float((p.frame_verts(k).cpu() - torch.from_numpy(recs[i].verts)).abs().max()) < 0.1
+        assert p.vert_frame.tolist() == np.repeat([0, 1, 2], [70, 70, 90]).tolist()
+
+
+def test_cli_validate_exit_status(tmp_path, capsys):
+    from .helpers import cli
+
+    out = build_cache(ListSource(_records()), tmp_path / "c.h5").path
+    assert cli(["cache", "validate", str(out)]) == 0
+    with h5py.File(out, "r+") as f:
+        f["frames/K"][2] = np.zeros((3, 3))
+    assert cli(["cache", "validate", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "frame 2 (s0/f002/c0): K is not a valid intrinsics matrix" in text and "INVALID" in text
+    assert cli(["cache", "info", "--json", str(out)]) == 0
+    assert '"frames": 8' in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError):
+        cli(["cache", "info", str(tmp_path / "nope.h5")])

@@ -78,6 +78,19 @@ def test_uv_texture_and_cache(tmp_path):
         assert b.gaze_target is None
 
 
+def test_ply_uv_texture(tmp_path):
+    rec = procedural_records()[0]
+    uv = (rec.verts[:, :2] @ np.diag([1 / 1280, 1 / 960]) + 0.5) % 1.0
+    tex = np.full((16, 8, 3), 200, np.uint8)
+    cv2.imwrite(str(tmp_path / "skin.png"), tex)
+    write_ply(tmp_path / "m.ply", rec.verts, rec.faces, uv=uv, texture_file="skin.png")
+    (tmp_path / "m.json").write_text(json.dumps(_sidecar(rec)))
+    got = load_mesh_frame(tmp_path / "m.ply")
+    _check(got, rec)
+    assert got.texture.shape == (16, 8, 3) and got.vert_colors is None
+    np.testing.assert_array_equal(got.faces_uv, rec.faces)
+
+
 def test_mesh_to_camera(tmp_path):
     rec = procedural_records()[0]
     R = cv2.Rodrigues(np.array([0.1, -0.2, 0.3]))[0]
