@@ -410,7 +410,12 @@ class MeshCache:
             self._f.close()
             raise ValueError(f"{self.path}: incomplete cache (the build was interrupted); rebuild it")
         fr = self._f["frames"]
-        self._subject = np.array(_strs(fr["subject"]), dtype=object)
+        self._subject = np.array(_strs(fr["subject"]))
+        _, first = np.unique(self._subject, return_index=True)
+        self._subjects = [str(self._subject[i]) for i in sorted(first)]
+        t, x = self._f["topologies"], self._f["textures"]
+        self._fo, self._uo = t["face_offset"][()], t["uv_offset"][()]
+        self._xo, self._xshape = x["offset"][()], x["shape"][()]
         self.vertex_dtype = str(a["vertex_dtype"])
         self.source = str(a.get("source", ""))
         self._vo = fr["vert_offset"][()]
@@ -444,8 +449,7 @@ class MeshCache:
     @property
     def subjects(self) -> list[str]:
         """Distinct subjects in order of first appearance."""
-        _, first = np.unique(self._subject.astype(str), return_index=True)
-        return [str(self._subject[i]) for i in sorted(first)]
+        return list(self._subjects)
 
     @property
     def n_topologies(self) -> int:
@@ -466,7 +470,7 @@ class MeshCache:
         missing = [s for s in subjects if s not in known]
         if missing:
             raise ValueError(f"{self.path}: unknown subject(s) {missing}; the cache has {sorted(known)}")
-        return np.flatnonzero(np.isin(self._subject.astype(str), subjects))
+        return np.flatnonzero(np.isin(self._subject, subjects))
 
     # ------------------------------------------------------------------ per frame
     def __getitem__(self, i: int) -> FrameRecord:
@@ -537,7 +541,7 @@ class MeshCache:
         # topologies and textures: remap the used ids to 0..n-1
         used_t, tid_new = np.unique(self._tid[idx], return_inverse=True)
         t = f["topologies"]
-        fo_all, uo_all = t["face_offset"][()], t["uv_offset"][()]
+        fo_all, uo_all = self._fo, self._uo
         faces_block = _read_ranges(t["faces"], [(int(fo_all[a]), int(fo_all[b])) for a, b in _runs(used_t)])
         xid_sel = self._xid[idx]
         used_x, xid_inv = np.unique(xid_sel[xid_sel >= 0], return_inverse=True)
@@ -563,7 +567,7 @@ class MeshCache:
                 uv_list.append(None)
             pos += nf
             upos += nu
-        xo_all, xshape = f["textures/offset"][()], f["textures/shape"][()]
+        xo_all, xshape = self._xo, self._xshape
         tex_block = _read_ranges(f["textures/data"], [(int(xo_all[a]), int(xo_all[b])) for a, b in _runs(used_x)])
         textures, p = [], 0
         for xid in used_x.tolist():
@@ -603,8 +607,7 @@ class MeshCache:
     def info(self) -> dict:
         """Counts, sizes, subjects and topology sharing (what ``onthefly cache info`` prints)."""
         f = self._f
-        subj = self._subject.astype(str)
-        names, counts = np.unique(subj, return_counts=True)
+        names, counts = np.unique(self._subject, return_counts=True)
         per_subject = dict(zip(names.tolist(), counts.tolist()))
         tcount = np.bincount(self._tid, minlength=self.n_topologies) if len(self) else np.zeros(0, int)
         return {
