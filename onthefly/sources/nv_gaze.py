@@ -18,6 +18,7 @@ The lift ("projective matching", anchor-pipelines §2.2), re-implemented:
 1. Head pose: ``cv2.solvePnP`` (EPnP, then iterative refinement) of the 6 annotated 2D points with the MPIIGaze
    6-point face model ``MPII_FACE_MODEL`` and the camera's distortion → ``hR`` (head → camera; the head frame is the
    6-point model frame: x toward the subject's left, y down, z into the head), ``t``, posed points ``Fc = hR·M + t``.
+   ``head_pose="annotation"`` takes rvec/tvec from ``pXX.txt`` instead (the dataset's own fit of the same model).
 2. ``α = peri(ref6) / peri(lm6)`` (mm per crop unit), where ``lm6`` are 3DDFA landmarks 36, 39, 42, 45, 48, 54
    (3D, crop units) and ``peri`` is the mean of the 3 pairwise distances between the right-eye centre (mean of
    points 0, 1), the left-eye centre (2, 3) and the mouth centre (4, 5). NV uses the OpenFace 68-point mean shape as
@@ -112,7 +113,7 @@ class NVGazeSource:
     name = "nv-gaze"
 
     def __init__(self, root: str | Path, annotations: str | Path, *, reference6: np.ndarray | None = None,
-                 undistort: bool = True, image_size: tuple[int, int] = (1280, 720)):
+                 undistort: bool = True, image_size: tuple[int, int] = (1280, 720), head_pose: str = "pnp"):
         self.root, self.ann_root = Path(root), Path(annotations)
         if not self.root.is_dir():
             raise SourceError(f"{self.root}: 3DDFA output folder not found")
@@ -121,7 +122,9 @@ class NVGazeSource:
         self.reference6 = MPII_FACE_MODEL if reference6 is None else np.asarray(reference6, np.float64)
         if self.reference6.shape != (6, 3):
             raise ValueError(f"reference6: expected (6, 3), got {self.reference6.shape}")
-        self.undistort, self.image_size = undistort, image_size
+        if head_pose not in ("pnp", "annotation"):
+            raise ValueError(f"head_pose: expected 'pnp' or 'annotation', got {head_pose!r}")
+        self.undistort, self.image_size, self.head_pose = undistort, image_size, head_pose
         objs = []
         for p in sorted(self.root.rglob("*.obj")):
             rel = p.relative_to(self.root).parts
@@ -220,8 +223,11 @@ class NVGazeSource:
         mesh = read_obj(obj, with_texture=False)
         if mesh.colors is None:
             raise SourceError(f"{obj}: no vertex colours (expected 'v x y z r g b' lines)")
-        ok, rvec, tvec = cv2.solvePnP(MPII_FACE_MODEL, row["lm2d"], K, dist, flags=cv2.SOLVEPNP_EPNP)
-        if ok:
+        if self.head_pose == "annotation":
+            ok, rvec, tvec = True, row["rvec"].reshape(3, 1), row["tvec"].reshape(3, 1)
+        else:
+            ok, rvec, tvec = cv2.solvePnP(MPII_FACE_MODEL, row["lm2d"], K, dist, flags=cv2.SOLVEPNP_EPNP)
+        if ok and self.head_pose == "pnp":
             ok, rvec, tvec = cv2.solvePnP(MPII_FACE_MODEL, row["lm2d"], K, dist, rvec, tvec,
                                           useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
         if not ok or not np.isfinite(rvec).all():
