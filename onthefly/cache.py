@@ -354,6 +354,23 @@ class PackedFrames:
             self._vert_frame = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
         return self._vert_frame
 
+    def packed_faces(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All frames' triangles indexing the packed ``verts`` (total_F,3) int64, and ``face_offsets`` (n+1,):
+        frame i owns rows ``face_offsets[i]:face_offsets[i+1]`` (one batched add per topology)."""
+        dev = self.vert_offsets.device
+        sizes = torch.tensor([len(f) for f in self.faces], dtype=torch.int64, device=dev)
+        per_frame = sizes[self.topology_id] if len(self.faces) else torch.zeros(0, dtype=torch.int64, device=dev)
+        face_offsets = torch.zeros(len(self) + 1, dtype=torch.int64, device=dev)
+        torch.cumsum(per_frame, 0, out=face_offsets[1:])
+        out = torch.empty((int(face_offsets[-1]), 3), dtype=torch.int64, device=dev)
+        for t, f in enumerate(self.faces):
+            frames = (self.topology_id == t).nonzero().squeeze(1)
+            if len(frames) == 0:
+                continue
+            rows = face_offsets[frames][:, None] + torch.arange(len(f), device=dev)
+            out[rows.reshape(-1)] = (f[None] + self.vert_offsets[frames][:, None, None]).reshape(-1, 3)
+        return out, face_offsets
+
     def frame_verts(self, i: int) -> torch.Tensor:
         """Vertices of the i-th loaded frame (a view into ``verts``)."""
         return self.verts[self.vert_offsets[i]:self.vert_offsets[i + 1]]

@@ -69,6 +69,10 @@ def test_load_packed_subjects(tmp_path):
         assert torch.equal(p.textures[1], torch.from_numpy(recs[7].texture))
         assert p.vert_frame.tolist() == np.repeat(np.arange(5), [len(recs[i].verts) for i in want]).tolist()
         np.testing.assert_allclose(p.gaze_direction[3].double().numpy(), recs[6].direction(), atol=1e-6)
+        faces, fo = p.packed_faces()
+        for k, i in enumerate(want):
+            np.testing.assert_array_equal((faces[fo[k]:fo[k + 1]] - p.vert_offsets[k]).numpy(), recs[i].faces)
+        assert int(faces.max()) == len(p.verts) - 1
         with pytest.raises(ValueError, match="unknown subject"):
             c.load("nobody")
 
