@@ -744,6 +744,8 @@ def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
             det = np.linalg.det(hR) if n else np.zeros(0)
         for i in np.flatnonzero(~(err < 1e-5) | ~(det > 0)):
             bad(i, "head_rotation is not a rotation matrix")
+        for i in np.flatnonzero(~np.isfinite(fr["vert_origin"][()]).all(1)):
+            bad(i, "vert_origin contains NaN or inf")
         fc = fr["face_centre"][()]
         for i in np.flatnonzero(~np.isfinite(fc).all(1) | ~(fc[:, 2] > 0)):
             bad(i, "face_centre must be finite with z > 0")
