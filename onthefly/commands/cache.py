@@ -67,4 +67,4 @@ def run(args) -> int:
             n = len(c)
         print(f"{args.cache}: OK ({n} frames checked)")
         return 0
-    raise ValueError("cache: choose a subcommand: info or validate")
+    raise ValueError("choose a subcommand: info or validate")

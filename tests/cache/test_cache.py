@@ -188,6 +188,13 @@ def test_validate_detects_corruption(tmp_path):
         f.attrs["onthefly_cache_version"] = 99
     with pytest.raises(ValueError, match="version 99"):
         MeshCache(out)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5 at all")
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        MeshCache(junk)
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = 1
+    assert "not an onthefly cache" in validate_cache(tmp_path / "other.h5")[0]
 
 
 def test_info(tmp_path):
