@@ -554,6 +554,11 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     f_in = torch.tensor(_CUP_INWARD, **f32)[None, None, :, None, None]
     p_cup = margin + (centres[:, :, None, None, :] - margin) * f_in
     p = torch.cat([p_cup, p[:, :, MARGIN_RING:]], 2)
+    # smooth the lid -> skin transition across rings (the outermost ring stays put: it meets the generic skin)
+    k0 = MARGIN_RING + 3
+    for _ in range(3):
+        inner = 0.5 * p[:, :, k0:-1] + 0.25 * (p[:, :, k0 - 1:-2] + p[:, :, k0 + 1:])
+        p = torch.cat([p[:, :, :k0], inner, p[:, :, -1:]], 2)
     skin = skin.clone()
     skin[:, ev] = p.reshape(n, -1, 3)
 
