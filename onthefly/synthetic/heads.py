@@ -166,10 +166,10 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
     f0 = torch.tensor([FISSURE0["w_lat"], FISSURE0["w_med"], FISSURE0["h_up"], FISSURE0["h_lo"], 0.0])
     fissure = f0 + torch.stack([nrm(n, sd=0.6), nrm(n, sd=0.5), nrm(n, sd=0.6), nrm(n, sd=0.45),
                                 nrm(n, sd=0.9)], -1)
-    head = torch.stack([1 + nrm(n, sd=0.035), 1 + nrm(n, sd=0.03), 1 + nrm(n, sd=0.035), 1 + nrm(n, sd=0.04),
-                        1 + nrm(n, sd=0.035), nrm(n, sd=0.06), 1 + nrm(n, sd=0.05), u(n, lo=0.0, hi=1.0)], -1)
+    head = torch.stack([1 + nrm(n, sd=0.04), 1 + nrm(n, sd=0.035), 1 + nrm(n, sd=0.04), 1 + nrm(n, sd=0.05),
+                        1 + nrm(n, sd=0.04), nrm(n, sd=0.07), 1 + nrm(n, sd=0.05), u(n, lo=0.0, hi=1.0)], -1)
     J = len(F.SHAPE_BASES)
-    shape = 1.0 + nrm(n, J, sd=0.17)
+    shape = 1.0 + nrm(n, J, sd=0.2)
     warp = torch.stack([1 + nrm(n, sd=0.08), 1 + nrm(n, sd=0.07), nrm(n, sd=2.5), nrm(n, sd=1.8),
                         nrm(n, sd=3.5)], -1)
     # skin: a continuous position on a light..dark palette plus small hue/saturation jitter
