@@ -267,11 +267,9 @@ def _tt(device) -> dict:
     canon = np.zeros((2, nR, N_EYE, 2))
     for k, o in enumerate(RING_OFFSETS):
         canon[:, k, :, 0], canon[:, k, :, 1] = fissure_ring(float(o), **FISSURE0)
-    face_region = np.zeros(T.n_verts, bool)
     cm = F.colour_masks(Xc, Yc, front, phi, psi)
-    face_region[:T.n_skin] = cm[F.COLOUR_MASKS.index("face_region")] > 0.5
-    face_region[T.eye_vert.ravel()] = True
-    face_region[T.ball_offset:] = True
+    bases = F.shape_bases(Xc, Yc, front, phi, psi)
+    face_region = _face_region(T, Yc, phi, bases, cm)
     d = dict(
         T=T,
         faces=torch.as_tensor(T.faces, dtype=torch.int64, device=device),
@@ -281,7 +279,7 @@ def _tt(device) -> dict:
         front_idx=torch.as_tensor(np.nonzero(front > 0)[0], dtype=torch.int64, device=device),
         warp_basis=_warp_basis(torch.as_tensor(Xc[front > 0], **f32), torch.as_tensor(Yc[front > 0], **f32)),
         phi=torch.as_tensor(phi, **f32), psi=torch.as_tensor(psi, **f32),
-        bases=torch.as_tensor(F.shape_bases(Xc, Yc, front, phi, psi), **f32),
+        bases=torch.as_tensor(bases, **f32),
         masks=torch.as_tensor(cm, **f32),
         eye_vert=torch.as_tensor(T.eye_vert, dtype=torch.int64, device=device),
         canon=torch.as_tensor(canon, **f32),
@@ -295,6 +293,27 @@ def _tt(device) -> dict:
     )
     _TORCH_CACHE[key] = d
     return d
+
+
+def _face_region(T, Yc, phi, bases, cm) -> np.ndarray:
+    """Shared face mask (V,): from ~15 mm above the brows down to the jaw line, sideways to the face contour
+    in front of the ears; eyes included; ears, neck and the back of the head excluded. Evaluated on the
+    canonical (mean-identity) head."""
+    d = torch.as_tensor(T.skin_dir, dtype=torch.float64)[None]
+    head0 = torch.tensor([[1.0, 1, 1, 1, 1, 0, 1, 0.5]], dtype=torch.float64)
+    r = _base_radius(d, head0)[0].numpy() + bases.sum(0)
+    p = C + r[:, None] * T.skin_dir
+    jaw = F.canonical_landmark_points()[:17]
+    # jaw line height at each x (the jaw landmarks' directions hit the canonical surface near these points)
+    order = np.argsort(jaw[:, 0])
+    jaw_y = np.interp(p[:, 0], jaw[order, 0], jaw[order, 1], left=-1e9, right=-1e9)
+    inside = (np.abs(phi) < 1.05) & (Yc > -40.0) & (p[:, 1] < jaw_y + 1.0) & (p[:, 2] < 45.0)
+    inside &= cm[F.COLOUR_MASKS.index("ear")] < 0.05
+    fr = np.zeros(T.n_verts, bool)
+    fr[:T.n_skin] = inside
+    fr[T.eye_vert.ravel()] = True
+    fr[T.ball_offset:] = True
+    return fr
 
 
 def _smoothstep(a, b, x):
