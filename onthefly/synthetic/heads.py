@@ -166,10 +166,10 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
     f0 = torch.tensor([FISSURE0["w_lat"], FISSURE0["w_med"], FISSURE0["h_up"], FISSURE0["h_lo"], 0.0])
     fissure = f0 + torch.stack([nrm(n, sd=0.6), nrm(n, sd=0.5), nrm(n, sd=0.6), nrm(n, sd=0.45),
                                 nrm(n, sd=0.9)], -1)
-    head = torch.stack([1 + nrm(n, sd=0.035), 1 + nrm(n, sd=0.03), 1 + nrm(n, sd=0.035), 1 + nrm(n, sd=0.04),
-                        1 + nrm(n, sd=0.035), nrm(n, sd=0.06), 1 + nrm(n, sd=0.05), u(n, lo=0.0, hi=1.0)], -1)
+    head = torch.stack([1 + nrm(n, sd=0.04), 1 + nrm(n, sd=0.035), 1 + nrm(n, sd=0.04), 1 + nrm(n, sd=0.05),
+                        1 + nrm(n, sd=0.04), nrm(n, sd=0.07), 1 + nrm(n, sd=0.05), u(n, lo=0.0, hi=1.0)], -1)
     J = len(F.SHAPE_BASES)
-    shape = 1.0 + nrm(n, J, sd=0.17)
+    shape = 1.0 + nrm(n, J, sd=0.2)
     warp = torch.stack([1 + nrm(n, sd=0.08), 1 + nrm(n, sd=0.07), nrm(n, sd=2.5), nrm(n, sd=1.8),
                         nrm(n, sd=3.5)], -1)
     # skin: a continuous position on a light..dark palette plus small hue/saturation jitter
@@ -267,11 +267,9 @@ def _tt(device) -> dict:
     canon = np.zeros((2, nR, N_EYE, 2))
     for k, o in enumerate(RING_OFFSETS):
         canon[:, k, :, 0], canon[:, k, :, 1] = fissure_ring(float(o), **FISSURE0)
-    face_region = np.zeros(T.n_verts, bool)
     cm = F.colour_masks(Xc, Yc, front, phi, psi)
-    face_region[:T.n_skin] = cm[F.COLOUR_MASKS.index("face_region")] > 0.5
-    face_region[T.eye_vert.ravel()] = True
-    face_region[T.ball_offset:] = True
+    bases = F.shape_bases(Xc, Yc, front, phi, psi)
+    face_region = _face_region(T, Yc, phi, bases, cm)
     d = dict(
         T=T,
         faces=torch.as_tensor(T.faces, dtype=torch.int64, device=device),
@@ -281,7 +279,7 @@ def _tt(device) -> dict:
         front_idx=torch.as_tensor(np.nonzero(front > 0)[0], dtype=torch.int64, device=device),
         warp_basis=_warp_basis(torch.as_tensor(Xc[front > 0], **f32), torch.as_tensor(Yc[front > 0], **f32)),
         phi=torch.as_tensor(phi, **f32), psi=torch.as_tensor(psi, **f32),
-        bases=torch.as_tensor(F.shape_bases(Xc, Yc, front, phi, psi), **f32),
+        bases=torch.as_tensor(bases, **f32),
         masks=torch.as_tensor(cm, **f32),
         eye_vert=torch.as_tensor(T.eye_vert, dtype=torch.int64, device=device),
         canon=torch.as_tensor(canon, **f32),
@@ -295,6 +293,27 @@ def _tt(device) -> dict:
     )
     _TORCH_CACHE[key] = d
     return d
+
+
+def _face_region(T, Yc, phi, bases, cm) -> np.ndarray:
+    """Shared face mask (V,): from ~15 mm above the brows down to the jaw line, sideways to the face contour
+    in front of the ears; eyes included; ears, neck and the back of the head excluded. Evaluated on the
+    canonical (mean-identity) head."""
+    d = torch.as_tensor(T.skin_dir, dtype=torch.float64)[None]
+    head0 = torch.tensor([[1.0, 1, 1, 1, 1, 0, 1, 0.5]], dtype=torch.float64)
+    r = _base_radius(d, head0)[0].numpy() + bases.sum(0)
+    p = C + r[:, None] * T.skin_dir
+    jaw = F.canonical_landmark_points()[:17]
+    # jaw line height at each x (the jaw landmarks' directions hit the canonical surface near these points)
+    order = np.argsort(jaw[:, 0])
+    jaw_y = np.interp(p[:, 0], jaw[order, 0], jaw[order, 1], left=-1e9, right=-1e9)
+    inside = (np.abs(phi) < 1.05) & (Yc > -40.0) & (p[:, 1] < jaw_y + 1.0) & (p[:, 2] < 45.0)
+    inside &= cm[F.COLOUR_MASKS.index("ear")] < 0.05
+    fr = np.zeros(T.n_verts, bool)
+    fr[:T.n_skin] = inside
+    fr[T.eye_vert.ravel()] = True
+    fr[T.ball_offset:] = True
+    return fr
 
 
 def _smoothstep(a, b, x):
@@ -554,6 +573,11 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     f_in = torch.tensor(_CUP_INWARD, **f32)[None, None, :, None, None]
     p_cup = margin + (centres[:, :, None, None, :] - margin) * f_in
     p = torch.cat([p_cup, p[:, :, MARGIN_RING:]], 2)
+    # smooth the lid -> skin transition across rings (the outermost ring stays put: it meets the generic skin)
+    k0 = MARGIN_RING + 3
+    for _ in range(3):
+        inner = 0.5 * p[:, :, k0:-1] + 0.25 * (p[:, :, k0 - 1:-2] + p[:, :, k0 + 1:])
+        p = torch.cat([p[:, :, :k0], inner, p[:, :, -1:]], 2)
     skin = skin.clone()
     skin[:, ev] = p.reshape(n, -1, 3)
 
