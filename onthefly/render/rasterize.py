@@ -1,0 +1,406 @@
+"""Batched hard z-buffer rasterizer in pure torch (the ``torch`` backend).
+
+Conventions (the project contract)
+----------------------------------
+* Vertices are given in the **OpenCV camera frame** (x right, y down, z forward; any length unit,
+  the project uses millimetres). Projection: ``u = fx * x / z + cx``, ``v = fy * y / z + cy``.
+* Pixel (row ``i``, col ``j``) has its centre at ``(u=j, v=i)`` (OpenCV). A pixel is covered by a
+  triangle iff its centre is inside the triangle.
+* **Tie rule** (centre exactly on an edge): every edge function is evaluated in a canonical vertex
+  order (the endpoint with the smaller ``(u, v)`` first) so the two triangles sharing an edge get
+  bit-exactly opposite values; a centre with edge value exactly 0 belongs to the triangle whose
+  inward edge normal ``n`` satisfies ``n.x > 0 or (n.x == 0 and n.y > 0)`` ("left" edges, and
+  "top" edges with the triangle below them in the y-down image). So no centre on a shared edge is
+  covered twice or missed, for any winding.
+* **Near plane**: a face with any vertex at ``z <= znear`` is rejected (not clipped).
+* Depth test: nearest camera ``z`` wins (1 face per pixel); exact depth ties go to the smaller face
+  index. Depth is compared as float32 ``1/z`` (perspective-correct, linear in screen space).
+* Backface culling only if asked (``cull_backfaces=True``): a face is front-facing when
+  ``(v1 - v0) x (v2 - v0)`` points towards the camera, i.e. its signed screen area is negative in the
+  y-down image.
+
+Outputs (:class:`Fragments`): ``pix_to_face`` (B,H,W) int64 index into that mesh's face list (``0..F-1``,
+``-1`` background; unlike PyTorch3D it is *not* a packed index), ``zbuf`` (B,H,W) camera z (``-1``
+background), ``bary`` (B,H,W,3) perspective-correct barycentrics of the winning face (``-1`` background).
+
+Algorithm: per-face screen bounding boxes; faces are bucketed by bbox size ``s`` (largest side in
+pixels) and each bucket enumerates an ``s x s`` candidate grid per face with broadcast edge functions
+(no gathers on the hot path); the depth test is a ``scatter_reduce(amax)`` of int64 keys
+``(float32 bits of 1/z) << 32 | (2**32 - 1 - face)`` into a (B*H*W) buffer. Faces larger than the
+biggest bucket are split into tiles of the biggest bucket size, so no face is ever dropped. Work is
+chunked so memory stays bounded for any batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["Fragments", "rasterize", "prepare_inputs", "BUCKET_SIZES"]
+
+# bbox side classes: a face whose covered-pixel range has max side <= s is evaluated on an s x s grid.
+BUCKET_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+_MAX_CANDIDATES = 1 << 22  # candidate (face, pixel) pairs evaluated per chunk
+_LOW32 = 0xFFFFFFFF
+
+
+@dataclass
+class Fragments:
+    """Rasterizer output. ``pix_to_face`` (B,H,W) int64, ``zbuf`` (B,H,W), ``bary`` (B,H,W,3).
+
+    ``pix_to_face`` indexes the face list of the pixel's own mesh (``-1`` = background); ``zbuf`` is the
+    camera-frame z of the visible surface (``-1`` background); ``bary`` are perspective-correct
+    barycentric weights of the face's vertices 0,1,2 (``-1`` background).
+    """
+
+    pix_to_face: Tensor
+    zbuf: Tensor
+    bary: Tensor
+
+    @property
+    def mask(self) -> Tensor:
+        """Coverage (B,1,H,W) bool."""
+        return (self.pix_to_face >= 0).unsqueeze(1)
+
+    def __iter__(self):  # allows ``p2f, zbuf, bary = rasterize(...)``
+        return iter((self.pix_to_face, self.zbuf, self.bary))
+
+
+# ----------------------------------------------------------------------------------------------
+# input checking
+# ----------------------------------------------------------------------------------------------
+
+def _image_hw(image_size) -> tuple[int, int]:
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        h = w = image_size
+    else:
+        try:
+            h, w = (int(s) for s in image_size)
+        except Exception:  # noqa: BLE001
+            raise ValueError(f"image_size must be an int or (H, W), got {image_size!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image_size must be positive, got {(h, w)}")
+    return h, w
+
+
+def _pad_list(items, fill, what):
+    if len(items) == 0:
+        raise ValueError(f"{what} is an empty list")
+    n = max(int(t.shape[0]) for t in items)
+    out = items[0].new_full((len(items), n, *items[0].shape[1:]), fill)
+    for b, t in enumerate(items):  # input packing only, not on the hot path
+        out[b, : t.shape[0]] = t
+    return out
+
+
+def prepare_inputs(verts, faces, K, image_size, check: bool = True):
+    """Validate and normalise inputs. Returns ``verts (B,V,3)``, ``faces (F,3) or (B,F,3)`` int64,
+    ``K (B,3,3)`` (verts dtype), ``(H, W)``.
+
+    ``verts`` may be a list of (V_b,3) tensors and ``faces`` a list of (F_b,3) tensors (packed per-mesh
+    faces); they are padded (faces with ``-1`` rows, which are ignored).
+    """
+    H, W = _image_hw(image_size)
+    if isinstance(verts, (list, tuple)):
+        for b, v in enumerate(verts):
+            if not torch.is_tensor(v) or v.ndim != 2 or v.shape[-1] != 3:
+                raise ValueError(f"verts[{b}] must be a (V,3) tensor")
+            if v.shape[0] == 0:
+                raise ValueError(f"verts is empty for mesh {b} (0 vertices)")
+        nverts = [int(v.shape[0]) for v in verts]
+        verts = _pad_list(list(verts), 0.0, "verts")
+    else:
+        nverts = None
+    if not torch.is_tensor(verts):
+        raise ValueError(f"verts must be a torch tensor, got {type(verts).__name__}")
+    if verts.ndim == 2:
+        verts = verts.unsqueeze(0)
+    if verts.ndim != 3 or verts.shape[-1] != 3:
+        raise ValueError(f"verts must have shape (B,V,3), got {tuple(verts.shape)}")
+    if not verts.is_floating_point():
+        raise ValueError(f"verts must be float32/float64, got {verts.dtype}")
+    B, V = int(verts.shape[0]), int(verts.shape[1])
+    if B == 0:
+        raise ValueError("verts is empty (batch size 0)")
+    if V == 0:
+        raise ValueError("verts is empty (0 vertices)")
+    dev = verts.device
+
+    if isinstance(faces, (list, tuple)):
+        if len(faces) != B:
+            raise ValueError(f"faces is a list of {len(faces)} meshes but verts has batch {B}")
+        for b, f in enumerate(faces):
+            if not torch.is_tensor(f) or f.ndim != 2 or f.shape[-1] != 3:
+                raise ValueError(f"faces[{b}] must be an (F,3) integer tensor")
+            if f.shape[0] == 0:
+                raise ValueError(f"faces is empty for mesh {b} (0 faces)")
+            if check and f.numel():
+                fmax = int(f.max())
+                nv = nverts[b] if nverts is not None else V
+                if fmax >= nv or int(f.min()) < 0:
+                    bad = fmax if fmax >= nv else int(f.min())
+                    raise ValueError(f"faces index {bad} out of range for {nv} vertices (mesh {b})")
+        faces = _pad_list([f.to(device=dev, dtype=torch.int64) for f in faces], -1, "faces")
+        check_faces = False
+    else:
+        check_faces = check
+    if not torch.is_tensor(faces):
+        raise ValueError(f"faces must be a torch tensor, got {type(faces).__name__}")
+    if faces.dtype.is_floating_point or faces.dtype == torch.bool or faces.is_complex():
+        raise ValueError(f"faces must be an integer tensor, got {faces.dtype}")
+    if faces.ndim not in (2, 3) or faces.shape[-1] != 3:
+        raise ValueError(f"faces must have shape (F,3) or (B,F,3), got {tuple(faces.shape)}")
+    if faces.ndim == 3 and faces.shape[0] != B:
+        if faces.shape[0] == 1:
+            faces = faces[0]
+        else:
+            raise ValueError(f"faces has batch {faces.shape[0]} but verts has batch {B}")
+    faces = faces.to(device=dev, dtype=torch.int64)
+    if faces.shape[-2] == 0:
+        raise ValueError("faces is empty (0 faces)")
+    if check_faces:
+        if faces.ndim == 2:
+            fmax, fmin = int(faces.max()), int(faces.min())
+            if fmax >= V or fmin < 0:
+                bad = fmax if fmax >= V else fmin
+                raise ValueError(f"faces index {bad} out of range for {V} vertices")
+        else:
+            pad = (faces == -1).all(-1, keepdim=True)
+            bad = ((faces < 0) | (faces >= V)) & ~pad
+            if bool(bad.any()):
+                b, f, k = (int(x) for x in bad.nonzero()[0])
+                raise ValueError(f"faces index {int(faces[b, f, k])} out of range for {V} vertices "
+                                 f"(mesh {b}, face {f})")
+            empty = pad.squeeze(-1).all(-1)
+            if bool(empty.any()):
+                raise ValueError(f"faces is empty for mesh {int(empty.nonzero()[0])} (only padding rows)")
+
+    if check:
+        finite = torch.isfinite(verts).flatten(1).all(1)
+        if not bool(finite.all()):
+            b = int((~finite).nonzero()[0])
+            raise ValueError(f"verts contains NaN/inf at batch {b}")
+
+    if not torch.is_tensor(K):
+        K = torch.as_tensor(K)
+    K = K.to(device=dev, dtype=verts.dtype)
+    if K.ndim == 2:
+        K = K.unsqueeze(0)
+    if K.ndim != 3 or K.shape[-2:] != (3, 3):
+        raise ValueError(f"K must have shape (B,3,3) or (3,3), got {tuple(K.shape)}")
+    if K.shape[0] == 1 and B > 1:
+        K = K.expand(B, 3, 3)
+    if K.shape[0] != B:
+        raise ValueError(f"K has batch {K.shape[0]} but verts has batch {B}")
+    if check:
+        kfin = torch.isfinite(K).flatten(1).all(1)
+        if not bool(kfin.all()):
+            raise ValueError(f"K[{int((~kfin).nonzero()[0])}] contains NaN/inf")
+        badf = (K[:, 0, 0] <= 0) | (K[:, 1, 1] <= 0)
+        if bool(badf.any()):
+            raise ValueError(f"K[{int(badf.nonzero()[0])}] has non-positive focal length")
+    return verts, faces, K, (H, W)
+
+
+# ----------------------------------------------------------------------------------------------
+# torch backend
+# ----------------------------------------------------------------------------------------------
+
+def _face_setup(verts, faces, K, H, W, znear, cull_backfaces):
+    """Per-face screen-space data over the flattened (B*F) face list."""
+    B, V, _ = verts.shape
+    dt, dev = verts.dtype, verts.device
+    z = verts[..., 2]
+    zs = torch.where(z > znear, z, torch.ones((), dtype=dt, device=dev))
+    u = K[:, 0, 0, None] * (verts[..., 0] / zs) + K[:, 0, 2, None]
+    v = K[:, 1, 1, None] * (verts[..., 1] / zs) + K[:, 1, 2, None]
+
+    if faces.ndim == 2:
+        F = faces.shape[0]
+        pad = None
+        gid = (faces.unsqueeze(0) + (torch.arange(B, device=dev) * V).view(B, 1, 1)).reshape(-1, 3)
+    else:
+        F = faces.shape[1]
+        pad = (faces < 0).any(-1).reshape(-1)
+        gid = (faces.clamp_min(0) + (torch.arange(B, device=dev) * V).view(B, 1, 1)).reshape(-1, 3)
+    U = u.reshape(-1)[gid]  # (N,3)
+    Vv = v.reshape(-1)[gid]
+    Z = z.reshape(-1)[gid]
+
+    area2 = (U[:, 1] - U[:, 0]) * (Vv[:, 2] - Vv[:, 0]) - (Vv[:, 1] - Vv[:, 0]) * (U[:, 2] - U[:, 0])
+    valid = (Z > znear).all(1) & (area2 != 0)
+    if pad is not None:
+        valid &= ~pad
+    if cull_backfaces:
+        valid &= area2 < 0
+
+    lo = torch.tensor(-1.0, dtype=dt, device=dev)
+    j0 = torch.ceil(torch.clamp(U.amin(1), -1.0, float(W))).to(torch.int64).clamp_min(0)
+    j1 = torch.floor(torch.clamp(U.amax(1), -1.0, float(W))).to(torch.int64).clamp_max(W - 1)
+    i0 = torch.ceil(torch.clamp(Vv.amin(1), -1.0, float(H))).to(torch.int64).clamp_min(0)
+    i1 = torch.floor(torch.clamp(Vv.amax(1), -1.0, float(H))).to(torch.int64).clamp_max(H - 1)
+    del lo
+    nx = j1 - j0 + 1
+    ny = i1 - i0 + 1
+    valid &= (nx > 0) & (ny > 0)
+
+    # edge k is opposite vertex k: endpoints (k+1, k+2); canonical order: smaller (u, v) first
+    Ua, Va = U[:, [1, 2, 0]], Vv[:, [1, 2, 0]]
+    Ub, Vb = U[:, [2, 0, 1]], Vv[:, [2, 0, 1]]
+    swap = (Ua > Ub) | ((Ua == Ub) & (Va > Vb))
+    ax = torch.where(swap, Ub, Ua)
+    ay = torch.where(swap, Vb, Va)
+    dx = torch.where(swap, Ua - Ub, Ub - Ua)
+    dy = torch.where(swap, Va - Vb, Vb - Va)
+    sgn = torch.where(swap, -1.0, 1.0).to(dt) * torch.where(area2 < 0, -1.0, 1.0).to(dt).unsqueeze(1)
+    sdx = sgn * dx  # E_k(p) = sdx * (py - ay) - sdy * (px - ax) > 0 inside
+    sdy = sgn * dy
+    gx, gy = -sdy, sdx  # inward normal of the edge
+    topleft = (gx > 0) | ((gx == 0) & (gy > 0))
+    tiny = torch.finfo(dt).tiny
+    thr = torch.where(topleft, torch.zeros((), dtype=dt, device=dev), torch.full((), tiny, dtype=dt, device=dev))
+    # 1/z = sum_k E_k / (|area2| z_k)
+    c = 1.0 / (Z * area2.abs().unsqueeze(1))
+    c = torch.where(valid.unsqueeze(1), c, torch.zeros((), dtype=dt, device=dev))
+    size = torch.maximum(nx, ny)
+    return dict(B=B, F=F, U=U, V=Vv, Z=Z, area2=area2, valid=valid, j0=j0, i0=i0, nx=nx, ny=ny,
+                size=size, ax=ax, ay=ay, sdx=sdx, sdy=sdy, thr=thr, c=c)
+
+
+def _eval_grid(fd, fidx, j0, i0, s, H, W, buf):
+    """Evaluate an s x s candidate grid starting at (j0, i0) for faces ``fidx`` (flat ids) and fold
+    the depth keys into ``buf`` (B*H*W int64, amax)."""
+    dt = fd["U"].dtype
+    dev = fidx.device
+    F = fd["F"]
+    ar = torch.arange(s, device=dev)
+    px = (j0.unsqueeze(1) + ar).to(dt)  # (n,s)
+    py = (i0.unsqueeze(1) + ar).to(dt)
+    ax, ay, sdx, sdy, thr, c = (fd[k][fidx] for k in ("ax", "ay", "sdx", "sdy", "thr", "c"))
+    inside = None
+    rsum = None
+    csum = None
+    for k in range(3):
+        t1 = sdx[:, k, None] * (py - ay[:, k, None])  # (n,s) over rows
+        t2 = sdy[:, k, None] * (px - ax[:, k, None])  # (n,s) over cols
+        e = t1.unsqueeze(2) - t2.unsqueeze(1)  # (n,s,s)
+        ins = e >= thr[:, k, None, None]
+        inside = ins if inside is None else inside.logical_and_(ins)
+        ck = c[:, k, None]
+        rsum = t1 * ck if rsum is None else rsum + t1 * ck
+        csum = t2 * ck if csum is None else csum + t2 * ck
+    zinv = (rsum.unsqueeze(2) - csum.unsqueeze(1)).to(torch.float32)  # (n,s,s), > 0 inside
+    b = torch.div(fidx, F, rounding_mode="floor")
+    f = fidx - b * F
+    tail = (_LOW32 - f).view(-1, 1, 1)
+    key = zinv.view(torch.int32).to(torch.int64).bitwise_left_shift_(32).add_(tail)
+    key = torch.where(inside, key, torch.zeros((), dtype=torch.int64, device=dev))
+    base = (b * (H * W) + i0 * W + j0).view(-1, 1, 1)
+    offs = (ar.view(s, 1) * W + ar.view(1, s)).unsqueeze(0)
+    pix = base + offs
+    buf.scatter_reduce_(0, pix.reshape(-1), key.reshape(-1), "amax", include_self=True)
+
+
+def _rasterize_keys(fd, H, W, bucket_sizes=BUCKET_SIZES, max_candidates=_MAX_CANDIDATES):
+    dev = fd["U"].device
+    B = fd["B"]
+    buf = torch.zeros(B * H * W, dtype=torch.int64, device=dev)
+    sizes = [s for s in bucket_sizes if s <= min(H, W)] or [1]
+    smax = sizes[-1]
+    size = torch.where(fd["valid"], fd["size"], torch.zeros_like(fd["size"]))
+    bounds = torch.tensor(sizes, device=dev)
+    cls = torch.bucketize(size, bounds, right=False)  # size<=sizes[c] -> c ; > smax -> len(sizes)
+    cls = torch.where(fd["valid"], cls, torch.full_like(cls, -1))
+    order = torch.argsort(cls)
+    counts = torch.bincount(cls + 1, minlength=len(sizes) + 2).tolist()
+    start = counts[0]  # invalid faces first
+    for c, s in enumerate(sizes):
+        n = counts[c + 1]
+        if n:
+            ids = order[start:start + n]
+            step = max(1, max_candidates // (s * s))
+            for a in range(0, n, step):
+                fidx = ids[a:a + step]
+                j0 = fd["j0"][fidx].clamp_max(W - s)
+                i0 = fd["i0"][fidx].clamp_max(H - s)
+                _eval_grid(fd, fidx, j0, i0, s, H, W, buf)
+        start += n
+    n = counts[len(sizes) + 1]
+    if n:  # large faces: tile their bbox with smax x smax tiles
+        ids = order[start:start + n]
+        tx = torch.div(fd["nx"][ids] + smax - 1, smax, rounding_mode="floor")
+        ty = torch.div(fd["ny"][ids] + smax - 1, smax, rounding_mode="floor")
+        ntile = tx * ty
+        tiles_total = int(ntile.sum())
+        step = max(1, max_candidates // (smax * smax))
+        face_of_tile = torch.repeat_interleave(torch.arange(n, device=dev), ntile, output_size=tiles_total)
+        first = torch.cumsum(ntile, 0) - ntile
+        local = torch.arange(tiles_total, device=dev) - first[face_of_tile]
+        txf = tx[face_of_tile]
+        fidx_all = ids[face_of_tile]
+        j0_all = (fd["j0"][fidx_all] + (local % txf) * smax).clamp_max(W - smax)
+        i0_all = (fd["i0"][fidx_all] + torch.div(local, txf, rounding_mode="floor") * smax).clamp_max(H - smax)
+        for a in range(0, tiles_total, step):
+            sl = slice(a, a + step)
+            _eval_grid(fd, fidx_all[sl], j0_all[sl], i0_all[sl], smax, H, W, buf)
+    return buf
+
+
+def _resolve(fd, buf, H, W):
+    """Winning face per pixel -> Fragments (perspective-correct barycentrics, camera z)."""
+    B, F = fd["B"], fd["F"]
+    dt = fd["U"].dtype
+    dev = buf.device
+    fg = buf > 0
+    face = torch.where(fg, _LOW32 - (buf & _LOW32), torch.full((), -1, dtype=torch.int64, device=dev))
+    pidx = fg.nonzero().squeeze(1)
+    b = torch.div(pidx, H * W, rounding_mode="floor")
+    rem = pidx - b * (H * W)
+    py = torch.div(rem, W, rounding_mode="floor")
+    px = (rem - py * W).to(dt)
+    py = py.to(dt)
+    flat = b * F + face[pidx]
+    U, Vv, Z, area2 = fd["U"][flat], fd["V"][flat], fd["Z"][flat], fd["area2"][flat]
+    du, dv = U - px.unsqueeze(1), Vv - py.unsqueeze(1)  # vertex - pixel
+    # w_k = cross(v_{k+1}-p, v_{k+2}-p) / area2
+    w = (du[:, [1, 2, 0]] * dv[:, [2, 0, 1]] - dv[:, [1, 2, 0]] * du[:, [2, 0, 1]]) / area2.unsqueeze(1)
+    q = w / Z
+    S = q.sum(1, keepdim=True)
+    bary_fg = q / S
+    z_fg = 1.0 / S.squeeze(1)
+    zbuf = torch.full((B * H * W,), -1.0, dtype=dt, device=dev)
+    zbuf[pidx] = z_fg
+    bary = torch.full((B * H * W, 3), -1.0, dtype=dt, device=dev)
+    bary[pidx] = bary_fg
+    return Fragments(face.view(B, H, W), zbuf.view(B, H, W), bary.view(B, H, W, 3))
+
+
+def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Sequence[Tensor]], K: Tensor,
+              image_size, *, znear: float = 1e-6, cull_backfaces: bool = False, backend: str = "torch",
+              check: bool = True) -> Fragments:
+    """Rasterize a batch of B meshes given in the OpenCV camera frame.
+
+    Args:
+        verts: (B,V,3) float32/float64 camera-frame vertices (or a list of (V_b,3) tensors).
+        faces: (F,3) int faces shared by all meshes (the fast, common case), or (B,F,3) per-mesh faces
+            padded with ``-1`` rows, or a list of (F_b,3) tensors (packed per mesh).
+        K: (B,3,3) or (3,3) intrinsics ``[[fx,0,cx],[0,fy,cy],[0,0,1]]`` (pixel centres at integers).
+        image_size: int or (H, W).
+        znear: faces with any vertex at ``z <= znear`` are rejected.
+        cull_backfaces: drop faces whose front side (``(v1-v0)x(v2-v0)``) faces away from the camera.
+        backend: ``"torch"`` (default) or ``"pytorch3d"`` (optional dependency, same fragments).
+        check: validate inputs (NaN/inf, index range, focal length); raises ``ValueError``.
+    """
+    if backend == "pytorch3d":
+        from .pytorch3d_backend import rasterize_pytorch3d
+
+        return rasterize_pytorch3d(verts, faces, K, image_size, znear=znear, cull_backfaces=cull_backfaces,
+                                   check=check)
+    if backend != "torch":
+        raise ValueError(f"backend must be 'torch' or 'pytorch3d', got {backend!r}")
+    verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
+    fd = _face_setup(verts, faces, K, H, W, float(znear), cull_backfaces)
+    buf = _rasterize_keys(fd, H, W)
+    return _resolve(fd, buf, H, W)
