@@ -42,7 +42,7 @@ __all__ = ["Fragments", "rasterize", "prepare_inputs", "BUCKET_SIZES"]
 
 # bbox side classes: a face whose covered-pixel range has max side <= s is evaluated on an s x s grid.
 BUCKET_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-_MAX_CANDIDATES = 1 << 22  # candidate (face, pixel) pairs evaluated per chunk
+_MAX_CANDIDATES = 1 << 18  # candidate (face, pixel) pairs evaluated per chunk
 _LOW32 = 0xFFFFFFFF
 
 
@@ -209,149 +209,149 @@ def prepare_inputs(verts, faces, K, image_size, check: bool = True):
 # ----------------------------------------------------------------------------------------------
 
 def _face_setup(verts, faces, K, H, W, znear, cull_backfaces):
-    """Per-face screen-space data over the flattened (B*F) face list."""
+    """Per-face screen-space data over the flattened (N = B*F) face list, structure-of-arrays layout
+    (every per-face quantity is a contiguous (N,) row, so CPU kernels vectorise)."""
     B, V, _ = verts.shape
     dt, dev = verts.dtype, verts.device
-    z = verts[..., 2]
+    x, y, z = verts.reshape(B * V, 3).unbind(1)
     zs = torch.where(z > znear, z, torch.ones((), dtype=dt, device=dev))
-    u = K[:, 0, 0, None] * (verts[..., 0] / zs) + K[:, 0, 2, None]
-    v = K[:, 1, 1, None] * (verts[..., 1] / zs) + K[:, 1, 2, None]
-
+    fx = K[:, 0, 0].repeat_interleave(V)
+    fy = K[:, 1, 1].repeat_interleave(V)
+    cx = K[:, 0, 2].repeat_interleave(V)
+    cy = K[:, 1, 2].repeat_interleave(V)
+    iz = torch.where(z > znear, 1.0 / zs, torch.zeros((), dtype=dt, device=dev))  # 0 marks "behind"
+    uvw = torch.stack((fx * (x * iz) + cx, fy * (y * iz) + cy, iz), 0)  # (3, B*V): u, v, 1/z
+    offs = (torch.arange(B, device=dev) * V).view(1, B, 1)
     if faces.ndim == 2:
         F = faces.shape[0]
+        gid = (faces.t().unsqueeze(1) + offs).reshape(-1)  # (3*N,) vertex-major
         pad = None
-        gid = (faces.unsqueeze(0) + (torch.arange(B, device=dev) * V).view(B, 1, 1)).reshape(-1, 3)
     else:
         F = faces.shape[1]
         pad = (faces < 0).any(-1).reshape(-1)
-        gid = (faces.clamp_min(0) + (torch.arange(B, device=dev) * V).view(B, 1, 1)).reshape(-1, 3)
-    U = u.reshape(-1)[gid]  # (N,3)
-    Vv = v.reshape(-1)[gid]
-    Z = z.reshape(-1)[gid]
-
-    area2 = (U[:, 1] - U[:, 0]) * (Vv[:, 2] - Vv[:, 0]) - (Vv[:, 1] - Vv[:, 0]) * (U[:, 2] - U[:, 0])
-    valid = (Z > znear).all(1) & (area2 != 0)
+        gid = (faces.clamp_min(0).permute(2, 0, 1) + offs).reshape(-1)
+    N = gid.shape[0] // 3
+    Pv = uvw.index_select(1, gid).view(3, 3, N)  # ([u v 1/z], vertex, face)
+    (U0, U1, U2), (V0, V1, V2), IZ = Pv[0], Pv[1], Pv[2]
+    # edge k is opposite vertex k and runs from a = v_{k+1} to b = v_{k+2}
+    ex = torch.stack((U2 - U1, U0 - U2, U1 - U0), 0)
+    ey = torch.stack((V2 - V1, V0 - V2, V1 - V0), 0)
+    area2 = ex[0] * ey[1] - ey[0] * ex[1]  # cross(v1-v0, v2-v0) in the y-down image
+    valid = (IZ.amin(0) > 0) & (area2 != 0)
     if pad is not None:
         valid &= ~pad
     if cull_backfaces:
         valid &= area2 < 0
 
-    lo = torch.tensor(-1.0, dtype=dt, device=dev)
-    j0 = torch.ceil(torch.clamp(U.amin(1), -1.0, float(W))).to(torch.int64).clamp_min(0)
-    j1 = torch.floor(torch.clamp(U.amax(1), -1.0, float(W))).to(torch.int64).clamp_max(W - 1)
-    i0 = torch.ceil(torch.clamp(Vv.amin(1), -1.0, float(H))).to(torch.int64).clamp_min(0)
-    i1 = torch.floor(torch.clamp(Vv.amax(1), -1.0, float(H))).to(torch.int64).clamp_max(H - 1)
-    del lo
+    lo_u, hi_u = Pv[0].aminmax(dim=0)
+    lo_v, hi_v = Pv[1].aminmax(dim=0)
+    j0 = torch.ceil(lo_u.clamp(-1.0, float(W))).to(torch.int64).clamp_min_(0)
+    j1 = torch.floor(hi_u.clamp(-1.0, float(W))).to(torch.int64).clamp_max_(W - 1)
+    i0 = torch.ceil(lo_v.clamp(-1.0, float(H))).to(torch.int64).clamp_min_(0)
+    i1 = torch.floor(hi_v.clamp(-1.0, float(H))).to(torch.int64).clamp_max_(H - 1)
     nx = j1 - j0 + 1
     ny = i1 - i0 + 1
     valid &= (nx > 0) & (ny > 0)
 
-    # edge k is opposite vertex k: endpoints (k+1, k+2); canonical order: smaller (u, v) first
-    Ua, Va = U[:, [1, 2, 0]], Vv[:, [1, 2, 0]]
-    Ub, Vb = U[:, [2, 0, 1]], Vv[:, [2, 0, 1]]
-    swap = (Ua > Ub) | ((Ua == Ub) & (Va > Vb))
-    ax = torch.where(swap, Ub, Ua)
-    ay = torch.where(swap, Vb, Va)
-    dx = torch.where(swap, Ua - Ub, Ub - Ua)
-    dy = torch.where(swap, Va - Vb, Vb - Va)
-    sgn = torch.where(swap, -1.0, 1.0).to(dt) * torch.where(area2 < 0, -1.0, 1.0).to(dt).unsqueeze(1)
-    sdx = sgn * dx  # E_k(p) = sdx * (py - ay) - sdy * (px - ax) > 0 inside
-    sdy = sgn * dy
-    gx, gy = -sdy, sdx  # inward normal of the edge
-    topleft = (gx > 0) | ((gx == 0) & (gy > 0))
-    tiny = torch.finfo(dt).tiny
-    thr = torch.where(topleft, torch.zeros((), dtype=dt, device=dev), torch.full((), tiny, dtype=dt, device=dev))
-    # 1/z = sum_k E_k / (|area2| z_k)
-    c = 1.0 / (Z * area2.abs().unsqueeze(1))
-    c = torch.where(valid.unsqueeze(1), c, torch.zeros((), dtype=dt, device=dev))
+    # E_k(p) = sdx*(py - my) - sdy*(px - mx) > 0 inside. (mx, my) is the edge midpoint and
+    # (sdx, sdy) = sign(area2) * (b - a): both are symmetric in the edge's endpoints, so the two faces
+    # sharing an edge evaluate bit-exactly opposite values (watertight).
+    params = torch.empty((6, 3, N), dtype=dt, device=dev)
+    sg = torch.where(area2 < 0, -1.0, 1.0).to(dt)
+    sdx = torch.mul(ex, sg, out=params[2])
+    sdy = torch.mul(ey, sg, out=params[3])
+    mx, my = params[0], params[1]
+    torch.add(U1, U2, out=mx[0]); torch.add(U2, U0, out=mx[1]); torch.add(U0, U1, out=mx[2])
+    torch.add(V1, V2, out=my[0]); torch.add(V2, V0, out=my[1]); torch.add(V0, V1, out=my[2])
+    params[:2].mul_(0.5)
+    # tie rule: include E == 0 when the inward normal (-sdy, sdx) points right, or straight down
+    topleft = (sdy < 0) | ((sdy == 0) & (sdx > 0))
+    torch.mul((~topleft).to(dt), torch.finfo(dt).tiny, out=params[4])
+    torch.mul(IZ, area2.abs().reciprocal_(), out=params[5])  # 1/z = sum_k E_k * c_k
     size = torch.maximum(nx, ny)
-    return dict(B=B, F=F, U=U, V=Vv, Z=Z, area2=area2, valid=valid, j0=j0, i0=i0, nx=nx, ny=ny,
-                size=size, ax=ax, ay=ay, sdx=sdx, sdy=sdy, thr=thr, c=c)
+    return dict(B=B, F=F, P=Pv, area2=area2, valid=valid, j0=j0, i0=i0, nx=nx, ny=ny, size=size,
+                params=params.view(18, N))
 
 
-def _eval_grid(fd, fidx, j0, i0, s, H, W, buf):
-    """Evaluate an s x s candidate grid starting at (j0, i0) for faces ``fidx`` (flat ids) and fold
-    the depth keys into ``buf`` (B*H*W int64, amax)."""
-    dt = fd["U"].dtype
+def _eval_grid(prm, fidx, j0, i0, s, F, H, W, buf):
+    """Evaluate an s x s candidate grid starting at pixel (j0, i0) for n faces ``fidx`` (flat ids,
+    packed parameters ``prm`` (18,n)) and fold their depth keys into ``buf`` (B*H*W int64, amax).
+    Layout (row, col, face): the face axis is innermost and contiguous."""
+    dt = prm.dtype
     dev = fidx.device
-    F = fd["F"]
-    ar = torch.arange(s, device=dev)
-    px = (j0.unsqueeze(1) + ar).to(dt)  # (n,s)
-    py = (i0.unsqueeze(1) + ar).to(dt)
-    ax, ay, sdx, sdy, thr, c = (fd[k][fidx] for k in ("ax", "ay", "sdx", "sdy", "thr", "c"))
+    ar = torch.arange(s, device=dev).unsqueeze(1)  # (s,1)
+    px = (j0 + ar).to(dt)  # (s,n) columns
+    py = (i0 + ar).to(dt)  # (s,n) rows
+    mx, my, sdx, sdy, thr, c = prm.view(6, 3, -1).unbind(0)
     inside = None
-    rsum = None
-    csum = None
+    rsum = csum = None
     for k in range(3):
-        t1 = sdx[:, k, None] * (py - ay[:, k, None])  # (n,s) over rows
-        t2 = sdy[:, k, None] * (px - ax[:, k, None])  # (n,s) over cols
-        e = t1.unsqueeze(2) - t2.unsqueeze(1)  # (n,s,s)
-        ins = e >= thr[:, k, None, None]
+        t1 = sdx[k] * (py - my[k])  # (s,n) depends on the row
+        t2 = sdy[k] * (px - mx[k])  # (s,n) depends on the column
+        e = t1.unsqueeze(1) - t2.unsqueeze(0)  # (s,s,n)
+        ins = e >= thr[k]
         inside = ins if inside is None else inside.logical_and_(ins)
-        ck = c[:, k, None]
-        rsum = t1 * ck if rsum is None else rsum + t1 * ck
-        csum = t2 * ck if csum is None else csum + t2 * ck
-    zinv = (rsum.unsqueeze(2) - csum.unsqueeze(1)).to(torch.float32)  # (n,s,s), > 0 inside
+        rsum = t1 * c[k] if rsum is None else rsum.add_(t1 * c[k])
+        csum = t2 * c[k] if csum is None else csum.add_(t2 * c[k])
+    zinv = (rsum.unsqueeze(1) - csum.unsqueeze(0)).to(torch.float32)  # (s,s,n), 1/z > 0 inside
     b = torch.div(fidx, F, rounding_mode="floor")
-    f = fidx - b * F
-    tail = (_LOW32 - f).view(-1, 1, 1)
-    key = zinv.view(torch.int32).to(torch.int64).bitwise_left_shift_(32).add_(tail)
-    key = torch.where(inside, key, torch.zeros((), dtype=torch.int64, device=dev))
-    base = (b * (H * W) + i0 * W + j0).view(-1, 1, 1)
-    offs = (ar.view(s, 1) * W + ar.view(1, s)).unsqueeze(0)
+    tail = _LOW32 - (fidx - b * F)  # (n,)
+    key = zinv.view(torch.int32).to(torch.int64).bitwise_left_shift_(32).add_(tail).mul_(inside)
+    base = b * (H * W) + i0 * W + j0  # (n,)
+    offs = (ar * W + ar.view(1, s)).unsqueeze(2)  # (s,s,1)
     pix = base + offs
-    buf.scatter_reduce_(0, pix.reshape(-1), key.reshape(-1), "amax", include_self=True)
+    buf.scatter_reduce_(0, pix.view(-1), key.view(-1), "amax", include_self=True)
 
 
 def _rasterize_keys(fd, H, W, bucket_sizes=BUCKET_SIZES, max_candidates=_MAX_CANDIDATES):
-    dev = fd["U"].device
-    B = fd["B"]
+    dev = fd["P"].device
+    B, F = fd["B"], fd["F"]
     buf = torch.zeros(B * H * W, dtype=torch.int64, device=dev)
     sizes = [s for s in bucket_sizes if s <= min(H, W)] or [1]
     smax = sizes[-1]
-    size = torch.where(fd["valid"], fd["size"], torch.zeros_like(fd["size"]))
+    valid = fd["valid"]
     bounds = torch.tensor(sizes, device=dev)
-    cls = torch.bucketize(size, bounds, right=False)  # size<=sizes[c] -> c ; > smax -> len(sizes)
-    cls = torch.where(fd["valid"], cls, torch.full_like(cls, -1))
-    order = torch.argsort(cls)
+    cls = torch.bucketize(fd["size"], bounds, right=False)  # size <= sizes[c] -> c ; > smax -> len(sizes)
+    cls = torch.where(valid, cls, torch.full_like(cls, -1))
     counts = torch.bincount(cls + 1, minlength=len(sizes) + 2).tolist()
-    start = counts[0]  # invalid faces first
+    order = torch.argsort(cls)[counts[0]:]  # drop invalid faces
+    prm = fd["params"].index_select(1, order)  # faces sorted by bucket: every bucket is a contiguous slice
+    j0s, i0s = fd["j0"][order], fd["i0"][order]
+    start = 0
     for c, s in enumerate(sizes):
         n = counts[c + 1]
-        if n:
-            ids = order[start:start + n]
-            step = max(1, max_candidates // (s * s))
-            for a in range(0, n, step):
-                fidx = ids[a:a + step]
-                j0 = fd["j0"][fidx].clamp_max(W - s)
-                i0 = fd["i0"][fidx].clamp_max(H - s)
-                _eval_grid(fd, fidx, j0, i0, s, H, W, buf)
+        step = max(1, max_candidates // (s * s))
+        for a in range(start, start + n, step):
+            sl = slice(a, min(a + step, start + n))
+            _eval_grid(prm[:, sl], order[sl], j0s[sl].clamp_max(W - s), i0s[sl].clamp_max(H - s), s, F, H, W, buf)
         start += n
     n = counts[len(sizes) + 1]
-    if n:  # large faces: tile their bbox with smax x smax tiles
+    if n:  # large faces: cover their bbox with smax x smax tiles (no face is ever dropped)
         ids = order[start:start + n]
         tx = torch.div(fd["nx"][ids] + smax - 1, smax, rounding_mode="floor")
         ty = torch.div(fd["ny"][ids] + smax - 1, smax, rounding_mode="floor")
         ntile = tx * ty
         tiles_total = int(ntile.sum())
-        step = max(1, max_candidates // (smax * smax))
         face_of_tile = torch.repeat_interleave(torch.arange(n, device=dev), ntile, output_size=tiles_total)
         first = torch.cumsum(ntile, 0) - ntile
         local = torch.arange(tiles_total, device=dev) - first[face_of_tile]
         txf = tx[face_of_tile]
-        fidx_all = ids[face_of_tile]
-        j0_all = (fd["j0"][fidx_all] + (local % txf) * smax).clamp_max(W - smax)
-        i0_all = (fd["i0"][fidx_all] + torch.div(local, txf, rounding_mode="floor") * smax).clamp_max(H - smax)
+        j0_all = (j0s[start:start + n][face_of_tile] + (local % txf) * smax).clamp_max(W - smax)
+        i0_all = (i0s[start:start + n][face_of_tile]
+                  + torch.div(local, txf, rounding_mode="floor") * smax).clamp_max(H - smax)
+        prm_big = prm[:, start:start + n]
+        step = max(1, max_candidates // (smax * smax))
         for a in range(0, tiles_total, step):
-            sl = slice(a, a + step)
-            _eval_grid(fd, fidx_all[sl], j0_all[sl], i0_all[sl], smax, H, W, buf)
+            t = face_of_tile[a:a + step]
+            _eval_grid(prm_big.index_select(1, t), ids[t], j0_all[a:a + step], i0_all[a:a + step], smax, F, H, W, buf)
     return buf
 
 
 def _resolve(fd, buf, H, W):
     """Winning face per pixel -> Fragments (perspective-correct barycentrics, camera z)."""
     B, F = fd["B"], fd["F"]
-    dt = fd["U"].dtype
+    P = fd["P"]
+    dt = P.dtype
     dev = buf.device
     fg = buf > 0
     face = torch.where(fg, _LOW32 - (buf & _LOW32), torch.full((), -1, dtype=torch.int64, device=dev))
@@ -359,21 +359,20 @@ def _resolve(fd, buf, H, W):
     b = torch.div(pidx, H * W, rounding_mode="floor")
     rem = pidx - b * (H * W)
     py = torch.div(rem, W, rounding_mode="floor")
-    px = (rem - py * W).to(dt)
-    py = py.to(dt)
+    px = rem - py * W
     flat = b * F + face[pidx]
-    U, Vv, Z, area2 = fd["U"][flat], fd["V"][flat], fd["Z"][flat], fd["area2"][flat]
-    du, dv = U - px.unsqueeze(1), Vv - py.unsqueeze(1)  # vertex - pixel
-    # w_k = cross(v_{k+1}-p, v_{k+2}-p) / area2
-    w = (du[:, [1, 2, 0]] * dv[:, [2, 0, 1]] - dv[:, [1, 2, 0]] * du[:, [2, 0, 1]]) / area2.unsqueeze(1)
-    q = w / Z
-    S = q.sum(1, keepdim=True)
-    bary_fg = q / S
-    z_fg = 1.0 / S.squeeze(1)
+    Pf = P[:, :, flat]  # ([u v 1/z], vertex, P)
+    du = Pf[0] - px.to(dt)  # vertex - pixel, (3,P)
+    dv = Pf[1] - py.to(dt)
+    # w_k = cross(v_{k+1} - p, v_{k+2} - p) / area2
+    ia, ib = [1, 2, 0], [2, 0, 1]
+    w = (du[ia] * dv[ib] - dv[ia] * du[ib]) / fd["area2"][flat]
+    q = w * Pf[2]
+    S = q.sum(0)
     zbuf = torch.full((B * H * W,), -1.0, dtype=dt, device=dev)
-    zbuf[pidx] = z_fg
+    zbuf[pidx] = 1.0 / S
     bary = torch.full((B * H * W, 3), -1.0, dtype=dt, device=dev)
-    bary[pidx] = bary_fg
+    bary[pidx] = (q / S).t()
     return Fragments(face.view(B, H, W), zbuf.view(B, H, W), bary.view(B, H, W, 3))
 
 
