@@ -1,0 +1,107 @@
+"""``render``: rasterize -> interpolate / texture -> shade -> coverage mask (-> SSAA)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as Fnn
+from torch import Tensor
+
+from .interpolate import face_vertex_ids, foreground, interpolate_compact, vertex_normals
+from .rasterize import Fragments, prepare_inputs, rasterize
+from .shading import Material, as_batch, phong_shading
+from .texture import UVTexture, VertexColors
+
+__all__ = ["RenderResult", "render", "scale_intrinsics"]
+
+
+@dataclass
+class RenderResult:
+    """``image`` (B,3,H,W) float RGB (background pixels = ``background``; with SSAA, the average of
+    the sub-samples), ``mask`` (B,1,H,W) float coverage in [0,1] (exactly 0/1 without SSAA),
+    ``fragments`` at the rendered (super-sampled) resolution."""
+
+    image: Tensor
+    mask: Tensor
+    fragments: Fragments
+
+
+def scale_intrinsics(K: Tensor, k: int) -> Tensor:
+    """Intrinsics for a k-times finer pixel grid covering the same image (OpenCV pixel centres):
+    ``f' = k f``, ``c' = k (c + 0.5) - 0.5``."""
+    Ks = K.clone()
+    Ks[..., 0, 0] = K[..., 0, 0] * k
+    Ks[..., 1, 1] = K[..., 1, 1] * k
+    Ks[..., 0, 2] = (K[..., 0, 2] + 0.5) * k - 0.5
+    Ks[..., 1, 2] = (K[..., 1, 2] + 0.5) * k - 0.5
+    return Ks
+
+
+def render(verts, faces, K, image_size, *, textures=None, lights=None, material: Optional[Material] = None,
+           verts_normals: Optional[Tensor] = None, background=None, ssaa: int = 1, shading: str = "phong",
+           cull_backfaces: bool = False, znear: float = 1e-6, backend: str = "torch",
+           check: bool = True) -> RenderResult:
+    """Render a batch of B meshes in the OpenCV camera frame.
+
+    Args:
+        verts, faces, K, image_size, cull_backfaces, znear, backend, check: as :func:`rasterize`.
+        textures: :class:`VertexColors`, :class:`UVTexture`, a (B or 1, V, 3) colour tensor, or None (white).
+        lights: None (unlit: the image is the texture colour), one :class:`PointLights` /
+            :class:`DirectionalLights` or a sequence of them, per-sample tensors in the camera frame.
+        material: :class:`Material` (default PyTorch3D's: all ones, shininess 64).
+        verts_normals: (B or 1, V, 3) vertex normals; default: area-weighted normals of ``verts``.
+        background: (B,3) or (3,) RGB for uncovered pixels (default 0, so the image is premultiplied
+            by coverage and ``image + (1 - mask) * bg`` composites over any background).
+        ssaa: supersampling factor k >= 1: render at k*H x k*W and average k x k blocks.
+        shading: ``"phong"`` (PyTorch3D's HardPhongShader) or ``"blinn"``.
+    """
+    k = int(ssaa)
+    if k < 1:
+        raise ValueError(f"ssaa must be an integer >= 1, got {ssaa!r}")
+    verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
+    B = verts.shape[0]
+    dt, dev = verts.dtype, verts.device
+    Kr = scale_intrinsics(K, k) if k > 1 else K
+    Hr, Wr = H * k, W * k
+    frags = rasterize(verts, faces, Kr, (Hr, Wr), znear=znear, cull_backfaces=cull_backfaces,
+                      backend=backend, check=False)
+    fg = foreground(frags)
+    vids = face_vertex_ids(faces, fg.batch, fg.face)
+
+    if textures is None:
+        texels = torch.ones((fg.pidx.shape[0], 3), dtype=dt, device=dev)
+    elif isinstance(textures, (VertexColors, UVTexture)):
+        texels = textures.sample(fg, faces)
+    elif torch.is_tensor(textures):
+        texels = VertexColors(textures).sample(fg, faces)
+    else:
+        raise ValueError(f"textures must be VertexColors, UVTexture, a tensor or None, got {type(textures).__name__}")
+
+    if lights is None:
+        rgb = texels
+    else:
+        points = interpolate_compact(verts, vids, fg.batch, fg.bary)
+        if verts_normals is None:
+            vn = vertex_normals(verts, faces)
+        else:
+            vn = verts_normals.to(dev, dt)
+            if vn.ndim == 2:
+                vn = vn.unsqueeze(0)
+            if vn.shape[0] not in (1, B) or vn.shape[1:] != verts.shape[1:]:
+                raise ValueError(f"verts_normals must be (B or 1, V, 3) = (*, {verts.shape[1]}, 3), "
+                                 f"got {tuple(vn.shape)}")
+        normals = interpolate_compact(vn, vids, fg.batch, fg.bary)
+        rgb = phong_shading(points, normals, texels, fg.batch, B, lights, material, shading)
+
+    bg = torch.zeros((B, 3), dtype=dt, device=dev) if background is None else \
+        as_batch(background, B, 3, dt, dev, "background")
+    img = bg.view(B, 3, 1).expand(B, 3, Hr * Wr).contiguous()
+    rem = fg.pidx - fg.batch * (Hr * Wr)
+    img[fg.batch, :, rem] = rgb
+    img = img.view(B, 3, Hr, Wr)
+    mask = (frags.pix_to_face >= 0).unsqueeze(1).to(dt)
+    if k > 1:
+        img = Fnn.avg_pool2d(img, k)
+        mask = Fnn.avg_pool2d(mask, k)
+    return RenderResult(img, mask, frags)

@@ -1,0 +1,119 @@
+"""Lights, materials and Phong / Blinn-Phong shading, all in the OpenCV camera frame.
+
+Every field is a per-sample tensor, broadcastable to (B,3) (colours, positions, directions) or (B,)
+(shininess); plain floats/sequences are accepted. The camera centre is the origin.
+
+Default model ``"phong"`` reproduces PyTorch3D's ``phong_shading`` / ``HardPhongShader`` exactly::
+
+    N = normalize(n);  L = normalize(light.location - p)  (point)  or normalize(light.direction)
+    V = normalize(-p)                                    (camera centre is the origin)
+    diffuse  = light.diffuse  * relu(N.L)
+    R        = -L + 2 (N.L) N
+    specular = light.specular * (relu(V.R) * (N.L > 0)) ** shininess
+    ambient  = material.ambient * light.ambient
+    rgb = (ambient + material.diffuse * diffuse) * texel + material.specular * specular   (not clamped)
+
+``"blinn"`` replaces ``relu(V.R)`` by ``relu(N.H)`` with ``H = normalize(L + V)``. Several lights add up.
+``DirectionalLights.direction`` points from the surface *towards* the light (PyTorch3D convention).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Sequence, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["DirectionalLights", "PointLights", "Material", "phong_shading", "as_batch"]
+
+
+def as_batch(x, B: int, width: int | None, dtype, device, name: str) -> Tensor:
+    """Broadcast a float / sequence / tensor to (B,width) (or (B,) when width is None)."""
+    t = torch.as_tensor(x, dtype=dtype, device=device)
+    shape = (B,) if width is None else (B, width)
+    try:
+        return t.expand(shape) if t.ndim <= len(shape) else t.reshape(shape)
+    except RuntimeError:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected broadcastable to {shape}") from None
+
+
+def _f(default):
+    return field(default_factory=lambda: default)
+
+
+@dataclass
+class DirectionalLights:
+    """Directional light(s) per sample: ``direction`` (B,3) towards the light, camera frame."""
+
+    direction: Union[Tensor, Sequence[float]] = _f((0.0, 0.0, -1.0))
+    ambient: Union[Tensor, Sequence[float], float] = _f((0.5, 0.5, 0.5))
+    diffuse: Union[Tensor, Sequence[float], float] = _f((0.3, 0.3, 0.3))
+    specular: Union[Tensor, Sequence[float], float] = _f((0.2, 0.2, 0.2))
+
+
+@dataclass
+class PointLights:
+    """Point light(s) per sample: ``location`` (B,3) in the camera frame."""
+
+    location: Union[Tensor, Sequence[float]] = _f((0.0, 0.0, 0.0))
+    ambient: Union[Tensor, Sequence[float], float] = _f((0.5, 0.5, 0.5))
+    diffuse: Union[Tensor, Sequence[float], float] = _f((0.3, 0.3, 0.3))
+    specular: Union[Tensor, Sequence[float], float] = _f((0.2, 0.2, 0.2))
+
+
+@dataclass
+class Material:
+    """Per-sample material: colours (B,3), ``shininess`` (B,). Defaults match PyTorch3D."""
+
+    ambient: Union[Tensor, Sequence[float], float] = _f((1.0, 1.0, 1.0))
+    diffuse: Union[Tensor, Sequence[float], float] = _f((1.0, 1.0, 1.0))
+    specular: Union[Tensor, Sequence[float], float] = _f((1.0, 1.0, 1.0))
+    shininess: Union[Tensor, float] = 64.0
+
+
+def _normalize(x: Tensor, eps: float = 1e-6) -> Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def phong_shading(points: Tensor, normals: Tensor, texels: Tensor, batch: Tensor, B: int,
+                  lights, material: Material | None = None, model: str = "phong") -> Tensor:
+    """Shade P surface samples. ``points``/``normals``/``texels`` (P,3) in the camera frame, ``batch``
+    (P,) sample index of each row, ``B`` batch size; ``lights`` one light object or a sequence of them.
+    Returns (P,3) RGB, not clamped."""
+    if model not in ("phong", "blinn"):
+        raise ValueError(f"shading model must be 'phong' or 'blinn', got {model!r}")
+    if isinstance(lights, (DirectionalLights, PointLights)):
+        lights = [lights]
+    material = material or Material()
+    dt, dev = points.dtype, points.device
+    mat = {f.name: as_batch(getattr(material, f.name), B, None if f.name == "shininess" else 3, dt, dev,
+                            f"material.{f.name}") for f in fields(material)}
+    N = _normalize(normals)
+    Vdir = _normalize(-points)
+    amb = torch.zeros((B, 3), dtype=dt, device=dev)
+    diff = torch.zeros_like(points)
+    spec = torch.zeros_like(points)
+    shin = mat["shininess"][batch].unsqueeze(1)
+    for light in lights:  # a handful of light objects, not samples
+        if isinstance(light, PointLights):
+            loc = as_batch(light.location, B, 3, dt, dev, "lights.location")
+            L = _normalize(loc[batch] - points)
+        elif isinstance(light, DirectionalLights):
+            d = as_batch(light.direction, B, 3, dt, dev, "lights.direction")
+            L = _normalize(d)[batch]
+        else:
+            raise ValueError(f"lights must be DirectionalLights/PointLights, got {type(light).__name__}")
+        la = as_batch(light.ambient, B, 3, dt, dev, "lights.ambient")
+        ld = as_batch(light.diffuse, B, 3, dt, dev, "lights.diffuse")
+        ls = as_batch(light.specular, B, 3, dt, dev, "lights.specular")
+        amb = amb + la
+        NL = (N * L).sum(1, keepdim=True)
+        diff = diff + ld[batch] * torch.relu(NL)
+        if model == "phong":
+            Rdir = 2.0 * NL * N - L
+            a = torch.relu((Vdir * Rdir).sum(1, keepdim=True))
+        else:
+            a = torch.relu((N * _normalize(L + Vdir)).sum(1, keepdim=True))
+        spec = spec + ls[batch] * (a * (NL > 0).to(dt)).pow(shin)
+    ambient = (mat["ambient"] * amb)[batch]
+    return (ambient + mat["diffuse"][batch] * diff) * texels + mat["specular"][batch] * spec
