@@ -44,6 +44,8 @@ __all__ = ["Fragments", "rasterize", "prepare_inputs", "BUCKET_SIZES"]
 BUCKET_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 _MAX_CANDIDATES = 1 << 18  # candidate (face, pixel) pairs evaluated per chunk
 _LOW32 = 0xFFFFFFFF
+_MAX_FACES_PER_PASS = 1 << 22  # faces set up at once (B*F); larger batches run in sub-batches
+_MAX_PIXELS_PER_PASS = 1 << 25  # B*H*W pixels per pass
 
 
 @dataclass
@@ -400,6 +402,17 @@ def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Seque
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'pytorch3d', got {backend!r}")
     verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
-    fd = _face_setup(verts, faces, K, H, W, float(znear), cull_backfaces)
+    B, F = verts.shape[0], faces.shape[-2]
+    per = max(1, min(_MAX_FACES_PER_PASS // F, _MAX_PIXELS_PER_PASS // (H * W)))
+    if B <= per:
+        return _rasterize_torch(verts, faces, K, H, W, float(znear), cull_backfaces)
+    # bounded memory for huge batches: sub-batches of many samples each (not a per-sample loop)
+    parts = [_rasterize_torch(verts[a:a + per], faces if faces.ndim == 2 else faces[a:a + per], K[a:a + per],
+                              H, W, float(znear), cull_backfaces) for a in range(0, B, per)]
+    return Fragments(*(torch.cat(x) for x in zip(*parts)))
+
+
+def _rasterize_torch(verts, faces, K, H, W, znear, cull_backfaces):
+    fd = _face_setup(verts, faces, K, H, W, znear, cull_backfaces)
     buf = _rasterize_keys(fd, H, W)
     return _resolve(fd, buf, H, W)

@@ -1,6 +1,7 @@
 """``render``: rasterize -> interpolate / texture -> shade -> coverage mask (-> SSAA)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -14,6 +15,37 @@ from .shading import Material, as_batch, phong_shading
 from .texture import UVTexture, VertexColors
 
 __all__ = ["RenderResult", "render", "scale_intrinsics"]
+
+_MAX_PIXELS_PER_PASS = 1 << 24  # rendered (super-sampled) pixels per pass; larger batches are split
+
+
+def _slice_batch(obj, sl: slice, B: int, vec: bool = False):
+    """Slice the per-sample parts of ``obj`` (tensor, light/material/texture dataclass, list of lights).
+    Tensors are per-sample when their leading dim is B and they have >= 2 dims ((B,3) colours, (B,V,3)
+    vertex data), or 1 dim when ``vec`` ((B,) shininess / texture_index)."""
+    if obj is None:
+        return None
+    if isinstance(obj, (list, tuple)):
+        if obj and all(dataclasses.is_dataclass(x) for x in obj):  # several lights
+            return type(obj)(_slice_batch(x, sl, B) for x in obj)
+        try:
+            obj = torch.as_tensor(obj)
+        except (TypeError, ValueError, RuntimeError):
+            return obj
+    if torch.is_tensor(obj):
+        per = obj.ndim >= 1 and obj.shape[0] == B and (obj.ndim >= 2 or vec)
+        return obj[sl] if per else obj
+    if isinstance(obj, UVTexture):
+        idx = obj.texture_index
+        if idx is None:
+            M = obj.maps.shape[0]
+            idx = torch.arange(B) if M == B else torch.zeros(B, dtype=torch.int64)
+        return dataclasses.replace(obj, texture_index=torch.as_tensor(idx)[sl])  # maps are never sliced
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.replace(obj, **{f.name: _slice_batch(getattr(obj, f.name), sl, B,
+                                                                f.name in ("shininess", "texture_index"))
+                                           for f in dataclasses.fields(obj) if f.init})
+    return obj
 
 
 @dataclass
@@ -61,6 +93,19 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
         raise ValueError(f"ssaa must be an integer >= 1, got {ssaa!r}")
     verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
     B = verts.shape[0]
+    per = max(1, _MAX_PIXELS_PER_PASS // (H * W * k * k))
+    if B > per:  # bounded memory: sub-batches of many samples each (not a per-sample loop)
+        parts = []
+        for a in range(0, B, per):
+            sl = slice(a, min(a + per, B))
+            parts.append(render(
+                verts[sl], faces if faces.ndim == 2 else faces[sl], K[sl], (H, W),
+                textures=_slice_batch(textures, sl, B), lights=_slice_batch(lights, sl, B),
+                material=_slice_batch(material, sl, B), verts_normals=_slice_batch(verts_normals, sl, B),
+                background=_slice_batch(background, sl, B), ssaa=k, shading=shading,
+                cull_backfaces=cull_backfaces, znear=znear, backend=backend, check=False))
+        frags = Fragments(*(torch.cat(x) for x in zip(*(p.fragments for p in parts))))
+        return RenderResult(torch.cat([p.image for p in parts]), torch.cat([p.mask for p in parts]), frags)
     dt, dev = verts.dtype, verts.device
     Kr = scale_intrinsics(K, k) if k > 1 else K
     Hr, Wr = H * k, W * k

@@ -154,3 +154,32 @@ def test_sphere_render_batch_consistency(device, dtype):
         one = render(verts[b:b + 1], fs.to(device), K, 32, textures=cols, lights=light, ssaa=2)
         assert torch.allclose(one.image[0], out.image[b], atol=1e-6)
         assert torch.equal(one.mask[0], out.mask[b])
+
+
+def test_render_sub_batches_match(device, dtype, monkeypatch):
+    # force the memory guard to split the batch: results must not change
+    import importlib
+
+    rz = importlib.import_module("onthefly.render.rasterize")  # the module, not the function
+    rr = importlib.import_module("onthefly.render.renderer")
+
+    vs, fs = uv_sphere(10, 20, dtype)
+    B = 5
+    verts = torch.stack([vs + torch.tensor([0.2 * b, -0.1 * b, 4.0], dtype=dtype) for b in range(B)]).to(device)
+    K = torch.tensor([[20.0, 0, 9.5], [0, 20.0, 9.5], [0, 0, 1]], dtype=dtype)
+    g = torch.Generator().manual_seed(3)
+    light = PointLights(location=torch.randn(B, 3, generator=g, dtype=dtype), ambient=torch.rand(B, 3, generator=g, dtype=dtype),
+                        diffuse=0.5, specular=[0.1, 0.2, 0.3])
+    mat = Material(shininess=torch.tensor([5.0, 10.0, 20.0, 40.0, 80.0], dtype=dtype))
+    maps = (torch.rand(2, 8, 8, 3, generator=g) * 255).to(torch.uint8)
+    uvs = torch.rand(1, vs.shape[0], 2, generator=g, dtype=dtype)
+    tex = UVTexture(maps=maps, verts_uvs=uvs, faces_uvs=fs, texture_index=torch.tensor([0, 1, 1, 0, 1]))
+    kw = dict(textures=tex, lights=[light], material=mat, background=torch.rand(B, 3, generator=g, dtype=dtype))
+    full = render(verts, fs, K, 20, **kw)
+    monkeypatch.setattr(rr, "_MAX_PIXELS_PER_PASS", 2 * 20 * 20)
+    monkeypatch.setattr(rz, "_MAX_FACES_PER_PASS", 2 * fs.shape[0])
+    split = render(verts, fs, K, 20, **kw)
+    assert torch.allclose(full.image, split.image, atol=1e-6)
+    assert torch.equal(full.fragments.pix_to_face, split.fragments.pix_to_face)
+    fr = rasterize(verts, fs, K, 20)
+    assert torch.equal(fr.pix_to_face, full.fragments.pix_to_face)
