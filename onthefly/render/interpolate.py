@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .rasterize import Fragments
 
-__all__ = ["Foreground", "foreground", "face_vertex_ids", "interpolate_compact",
+__all__ = ["Foreground", "foreground", "face_vertex_ids", "interpolate_compact", "interpolate_soa",
            "interpolate_vertex_attributes", "vertex_normals"]
 
 
@@ -42,6 +42,23 @@ def face_vertex_ids(faces: Tensor, batch: Tensor, face: Tensor) -> Tensor:
     if faces.ndim == 2:
         return faces[face]
     return faces[batch, face]
+
+
+def interpolate_soa(attrs: Tensor, vids: Tensor, batch: Tensor, bary_t: Tensor) -> Tensor:
+    """Structure-of-arrays variant used on the hot path: ``bary_t`` (3,P) weights, returns (C,P)
+    (rows contiguous, so the shading maths vectorises)."""
+    Ba, V, C = attrs.shape
+    rows = attrs.reshape(Ba * V, C).t()  # (C, Ba*V)
+    if rows.dtype == torch.uint8:
+        rows = rows.to(bary_t.dtype) * (1.0 / 255.0)
+    else:
+        rows = rows.to(bary_t.dtype)
+    rows = rows.contiguous()
+    ids = vids.t()
+    if Ba > 1:
+        ids = ids + (batch * V).unsqueeze(0)
+    g = rows.index_select(1, ids.reshape(-1)).view(C, 3, -1)
+    return g[:, 0] * bary_t[0] + g[:, 1] * bary_t[1] + g[:, 2] * bary_t[2]
 
 
 def interpolate_compact(attrs: Tensor, vids: Tensor, batch: Tensor, bary: Tensor) -> Tensor:

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as Fnn
 from torch import Tensor
 
-from .interpolate import face_vertex_ids, foreground, interpolate_compact, vertex_normals
+from .interpolate import face_vertex_ids, foreground, interpolate_soa, vertex_normals
 from .rasterize import Fragments, prepare_inputs, rasterize
-from .shading import Material, as_batch, phong_shading
+from .shading import Material, as_batch, phong_shading_soa
 from .texture import UVTexture, VertexColors
 
 __all__ = ["RenderResult", "render", "scale_intrinsics"]
@@ -113,20 +113,24 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
                       backend=backend, check=False)
     fg = foreground(frags)
     vids = face_vertex_ids(faces, fg.batch, fg.face)
+    bary_t = fg.bary.t().contiguous()  # (3,P): structure of arrays from here on
+    P = fg.pidx.shape[0]
 
     if textures is None:
-        texels = torch.ones((fg.pidx.shape[0], 3), dtype=dt, device=dev)
-    elif isinstance(textures, (VertexColors, UVTexture)):
-        texels = textures.sample(fg, faces)
+        texels = torch.ones((3, 1), dtype=dt, device=dev)
     elif torch.is_tensor(textures):
-        texels = VertexColors(textures).sample(fg, faces)
+        texels = VertexColors(textures).sample_soa(fg, faces, bary_t, vids)
+    elif isinstance(textures, VertexColors):
+        texels = textures.sample_soa(fg, faces, bary_t, vids)
+    elif isinstance(textures, UVTexture):
+        texels = textures.sample(fg, faces).t()
     else:
         raise ValueError(f"textures must be VertexColors, UVTexture, a tensor or None, got {type(textures).__name__}")
 
     if lights is None:
-        rgb = texels
+        rgb = texels.expand(3, P)
     else:
-        points = interpolate_compact(verts, vids, fg.batch, fg.bary)
+        points = interpolate_soa(verts, vids, fg.batch, bary_t)
         if verts_normals is None:
             vn = vertex_normals(verts, faces)
         else:
@@ -136,14 +140,18 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
             if vn.shape[0] not in (1, B) or vn.shape[1:] != verts.shape[1:]:
                 raise ValueError(f"verts_normals must be (B or 1, V, 3) = (*, {verts.shape[1]}, 3), "
                                  f"got {tuple(vn.shape)}")
-        normals = interpolate_compact(vn, vids, fg.batch, fg.bary)
-        rgb = phong_shading(points, normals, texels, fg.batch, B, lights, material, shading)
+        normals = interpolate_soa(vn, vids, fg.batch, bary_t)
+        rgb = phong_shading_soa(points, normals, texels, fg.batch, B, lights, material, shading)
 
     bg = torch.zeros((B, 3), dtype=dt, device=dev) if background is None else \
         as_batch(background, B, 3, dt, dev, "background")
-    img = bg.view(B, 3, 1).expand(B, 3, Hr * Wr).contiguous()
-    rem = fg.pidx - fg.batch * (Hr * Wr)
-    img[fg.batch, :, rem] = rgb
+    HW = Hr * Wr
+    img = bg.reshape(B, 3, 1).expand(B, 3, HW).contiguous()
+    # flat (b, c, pixel) index of every covered pixel, one row per channel
+    rem = fg.pidx - fg.batch * HW
+    base = fg.batch * (3 * HW) + rem
+    idx = torch.stack((base, base + HW, base + 2 * HW), 0)
+    img.view(-1).index_put_((idx.view(-1),), rgb.reshape(-1))
     img = img.view(B, 3, Hr, Wr)
     mask = (frags.pix_to_face >= 0).unsqueeze(1).to(dt)
     if k > 1:

@@ -24,7 +24,7 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ["DirectionalLights", "PointLights", "Material", "phong_shading", "as_batch"]
+__all__ = ["DirectionalLights", "PointLights", "Material", "phong_shading", "phong_shading_soa", "as_batch"]
 
 
 def as_batch(x, B: int, width: int | None, dtype, device, name: str) -> Tensor:
@@ -72,7 +72,12 @@ class Material:
 
 
 def _normalize(x: Tensor, eps: float = 1e-6) -> Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+    """Normalise the columns of a (3,P) array (PyTorch3D's F.normalize semantics)."""
+    return x / torch.sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]).clamp_min(eps)
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
 
 def phong_shading(points: Tensor, normals: Tensor, texels: Tensor, batch: Tensor, B: int,
@@ -80,40 +85,53 @@ def phong_shading(points: Tensor, normals: Tensor, texels: Tensor, batch: Tensor
     """Shade P surface samples. ``points``/``normals``/``texels`` (P,3) in the camera frame, ``batch``
     (P,) sample index of each row, ``B`` batch size; ``lights`` one light object or a sequence of them.
     Returns (P,3) RGB, not clamped."""
+    return phong_shading_soa(points.t().contiguous(), normals.t().contiguous(), texels.t().contiguous(),
+                             batch, B, lights, material, model).t()
+
+
+def phong_shading_soa(points: Tensor, normals: Tensor, texels: Tensor, batch: Tensor, B: int,
+                      lights, material: Material | None = None, model: str = "phong") -> Tensor:
+    """:func:`phong_shading` on (3,P) arrays (structure of arrays; the renderer's hot path)."""
     if model not in ("phong", "blinn"):
         raise ValueError(f"shading model must be 'phong' or 'blinn', got {model!r}")
     if isinstance(lights, (DirectionalLights, PointLights)):
         lights = [lights]
     material = material or Material()
     dt, dev = points.dtype, points.device
-    mat = {f.name: as_batch(getattr(material, f.name), B, None if f.name == "shininess" else 3, dt, dev,
-                            f"material.{f.name}") for f in fields(material)}
+
+    def per_pixel(x, name, width=3):
+        t = as_batch(x, B, width, dt, dev, name)
+        if width is None:
+            return t.index_select(0, batch) if t.stride(0) != 0 else t[:1].expand(batch.shape[0])
+        t = t.t()  # (3,B)
+        return t.index_select(1, batch) if t.stride(1) != 0 else t[:, :1]
+
     N = _normalize(normals)
     Vdir = _normalize(-points)
     amb = torch.zeros((B, 3), dtype=dt, device=dev)
-    diff = torch.zeros_like(points)
-    spec = torch.zeros_like(points)
-    shin = mat["shininess"][batch].unsqueeze(1)
+    diff = spec = None
+    shin = per_pixel(material.shininess, "material.shininess", None)
     for light in lights:  # a handful of light objects, not samples
         if isinstance(light, PointLights):
-            loc = as_batch(light.location, B, 3, dt, dev, "lights.location")
-            L = _normalize(loc[batch] - points)
+            L = _normalize(per_pixel(light.location, "lights.location") - points)
         elif isinstance(light, DirectionalLights):
             d = as_batch(light.direction, B, 3, dt, dev, "lights.direction")
-            L = _normalize(d)[batch]
+            d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-6)
+            L = d.t().index_select(1, batch) if d.stride(0) != 0 else d[:1].t()
         else:
             raise ValueError(f"lights must be DirectionalLights/PointLights, got {type(light).__name__}")
-        la = as_batch(light.ambient, B, 3, dt, dev, "lights.ambient")
-        ld = as_batch(light.diffuse, B, 3, dt, dev, "lights.diffuse")
-        ls = as_batch(light.specular, B, 3, dt, dev, "lights.specular")
-        amb = amb + la
-        NL = (N * L).sum(1, keepdim=True)
-        diff = diff + ld[batch] * torch.relu(NL)
+        amb = amb + as_batch(light.ambient, B, 3, dt, dev, "lights.ambient")
+        NL = _dot(N, L)
+        d_term = per_pixel(light.diffuse, "lights.diffuse") * torch.relu(NL)
         if model == "phong":
-            Rdir = 2.0 * NL * N - L
-            a = torch.relu((Vdir * Rdir).sum(1, keepdim=True))
+            Rdir = (2.0 * NL) * N - L
+            a = torch.relu(_dot(Vdir, Rdir))
         else:
-            a = torch.relu((N * _normalize(L + Vdir)).sum(1, keepdim=True))
-        spec = spec + ls[batch] * (a * (NL > 0).to(dt)).pow(shin)
-    ambient = (mat["ambient"] * amb)[batch]
-    return (ambient + mat["diffuse"][batch] * diff) * texels + mat["specular"][batch] * spec
+            a = torch.relu(_dot(N, _normalize(L + Vdir)))
+        s_term = per_pixel(light.specular, "lights.specular") * (a * (NL > 0).to(dt)).pow(shin)
+        diff = d_term if diff is None else diff + d_term
+        spec = s_term if spec is None else spec + s_term
+    mat_amb = as_batch(material.ambient, B, 3, dt, dev, "material.ambient")
+    ambient = (mat_amb * amb).t().index_select(1, batch)
+    return (ambient + per_pixel(material.diffuse, "material.diffuse") * diff) * texels \
+        + per_pixel(material.specular, "material.specular") * spec

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .interpolate import Foreground, face_vertex_ids, interpolate_compact
+from .interpolate import Foreground, face_vertex_ids, interpolate_compact, interpolate_soa
 
 __all__ = ["VertexColors", "UVTexture", "sample_bilinear"]
 
@@ -26,6 +26,11 @@ class VertexColors:
     colors: Tensor
 
     def sample(self, fg: Foreground, faces: Tensor) -> Tensor:
+        """(P,3) colours of the covered pixels."""
+        return self.sample_soa(fg, faces, fg.bary.t().contiguous()).t()
+
+    def sample_soa(self, fg: Foreground, faces: Tensor, bary_t: Tensor, vids: Tensor | None = None) -> Tensor:
+        """(3,P) colours; ``bary_t`` (3,P) barycentrics."""
         c = self.colors
         if c.ndim == 2:
             c = c.unsqueeze(0)
@@ -35,7 +40,9 @@ class VertexColors:
         if c.shape[0] not in (1, B):
             raise ValueError(f"VertexColors.colors has batch {c.shape[0]}, expected 1 or {B}")
         c = c.to(fg.bary.device)
-        return interpolate_compact(c, face_vertex_ids(faces, fg.batch, fg.face), fg.batch, fg.bary)
+        if vids is None:
+            vids = face_vertex_ids(faces, fg.batch, fg.face)
+        return interpolate_soa(c, vids, fg.batch, bary_t)
 
 
 def sample_bilinear(maps: Tensor, index: Tensor, uv: Tensor, align_corners: bool = True,
