@@ -26,7 +26,7 @@ background), ``bary`` (B,H,W,3) perspective-correct barycentrics of the winning 
 Algorithm: per-face screen bounding boxes; faces are bucketed by bbox size ``s`` (largest side in
 pixels) and each bucket enumerates an ``s x s`` candidate grid per face with broadcast edge functions
 (no gathers on the hot path); the depth test is a ``scatter_reduce(amax)`` of int64 keys
-``(float32 bits of 1/z) << 32 | (2**32 - 1 - face)`` into a (B*H*W) buffer. Faces larger than the
+``(float32 bits of 1/z) << 32 | (2**32 - 1 - face)`` (1/z := 0 outside the face) into a (B*H*W) buffer. Faces larger than the
 biggest bucket are split into tiles of the biggest bucket size, so no face is ever dropped. Work is
 chunked so memory stays bounded for any batch.
 """
@@ -258,7 +258,7 @@ def _face_setup(verts, faces, K, H, W, znear, cull_backfaces):
     # E_k(p) = sdx*(py - my) - sdy*(px - mx) > 0 inside. (mx, my) is the edge midpoint and
     # (sdx, sdy) = sign(area2) * (b - a): both are symmetric in the edge's endpoints, so the two faces
     # sharing an edge evaluate bit-exactly opposite values (watertight).
-    params = torch.empty((6, 3, N), dtype=dt, device=dev)
+    params = torch.empty((5, 3, N), dtype=dt, device=dev)
     sg = torch.where(area2 < 0, -1.0, 1.0).to(dt)
     sdx = torch.mul(ex, sg, out=params[2])
     sdy = torch.mul(ey, sg, out=params[3])
@@ -266,13 +266,10 @@ def _face_setup(verts, faces, K, H, W, znear, cull_backfaces):
     torch.add(U1, U2, out=mx[0]); torch.add(U2, U0, out=mx[1]); torch.add(U0, U1, out=mx[2])
     torch.add(V1, V2, out=my[0]); torch.add(V2, V0, out=my[1]); torch.add(V0, V1, out=my[2])
     params[:2].mul_(0.5)
-    # tie rule: include E == 0 when the inward normal (-sdy, sdx) points right, or straight down
-    topleft = (sdy < 0) | ((sdy == 0) & (sdx > 0))
-    torch.mul((~topleft).to(dt), torch.finfo(dt).tiny, out=params[4])
-    torch.mul(IZ, area2.abs().reciprocal_(), out=params[5])  # 1/z = sum_k E_k * c_k
+    torch.mul(IZ, area2.abs().reciprocal_(), out=params[4])  # 1/z = sum_k E_k * c_k
     size = torch.maximum(nx, ny)
     return dict(B=B, F=F, P=Pv, area2=area2, valid=valid, j0=j0, i0=i0, nx=nx, ny=ny, size=size,
-                params=params.view(18, N))
+                params=params.view(15, N))
 
 
 def _eval_grid(prm, fidx, j0, i0, s, F, H, W, buf):
@@ -284,7 +281,11 @@ def _eval_grid(prm, fidx, j0, i0, s, F, H, W, buf):
     ar = torch.arange(s, device=dev).unsqueeze(1)  # (s,1)
     px = (j0 + ar).to(dt)  # (s,n) columns
     py = (i0 + ar).to(dt)  # (s,n) rows
-    mx, my, sdx, sdy, thr, c = prm.view(6, 3, -1).unbind(0)
+    mx, my, sdx, sdy, c = prm.view(5, 3, -1).unbind(0)
+    # tie rule: a centre with E == 0 is inside when the edge's inward normal (-sdy, sdx) points right,
+    # or straight down; "E > 0" is tested as "E >= smallest normal float" (E is never subnormal)
+    topleft = (sdy < 0) | ((sdy == 0) & (sdx > 0))
+    thr = (~topleft).to(dt) * torch.finfo(dt).tiny  # (3,n)
     inside = None
     rsum = csum = None
     for k in range(3):
@@ -296,9 +297,10 @@ def _eval_grid(prm, fidx, j0, i0, s, F, H, W, buf):
         rsum = t1 * c[k] if rsum is None else rsum.add_(t1 * c[k])
         csum = t2 * c[k] if csum is None else csum.add_(t2 * c[k])
     zinv = (rsum.unsqueeze(1) - csum.unsqueeze(0)).to(torch.float32)  # (s,s,n), 1/z > 0 inside
+    zinv.mul_(inside)  # outside -> 0 -> key < 2**32 (never beats a covering face)
     b = torch.div(fidx, F, rounding_mode="floor")
     tail = _LOW32 - (fidx - b * F)  # (n,)
-    key = zinv.view(torch.int32).to(torch.int64).bitwise_left_shift_(32).add_(tail).mul_(inside)
+    key = torch.add(tail, zinv.view(torch.int32), alpha=1 << 32)
     base = b * (H * W) + i0 * W + j0  # (n,)
     offs = (ar * W + ar.view(1, s)).unsqueeze(2)  # (s,s,1)
     pix = base + offs
@@ -313,10 +315,10 @@ def _rasterize_keys(fd, H, W, bucket_sizes=BUCKET_SIZES, max_candidates=_MAX_CAN
     smax = sizes[-1]
     valid = fd["valid"]
     bounds = torch.tensor(sizes, device=dev)
-    cls = torch.bucketize(fd["size"], bounds, right=False)  # size <= sizes[c] -> c ; > smax -> len(sizes)
-    cls = torch.where(valid, cls, torch.full_like(cls, -1))
-    counts = torch.bincount(cls + 1, minlength=len(sizes) + 2).tolist()
-    order = torch.argsort(cls)[counts[0]:]  # drop invalid faces
+    # class 0: invalid; c+1: size <= sizes[c]; len(sizes)+1: larger than smax (tiled)
+    cls = (torch.bucketize(fd["size"], bounds, right=False) + 1).mul_(valid).to(torch.uint8)
+    counts = torch.bincount(cls, minlength=len(sizes) + 2).tolist()
+    order = torch.argsort(cls)[counts[0]:]  # drop invalid faces (uint8 keys sort fast)
     prm = fd["params"].index_select(1, order)  # faces sorted by bucket: every bucket is a contiguous slice
     j0s, i0s = fd["j0"][order], fd["i0"][order]
     start = 0
@@ -355,7 +357,7 @@ def _resolve(fd, buf, H, W):
     P = fd["P"]
     dt = P.dtype
     dev = buf.device
-    fg = buf > 0
+    fg = buf >= (1 << 32)
     face = torch.where(fg, _LOW32 - (buf & _LOW32), torch.full((), -1, dtype=torch.int64, device=dev))
     pidx = fg.nonzero().squeeze(1)
     b = torch.div(pidx, H * W, rounding_mode="floor")
