@@ -44,6 +44,7 @@ __all__ = ["Fragments", "rasterize", "prepare_inputs", "BUCKET_SIZES"]
 BUCKET_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 _MAX_CANDIDATES = 1 << 18  # candidate (face, pixel) pairs evaluated per chunk
 _LOW32 = 0xFFFFFFFF
+_F32_TINY = float(torch.finfo(torch.float32).tiny)
 _MAX_FACES_PER_PASS = 1 << 22  # faces set up at once (B*F); larger batches run in sub-batches
 _MAX_PIXELS_PER_PASS = 1 << 25  # B*H*W pixels per pass
 
@@ -121,7 +122,7 @@ def prepare_inputs(verts, faces, K, image_size, check: bool = True):
         verts = verts.unsqueeze(0)
     if verts.ndim != 3 or verts.shape[-1] != 3:
         raise ValueError(f"verts must have shape (B,V,3), got {tuple(verts.shape)}")
-    if not verts.is_floating_point():
+    if verts.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"verts must be float32/float64, got {verts.dtype}")
     B, V = int(verts.shape[0]), int(verts.shape[1])
     if B == 0:
@@ -297,7 +298,8 @@ def _eval_grid(prm, fidx, j0, i0, s, F, H, W, buf):
         rsum = t1 * c[k] if rsum is None else rsum.add_(t1 * c[k])
         csum = t2 * c[k] if csum is None else csum.add_(t2 * c[k])
     zinv = (rsum.unsqueeze(1) - csum.unsqueeze(0)).to(torch.float32)  # (s,s,n), 1/z > 0 inside
-    zinv.mul_(inside)  # outside -> 0 -> key < 2**32 (never beats a covering face)
+    # > 0 even for slivers where the separable sum cancels; outside -> 0 -> key < 2**32 (never wins)
+    zinv.clamp_min_(_F32_TINY).mul_(inside)
     b = torch.div(fidx, F, rounding_mode="floor")
     tail = _LOW32 - (fidx - b * F)  # (n,)
     key = torch.add(tail, zinv.view(torch.int32), alpha=1 << 32)
@@ -372,7 +374,7 @@ def _resolve(fd, buf, H, W):
     ia, ib = [1, 2, 0], [2, 0, 1]
     w = (du[ia] * dv[ib] - dv[ia] * du[ib]) / fd["area2"][flat]
     q = w * Pf[2]
-    S = q.sum(0)
+    S = q[0] + q[1] + q[2]  # explicit order: identical on every device
     zbuf = torch.full((B * H * W,), -1.0, dtype=dt, device=dev)
     zbuf[pidx] = 1.0 / S
     bary = torch.full((B * H * W, 3), -1.0, dtype=dt, device=dev)
@@ -414,6 +416,7 @@ def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Seque
     return Fragments(*(torch.cat(x) for x in zip(*parts)))
 
 
+@torch.no_grad()
 def _rasterize_torch(verts, faces, K, H, W, znear, cull_backfaces):
     fd = _face_setup(verts, faces, K, H, W, znear, cull_backfaces)
     buf = _rasterize_keys(fd, H, W)
