@@ -23,8 +23,9 @@ Outputs (:class:`Fragments`): ``pix_to_face`` (B,H,W) int64 index into that mesh
 ``-1`` background; unlike PyTorch3D it is *not* a packed index), ``zbuf`` (B,H,W) camera z (``-1``
 background), ``bary`` (B,H,W,3) perspective-correct barycentrics of the winning face (``-1`` background).
 
-Algorithm: per-face screen bounding boxes; faces are bucketed by bbox size ``s`` (largest side in
-pixels) and each bucket enumerates an ``s x s`` candidate grid per face with broadcast edge functions
+Algorithm: per-face screen bounding boxes; faces are bucketed by bbox size (covered-pixel columns
+``nx`` and rows ``ny``, each rounded up to one of ``BUCKET_SIZES``) and each bucket enumerates an
+``sy x sx`` candidate grid per face with broadcast edge functions
 (no gathers on the hot path); the depth test is a ``scatter_reduce(amax)`` of int64 keys
 ``(float32 bits of 1/z) << 32 | (2**32 - 1 - face)`` (1/z := 0 outside the face) into a (B*H*W) buffer. Faces larger than the
 biggest bucket are split into tiles of the biggest bucket size, so no face is ever dropped. Work is
@@ -273,15 +274,16 @@ def _face_setup(verts, faces, K, H, W, znear, cull_backfaces):
                 params=params.view(15, N))
 
 
-def _eval_grid(prm, fidx, j0, i0, s, F, H, W, buf):
-    """Evaluate an s x s candidate grid starting at pixel (j0, i0) for n faces ``fidx`` (flat ids,
-    packed parameters ``prm`` (18,n)) and fold their depth keys into ``buf`` (B*H*W int64, amax).
+def _eval_grid(prm, fidx, j0, i0, sx, sy, F, H, W, buf):
+    """Evaluate an sy x sx candidate grid starting at pixel (j0, i0) for n faces ``fidx`` (flat ids,
+    packed parameters ``prm`` (15,n)) and fold their depth keys into ``buf`` (B*H*W int64, amax).
     Layout (row, col, face): the face axis is innermost and contiguous."""
     dt = prm.dtype
     dev = fidx.device
-    ar = torch.arange(s, device=dev).unsqueeze(1)  # (s,1)
-    px = (j0 + ar).to(dt)  # (s,n) columns
-    py = (i0 + ar).to(dt)  # (s,n) rows
+    arx = torch.arange(sx, device=dev).unsqueeze(1)  # (sx,1)
+    ary = torch.arange(sy, device=dev).unsqueeze(1)  # (sy,1)
+    px = (j0 + arx).to(dt)  # (sx,n) columns
+    py = (i0 + ary).to(dt)  # (sy,n) rows
     mx, my, sdx, sdy, c = prm.view(5, 3, -1).unbind(0)
     # tie rule: a centre with E == 0 is inside when the edge's inward normal (-sdy, sdx) points right,
     # or straight down; "E > 0" is tested as "E >= smallest normal float" (E is never subnormal)
@@ -290,21 +292,21 @@ def _eval_grid(prm, fidx, j0, i0, s, F, H, W, buf):
     inside = None
     rsum = csum = None
     for k in range(3):
-        t1 = sdx[k] * (py - my[k])  # (s,n) depends on the row
-        t2 = sdy[k] * (px - mx[k])  # (s,n) depends on the column
-        e = t1.unsqueeze(1) - t2.unsqueeze(0)  # (s,s,n)
+        t1 = sdx[k] * (py - my[k])  # (sy,n) depends on the row
+        t2 = sdy[k] * (px - mx[k])  # (sx,n) depends on the column
+        e = t1.unsqueeze(1) - t2.unsqueeze(0)  # (sy,sx,n)
         ins = e >= thr[k]
         inside = ins if inside is None else inside.logical_and_(ins)
         rsum = t1 * c[k] if rsum is None else rsum.add_(t1 * c[k])
         csum = t2 * c[k] if csum is None else csum.add_(t2 * c[k])
-    zinv = (rsum.unsqueeze(1) - csum.unsqueeze(0)).to(torch.float32)  # (s,s,n), 1/z > 0 inside
+    zinv = (rsum.unsqueeze(1) - csum.unsqueeze(0)).to(torch.float32)  # (sy,sx,n), 1/z > 0 inside
     # > 0 even for slivers where the separable sum cancels; outside -> 0 -> key < 2**32 (never wins)
     zinv.clamp_min_(_F32_TINY).mul_(inside)
     b = torch.div(fidx, F, rounding_mode="floor")
     tail = _LOW32 - (fidx - b * F)  # (n,)
     key = torch.add(tail, zinv.view(torch.int32), alpha=1 << 32)
     base = b * (H * W) + i0 * W + j0  # (n,)
-    offs = (ar * W + ar.view(1, s)).unsqueeze(2)  # (s,s,1)
+    offs = (ary * W + arx.view(1, sx)).unsqueeze(2)  # (sy,sx,1)
     pix = base + offs
     buf.scatter_reduce_(0, pix.view(-1), key.view(-1), "amax", include_self=True)
 
@@ -314,24 +316,33 @@ def _rasterize_keys(fd, H, W, bucket_sizes=BUCKET_SIZES, max_candidates=_MAX_CAN
     B, F = fd["B"], fd["F"]
     buf = torch.zeros(B * H * W, dtype=torch.int64, device=dev)
     sizes = [s for s in bucket_sizes if s <= min(H, W)] or [1]
+    L = len(sizes)
     smax = sizes[-1]
     valid = fd["valid"]
     bounds = torch.tensor(sizes, device=dev)
-    # class 0: invalid; c+1: size <= sizes[c]; len(sizes)+1: larger than smax (tiled)
-    cls = (torch.bucketize(fd["size"], bounds, right=False) + 1).mul_(valid).to(torch.uint8)
-    counts = torch.bincount(cls, minlength=len(sizes) + 2).tolist()
+    # rectangular buckets: class 1 + cy*L + cx for nx <= sizes[cx], ny <= sizes[cy]; 1 + L*L: wider
+    # or taller than smax (tiled); 0: invalid
+    cx = torch.bucketize(fd["nx"], bounds)
+    cy = torch.bucketize(fd["ny"], bounds)
+    big = (cx == L) | (cy == L)
+    cls = torch.where(big, L * L, cy * L + cx).add_(1).mul_(valid).to(torch.uint8)
+    counts = torch.bincount(cls, minlength=L * L + 2).tolist()
     order = torch.argsort(cls)[counts[0]:]  # drop invalid faces (uint8 keys sort fast)
     prm = fd["params"].index_select(1, order)  # faces sorted by bucket: every bucket is a contiguous slice
     j0s, i0s = fd["j0"][order], fd["i0"][order]
     start = 0
-    for c, s in enumerate(sizes):
+    for c in range(L * L):
         n = counts[c + 1]
-        step = max(1, max_candidates // (s * s))
+        if not n:
+            continue
+        sy, sx = sizes[c // L], sizes[c % L]
+        step = max(1, max_candidates // (sx * sy))
         for a in range(start, start + n, step):
             sl = slice(a, min(a + step, start + n))
-            _eval_grid(prm[:, sl], order[sl], j0s[sl].clamp_max(W - s), i0s[sl].clamp_max(H - s), s, F, H, W, buf)
+            _eval_grid(prm[:, sl], order[sl], j0s[sl].clamp_max(W - sx), i0s[sl].clamp_max(H - sy), sx, sy,
+                       F, H, W, buf)
         start += n
-    n = counts[len(sizes) + 1]
+    n = counts[L * L + 1]
     if n:  # large faces: cover their bbox with smax x smax tiles (no face is ever dropped)
         ids = order[start:start + n]
         tx = torch.div(fd["nx"][ids] + smax - 1, smax, rounding_mode="floor")
@@ -349,7 +360,8 @@ def _rasterize_keys(fd, H, W, bucket_sizes=BUCKET_SIZES, max_candidates=_MAX_CAN
         step = max(1, max_candidates // (smax * smax))
         for a in range(0, tiles_total, step):
             t = face_of_tile[a:a + step]
-            _eval_grid(prm_big.index_select(1, t), ids[t], j0_all[a:a + step], i0_all[a:a + step], smax, F, H, W, buf)
+            _eval_grid(prm_big.index_select(1, t), ids[t], j0_all[a:a + step], i0_all[a:a + step], smax, smax,
+                       F, H, W, buf)
     return buf
 
 
