@@ -43,10 +43,13 @@ __all__ = ["Fragments", "rasterize", "prepare_inputs", "BUCKET_SIZES"]
 
 # bbox side classes: a face whose covered-pixel range has max side <= s is evaluated on an s x s grid.
 BUCKET_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-_MAX_CANDIDATES = 1 << 18  # candidate (face, pixel) pairs evaluated per chunk
+# Work sizes. CPU: small chunks stay in cache; CUDA: big chunks keep the kernel-launch count low.
+_MAX_CANDIDATES = 1 << 18  # candidate (face, pixel) pairs evaluated per chunk (CPU)
+_MAX_CANDIDATES_CUDA = 1 << 24
 _LOW32 = 0xFFFFFFFF
 _F32_TINY = float(torch.finfo(torch.float32).tiny)
 _MAX_FACES_PER_PASS = 1 << 22  # faces set up at once (B*F); larger batches run in sub-batches
+_MAX_FACES_PER_PASS_CUDA = 1 << 24
 _MAX_PIXELS_PER_PASS = 1 << 25  # B*H*W pixels per pass
 
 
@@ -311,8 +314,10 @@ def _eval_grid(prm, fidx, j0, i0, sx, sy, F, H, W, buf):
     buf.scatter_reduce_(0, pix.view(-1), key.view(-1), "amax", include_self=True)
 
 
-def _rasterize_keys(fd, H, W, bucket_sizes=BUCKET_SIZES, max_candidates=_MAX_CANDIDATES):
+def _rasterize_keys(fd, H, W, bucket_sizes=BUCKET_SIZES, max_candidates=None):
     dev = fd["P"].device
+    if max_candidates is None:
+        max_candidates = _MAX_CANDIDATES_CUDA if dev.type == "cuda" else _MAX_CANDIDATES
     B, F = fd["B"], fd["F"]
     buf = torch.zeros(B * H * W, dtype=torch.int64, device=dev)
     sizes = [s for s in bucket_sizes if s <= min(H, W)] or [1]
@@ -379,18 +384,21 @@ def _resolve(fd, buf, H, W):
     py = torch.div(rem, W, rounding_mode="floor")
     px = rem - py * W
     flat = b * F + face[pidx]
-    Pf = P[:, :, flat]  # ([u v 1/z], vertex, P)
+    Pf = P.view(9, -1).index_select(1, flat).view(3, 3, -1)  # ([u v 1/z], vertex, P)
     du = Pf[0] - px.to(dt)  # vertex - pixel, (3,P)
     dv = Pf[1] - py.to(dt)
-    # w_k = cross(v_{k+1} - p, v_{k+2} - p) / area2
-    ia, ib = [1, 2, 0], [2, 0, 1]
-    w = (du[ia] * dv[ib] - dv[ia] * du[ib]) / fd["area2"][flat]
-    q = w * Pf[2]
+    # w_k = cross(v_{k+1} - p, v_{k+2} - p) / area2, perspective-corrected with 1/z_k
+    inv_area = fd["area2"].index_select(0, flat).reciprocal_()
+    q = torch.empty_like(du)
+    for k in range(3):  # three vertex slots
+        a, c = (k + 1) % 3, (k + 2) % 3
+        torch.mul(du[a], dv[c], out=q[k]).sub_(dv[a] * du[c]).mul_(inv_area).mul_(Pf[2, k])
     S = q[0] + q[1] + q[2]  # explicit order: identical on every device
     zbuf = torch.full((B * H * W,), -1.0, dtype=dt, device=dev)
-    zbuf[pidx] = 1.0 / S
-    bary = torch.full((B * H * W, 3), -1.0, dtype=dt, device=dev)
-    bary[pidx] = (q / S).t()
+    zbuf[pidx] = S.reciprocal()
+    bary = torch.full((B * H * W * 3,), -1.0, dtype=dt, device=dev)
+    bary.index_put_(((pidx * 3).unsqueeze(0) + torch.arange(3, device=dev).unsqueeze(1),), q / S)
+    bary = bary.view(B * H * W, 3)
     return Fragments(face.view(B, H, W), zbuf.view(B, H, W), bary.view(B, H, W, 3))
 
 
@@ -419,7 +427,8 @@ def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Seque
         raise ValueError(f"backend must be 'torch' or 'pytorch3d', got {backend!r}")
     verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
     B, F = verts.shape[0], faces.shape[-2]
-    per = max(1, min(_MAX_FACES_PER_PASS // F, _MAX_PIXELS_PER_PASS // (H * W)))
+    max_faces = _MAX_FACES_PER_PASS_CUDA if verts.is_cuda else _MAX_FACES_PER_PASS
+    per = max(1, min(max_faces // F, _MAX_PIXELS_PER_PASS // (H * W)))
     if B <= per:
         return _rasterize_torch(verts, faces, K, H, W, float(znear), cull_backfaces)
     # bounded memory for huge batches: sub-batches of many samples each (not a per-sample loop)
