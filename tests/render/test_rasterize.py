@@ -313,3 +313,23 @@ def test_bad_K_and_shapes_raise():
         rasterize(_tri(), torch.tensor([[0, 1, 2]]), K8, (0, 8))
     with pytest.raises(ValueError, match=r"backend must be"):
         rasterize(_tri(), torch.tensor([[0, 1, 2]]), K8, 8, backend="opengl")
+
+
+def test_chunking_does_not_change_results(device, dtype, monkeypatch):
+    import importlib
+
+    rz = importlib.import_module("onthefly.render.rasterize")
+    v, f = uv_sphere(12, 24, dtype)
+    quad = screen_tri([(-300.0, -200.0), (400.0, -200.0), (400.0, 300.0), (-300.0, 300.0)], z=9.0, dtype=dtype)
+    verts = torch.cat([v @ rot(0.3, 0.2, 0.1, dtype).T + torch.tensor([0, 0, 3.0], dtype=dtype), quad])
+    faces = torch.cat([f, torch.tensor([[0, 1, 2], [0, 2, 3]]) + v.shape[0]])
+    verts = torch.stack([verts, verts * torch.tensor([1.0, 1.0, 1.1], dtype=dtype)]).to(device)
+    K = torch.tensor([[40.0, 0, 20.0], [0, 40.0, 18.0], [0, 0, 1]], dtype=dtype)
+    ref = rasterize(verts, faces.to(device), K, (37, 41))
+    monkeypatch.setattr(rz, "_MAX_CANDIDATES", 50)
+    monkeypatch.setattr(rz, "_MAX_CANDIDATES_CUDA", 50)
+    monkeypatch.setattr(rz, "_MAX_FACES_PER_PASS", faces.shape[0])
+    got = rasterize(verts, faces.to(device), K, (37, 41))
+    assert torch.equal(ref.pix_to_face, got.pix_to_face)
+    assert torch.equal(ref.zbuf, got.zbuf) and torch.equal(ref.bary, got.bary)
+    assert (ref.pix_to_face >= 0).all()
