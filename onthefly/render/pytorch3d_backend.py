@@ -7,7 +7,9 @@ fragments mean exactly what the torch backend's mean (see :mod:`onthefly.render.
   (row vectors), so the camera is the OpenCV camera;
 * ``PerspectiveCameras(focal_length=(fx, fy), principal_point=(cx + 0.5, cy + 0.5), in_ndc=False,
   image_size=(H, W))`` (PyTorch3D pixel centres are at +0.5);
-* ``max_faces_per_bin`` is set to the face count of a mesh (no coarse-bin overflow is possible);
+* ``max_faces_per_bin`` is set to the face count of a mesh (no coarse-bin overflow is possible; on
+  CUDA the coarse pass then holds ``B * bins * F`` int32, e.g. 8 GB for B=256, 14x14 bins, 40k faces);
+* PyTorch3D's kernels are float32: float64 inputs are rasterized in float32 (outputs cast back);
 * faces rejected by the near-plane rule (any vertex at ``z <= znear``) and ``-1`` padding rows are
   replaced by degenerate faces ``(v, v, v)``, which PyTorch3D skips, so face indices are unchanged;
 * packed face indices are converted to per-mesh indices, ``faces_per_pixel=1`` axes dropped.
@@ -35,8 +37,8 @@ def import_pytorch3d():
         import pytorch3d  # noqa: F401
         from pytorch3d.renderer import MeshRasterizer, PerspectiveCameras, RasterizationSettings
         from pytorch3d.structures import Meshes
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(_INSTALL) from exc
+    except (ImportError, OSError) as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{_INSTALL} (import failed with: {exc})") from exc
     return Meshes, PerspectiveCameras, RasterizationSettings, MeshRasterizer
 
 
@@ -53,13 +55,14 @@ def rasterize_pytorch3d(verts, faces, K, image_size, *, znear: float = 1e-6, cul
     drop = pad | (fz <= znear).any(-1)
     safe = faces.clamp_min(0)
     faces_p3d = torch.where(drop.unsqueeze(-1), safe[..., :1].expand(-1, -1, 3), safe)
-    world = verts * torch.tensor((-1.0, -1.0, 1.0), dtype=dt, device=dev)
+    f32 = torch.float32  # PyTorch3D's kernels are float32-only
+    world = (verts * torch.tensor((-1.0, -1.0, 1.0), dtype=dt, device=dev)).to(f32)
     meshes = Meshes(verts=world, faces=faces_p3d)
     cameras = PerspectiveCameras(
-        focal_length=torch.stack((K[:, 0, 0], K[:, 1, 1]), 1),
-        principal_point=torch.stack((K[:, 0, 2], K[:, 1, 2]), 1) + 0.5,
-        R=torch.eye(3, dtype=dt, device=dev).expand(B, 3, 3),
-        T=torch.zeros((B, 3), dtype=dt, device=dev),
+        focal_length=torch.stack((K[:, 0, 0], K[:, 1, 1]), 1).to(f32),
+        principal_point=(torch.stack((K[:, 0, 2], K[:, 1, 2]), 1) + 0.5).to(f32),
+        R=torch.eye(3, dtype=f32, device=dev).expand(B, 3, 3),
+        T=torch.zeros((B, 3), dtype=f32, device=dev),
         in_ndc=False,
         image_size=torch.tensor([[H, W]] * B, device=dev),
         device=dev,
