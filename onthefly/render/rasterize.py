@@ -48,9 +48,13 @@ _MAX_CANDIDATES = 1 << 18  # candidate (face, pixel) pairs evaluated per chunk (
 _MAX_CANDIDATES_CUDA = 1 << 24
 _LOW32 = 0xFFFFFFFF
 _F32_TINY = float(torch.finfo(torch.float32).tiny)
-_MAX_FACES_PER_PASS = 1 << 22  # faces set up at once (B*F); larger batches run in sub-batches
+# Sub-batches: faces (B*F) and pixels (B*H*W) per pass. On CPU the temporaries stay below glibc's
+# mmap threshold (32 MB) so they are recycled from the heap instead of being page-faulted in on every
+# call (very slow in some VMs); larger batches run as several sub-batches of many samples.
+_MAX_FACES_PER_PASS = 1 << 19
 _MAX_FACES_PER_PASS_CUDA = 1 << 24
-_MAX_PIXELS_PER_PASS = 1 << 25  # B*H*W pixels per pass
+_MAX_PIXELS_PER_PASS = 1 << 21
+_MAX_PIXELS_PER_PASS_CUDA = 1 << 26
 
 
 @dataclass
@@ -428,7 +432,8 @@ def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Seque
     verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
     B, F = verts.shape[0], faces.shape[-2]
     max_faces = _MAX_FACES_PER_PASS_CUDA if verts.is_cuda else _MAX_FACES_PER_PASS
-    per = max(1, min(max_faces // F, _MAX_PIXELS_PER_PASS // (H * W)))
+    max_pix = _MAX_PIXELS_PER_PASS_CUDA if verts.is_cuda else _MAX_PIXELS_PER_PASS
+    per = max(1, min(max_faces // F, max_pix // (H * W)))
     if B <= per:
         return _rasterize_torch(verts, faces, K, H, W, float(znear), cull_backfaces)
     # bounded memory for huge batches: sub-batches of many samples each (not a per-sample loop)

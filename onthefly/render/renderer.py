@@ -16,7 +16,9 @@ from .texture import UVTexture, VertexColors
 
 __all__ = ["RenderResult", "render", "scale_intrinsics"]
 
-_MAX_PIXELS_PER_PASS = 1 << 24  # rendered (super-sampled) pixels per pass; larger batches are split
+# rendered (super-sampled) pixels per pass; larger batches run as sub-batches (see rasterize.py)
+_MAX_PIXELS_PER_PASS = 1 << 21
+_MAX_PIXELS_PER_PASS_CUDA = 1 << 26
 
 
 def _slice_batch(obj, sl: slice, B: int, vec: bool = False):
@@ -93,7 +95,8 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
         raise ValueError(f"ssaa must be an integer >= 1, got {ssaa!r}")
     verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
     B = verts.shape[0]
-    per = max(1, _MAX_PIXELS_PER_PASS // (H * W * k * k))
+    max_pix = _MAX_PIXELS_PER_PASS_CUDA if verts.is_cuda else _MAX_PIXELS_PER_PASS
+    per = max(1, max_pix // (H * W * k * k))
     if B > per:  # bounded memory: sub-batches of many samples each (not a per-sample loop)
         parts = []
         for a in range(0, B, per):

@@ -177,6 +177,7 @@ def test_render_sub_batches_match(device, dtype, monkeypatch):
     kw = dict(textures=tex, lights=[light], material=mat, background=torch.rand(B, 3, generator=g, dtype=dtype))
     full = render(verts, fs, K, 20, **kw)
     monkeypatch.setattr(rr, "_MAX_PIXELS_PER_PASS", 2 * 20 * 20)
+    monkeypatch.setattr(rr, "_MAX_PIXELS_PER_PASS_CUDA", 2 * 20 * 20)
     monkeypatch.setattr(rz, "_MAX_FACES_PER_PASS", 2 * fs.shape[0])
     split = render(verts, fs, K, 20, **kw)
     assert torch.allclose(full.image, split.image, atol=1e-6)
