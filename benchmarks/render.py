@@ -148,19 +148,35 @@ def sync(device):
 
 
 def time_fn(fn, device, repeats, warmup, budget_s):
+    """Wall-clock and process-CPU seconds of each timed run."""
     for _ in range(warmup):
         fn()
     sync(device)
-    times = []
+    times, cpu = [], []
     t_start = time.perf_counter()
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         sync(device)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if time.perf_counter() - t_start > budget_s and len(times) >= 3:
             break
-    return times
+    return times, cpu
+
+
+def load_state():
+    """Load average and CPU pressure: the machine may be shared, which inflates wall-clock times."""
+    out = {}
+    try:
+        out["loadavg"] = os.getloadavg()
+    except OSError:
+        pass
+    try:
+        out["cpu_pressure"] = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        pass
+    return out
 
 
 def machine_info(device):
@@ -197,18 +213,24 @@ def main(argv=None):
     ap.add_argument("--modes", nargs="+", default=["raster", "raster+shade"], choices=["raster", "raster+shade"])
     ap.add_argument("--backends", nargs="+", default=None,
                     help="torch and/or pytorch3d (default: torch, plus pytorch3d when importable)")
-    ap.add_argument("--repeats", type=int, default=7, help="timed runs per case (median reported)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--case-budget", type=float, default=20.0, help="max seconds of timed runs per case")
+    ap.add_argument("--case-budget", type=float, default=15.0, help="max seconds of timed runs per case")
     ap.add_argument("--skip-slower-than", type=float, default=30.0,
                     help="skip a case when its estimated single-run time exceeds this many seconds")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tune-malloc", action="store_true",
+                    help="call onthefly.render.tune_malloc() first (keeps freed memory; fewer page faults)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "render.json"))
     args = ap.parse_args(argv)
     if args.quick:
         args.batches, args.sizes, args.meshes, args.repeats = [1, 8], [224], ["40k"], 3
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.tune_malloc:
+        from onthefly.render import tune_malloc
+
+        print("tune_malloc:", tune_malloc())
     device = torch.device(args.device)
     backends = args.backends
     if backends is None:
@@ -220,10 +242,16 @@ def main(argv=None):
         except ImportError:
             pass
     info = machine_info(device)
+    info["tune_malloc"] = bool(args.tune_malloc)
     print("machine:", json.dumps(info))
     meshes = load_meshes(args.meshes)
     rows = []
-    hdr = f"{'backend':9s} {'mesh':5s} {'faces':>7s} {'size':>4s} {'batch':>5s} {'mode':12s} {'ms/batch':>9s} {'images/s':>9s} {'n':>2s}"
+    hdr = (f"{'backend':9s} {'mesh':5s} {'faces':>7s} {'size':>4s} {'batch':>5s} {'mode':12s} {'ms/batch':>9s} "
+           f"{'images/s':>9s} {'n':>2s} {'min ms':>9s} {'cpu ms/im':>9s}")
+    print("ms/batch and images/s: median wall clock; min ms: fastest run; cpu ms/im: median process CPU time "
+          "per image (all threads)")
+    state_before = load_state()
+    print("load:", json.dumps(state_before))
     print(hdr)
     print("-" * len(hdr))
     for backend in backends:
@@ -250,7 +278,7 @@ def main(argv=None):
                             def fn():
                                 return render(verts, fdev, K, size, textures=cdev, lights=lights, backend=backend)
                         try:
-                            times = time_fn(fn, device, args.repeats, args.warmup, args.case_budget)
+                            times, cpu = time_fn(fn, device, args.repeats, args.warmup, args.case_budget)
                         except (RuntimeError, MemoryError) as exc:  # OOM and friends
                             row.update(skipped=f"{type(exc).__name__}: {str(exc)[:120]}")
                             rows.append(row)
@@ -260,16 +288,19 @@ def main(argv=None):
                             continue
                         med = statistics.median(times)
                         per_img_s[mode] = med / B
+                        cmed = statistics.median(cpu)
                         row.update(ms_per_batch=med * 1e3, images_per_s=B / med, runs=len(times),
-                                   ms_all=[t * 1e3 for t in times])
+                                   ms_all=[t * 1e3 for t in times], cpu_ms_per_batch=cmed * 1e3,
+                                   cpu_ms_per_image=cmed * 1e3 / B, ms_min=min(times) * 1e3)
                         rows.append(row)
                         print(f"{backend:9s} {mname:5s} {f.shape[0]:7d} {size:4d} {B:5d} {mode:12s} "
-                              f"{med * 1e3:9.1f} {B / med:9.1f} {len(times):2d}")
+                              f"{med * 1e3:9.1f} {B / med:9.1f} {len(times):2d} {min(times) * 1e3:9.1f} "
+                              f"{cmed * 1e3 / B:9.2f}")
                     del verts, K, lights
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = dict(machine=info, args=vars(args), timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  results=rows)
+                  load_before=state_before, load_after=load_state(), results=rows)
     out.write_text(json.dumps(result, indent=1))
     print(f"saved {out}")
 

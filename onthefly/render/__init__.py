@@ -9,8 +9,10 @@ Stages, one module each::
     renderer.py     render(...) -> RenderResult(image (B,3,H,W), mask (B,1,H,W), fragments)
     cameras.py      OpenCV <-> PyTorch3D camera conventions (pure torch)
     pytorch3d_backend.py  backend="pytorch3d" (lazy import)
+    memory.py       tune_malloc(): opt-in glibc allocator settings for CPU render workers
 """
 from .interpolate import interpolate_vertex_attributes, vertex_normals
+from .memory import tune_malloc
 from .rasterize import Fragments, rasterize
 from .renderer import RenderResult, render, scale_intrinsics
 from .shading import DirectionalLights, Material, PointLights, phong_shading
@@ -20,5 +22,5 @@ __all__ = [
     "Fragments", "rasterize", "render", "RenderResult", "scale_intrinsics",
     "interpolate_vertex_attributes", "vertex_normals",
     "VertexColors", "UVTexture", "sample_bilinear",
-    "PointLights", "DirectionalLights", "Material", "phong_shading",
+    "PointLights", "DirectionalLights", "Material", "phong_shading", "tune_malloc",
 ]

@@ -184,3 +184,9 @@ def test_render_sub_batches_match(device, dtype, monkeypatch):
     assert torch.equal(full.fragments.pix_to_face, split.fragments.pix_to_face)
     fr = rasterize(verts, fs, K, 20)
     assert torch.equal(fr.pix_to_face, full.fragments.pix_to_face)
+
+
+def test_tune_malloc_is_safe_to_call():
+    from onthefly.render import tune_malloc
+
+    assert tune_malloc() in (True, False)
