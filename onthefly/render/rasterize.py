@@ -276,8 +276,7 @@ def _face_setup(verts, faces, K, H, W, znear, cull_backfaces):
     torch.add(V1, V2, out=my[0]); torch.add(V2, V0, out=my[1]); torch.add(V0, V1, out=my[2])
     params[:2].mul_(0.5)
     torch.mul(IZ, area2.abs().reciprocal_(), out=params[4])  # 1/z = sum_k E_k * c_k
-    size = torch.maximum(nx, ny)
-    return dict(B=B, F=F, P=Pv, area2=area2, valid=valid, j0=j0, i0=i0, nx=nx, ny=ny, size=size,
+    return dict(B=B, F=F, P=Pv, area2=area2, valid=valid, j0=j0, i0=i0, nx=nx, ny=ny,
                 params=params.view(15, N))
 
 
