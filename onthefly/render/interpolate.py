@@ -14,6 +14,7 @@ from torch import Tensor
 from .rasterize import Fragments
 
 __all__ = ["Foreground", "foreground", "face_vertex_ids", "interpolate_compact", "interpolate_soa",
+           "interpolate_rows", "vertex_normals_rows",
            "interpolate_vertex_attributes", "vertex_normals"]
 
 
@@ -44,21 +45,27 @@ def face_vertex_ids(faces: Tensor, batch: Tensor, face: Tensor) -> Tensor:
     return faces[batch, face]
 
 
+def interpolate_rows(rows: Tensor, V: int, vids: Tensor, batch: Tensor, bary_t: Tensor) -> Tensor:
+    """Interpolate per-vertex data given as rows (C, Ba*V) (Ba in {1, B}) at P pixels with face vertex ids
+    ``vids`` (P,3), sample ``batch`` (P,) and barycentrics ``bary_t`` (3,P). Returns (C,P)."""
+    C = rows.shape[0]
+    ids = vids.t()
+    if rows.shape[1] > V:
+        ids = ids + (batch * V).unsqueeze(0)
+    g = rows.index_select(1, ids.reshape(-1)).view(C, 3, -1)
+    return g[:, 0] * bary_t[0] + g[:, 1] * bary_t[1] + g[:, 2] * bary_t[2]
+
+
 def interpolate_soa(attrs: Tensor, vids: Tensor, batch: Tensor, bary_t: Tensor) -> Tensor:
-    """Structure-of-arrays variant used on the hot path: ``bary_t`` (3,P) weights, returns (C,P)
-    (rows contiguous, so the shading maths vectorises)."""
+    """Structure-of-arrays variant used on the hot path: ``attrs`` (Ba,V,C), ``bary_t`` (3,P) weights,
+    returns (C,P) (rows contiguous, so the shading maths vectorises). uint8 attributes -> [0,1]."""
     Ba, V, C = attrs.shape
     rows = attrs.reshape(Ba * V, C).t()  # (C, Ba*V)
     if rows.dtype == torch.uint8:
         rows = rows.to(bary_t.dtype) * (1.0 / 255.0)
     else:
         rows = rows.to(bary_t.dtype)
-    rows = rows.contiguous()
-    ids = vids.t()
-    if Ba > 1:
-        ids = ids + (batch * V).unsqueeze(0)
-    g = rows.index_select(1, ids.reshape(-1)).view(C, 3, -1)
-    return g[:, 0] * bary_t[0] + g[:, 1] * bary_t[1] + g[:, 2] * bary_t[2]
+    return interpolate_rows(rows.contiguous(), V, vids, batch, bary_t)
 
 
 def interpolate_compact(attrs: Tensor, vids: Tensor, batch: Tensor, bary: Tensor) -> Tensor:
@@ -91,25 +98,33 @@ def interpolate_vertex_attributes(fragments: Fragments, faces: Tensor, attrs: Te
     return out.view(B, H, W, -1)
 
 
-def vertex_normals(verts: Tensor, faces: Tensor, eps: float = 1e-6) -> Tensor:
-    """Area-weighted vertex normals (B,V,3): sum of the unnormalised face normals
-    ``(v1-v0) x (v2-v0)`` of the faces around each vertex, then normalised (PyTorch3D's
+def vertex_normals_rows(verts: Tensor, faces: Tensor, eps: float = 1e-6) -> Tensor:
+    """Area-weighted vertex normals as rows (3, B*V): the sum of the unnormalised face normals
+    ``(v1-v0) x (v2-v0)`` of the faces around each vertex, normalised (PyTorch3D's
     ``Meshes.verts_normals``). ``faces`` (F,3) shared or (B,F,3) padded with -1."""
     B, V, _ = verts.shape
-    flat = verts.reshape(B * V, 3)
-    offs = (torch.arange(B, device=verts.device) * V).view(B, 1, 1)
+    rows = verts.reshape(B * V, 3).t().contiguous()
+    offs = (torch.arange(B, device=verts.device) * V).view(1, B, 1)
     if faces.ndim == 2:
-        gid = faces.unsqueeze(0) + offs
+        gid = faces.t().unsqueeze(1) + offs
         keep = None
     else:
-        keep = (faces >= 0).all(-1).reshape(-1, 1)
-        gid = faces.clamp_min(0) + offs
-    gid = gid.reshape(-1, 3)
-    v0, v1, v2 = (flat.index_select(0, gid[:, k]) for k in range(3))
-    fn = torch.linalg.cross(v1 - v0, v2 - v0)
+        keep = (faces >= 0).all(-1).reshape(-1)
+        gid = faces.clamp_min(0).permute(2, 0, 1) + offs
+    gid = gid.reshape(3, -1)
+    P = rows.index_select(1, gid.reshape(-1)).view(3, 3, -1)  # (xyz, vertex, face)
+    a = P[:, 1] - P[:, 0]
+    b = P[:, 2] - P[:, 0]
+    n = torch.stack((a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]))
     if keep is not None:
-        fn = fn * keep
-    out = torch.zeros_like(flat)
+        n = n * keep
+    out = torch.zeros_like(rows)
     for k in range(3):  # three scatter passes (vertex slot), not a per-face loop
-        out.index_add_(0, gid[:, k], fn)
-    return torch.nn.functional.normalize(out, dim=1, eps=eps).view(B, V, 3)
+        out.index_add_(1, gid[k], n)
+    return out / torch.sqrt(out[0] * out[0] + out[1] * out[1] + out[2] * out[2]).clamp_min(eps)
+
+
+def vertex_normals(verts: Tensor, faces: Tensor, eps: float = 1e-6) -> Tensor:
+    """Area-weighted, normalised vertex normals (B,V,3) (PyTorch3D's ``Meshes.verts_normals``)."""
+    B, V, _ = verts.shape
+    return vertex_normals_rows(verts, faces, eps).t().reshape(B, V, 3)

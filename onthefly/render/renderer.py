@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as Fnn
 from torch import Tensor
 
-from .interpolate import face_vertex_ids, foreground, interpolate_soa, vertex_normals
+from .interpolate import face_vertex_ids, foreground, interpolate_rows, interpolate_soa, vertex_normals_rows
 from .rasterize import Fragments, prepare_inputs, rasterize
 from .shading import Material, as_batch, phong_shading_soa
 from .texture import UVTexture, VertexColors
@@ -135,7 +135,7 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
     else:
         points = interpolate_soa(verts, vids, fg.batch, bary_t)
         if verts_normals is None:
-            vn = vertex_normals(verts, faces)
+            normals = interpolate_rows(vertex_normals_rows(verts, faces), verts.shape[1], vids, fg.batch, bary_t)
         else:
             vn = verts_normals.to(dev, dt)
             if vn.ndim == 2:
@@ -143,7 +143,7 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
             if vn.shape[0] not in (1, B) or vn.shape[1:] != verts.shape[1:]:
                 raise ValueError(f"verts_normals must be (B or 1, V, 3) = (*, {verts.shape[1]}, 3), "
                                  f"got {tuple(vn.shape)}")
-        normals = interpolate_soa(vn, vids, fg.batch, bary_t)
+            normals = interpolate_soa(vn, vids, fg.batch, bary_t)
         rgb = phong_shading_soa(points, normals, texels, fg.batch, B, lights, material, shading)
 
     bg = torch.zeros((B, 3), dtype=dt, device=dev) if background is None else \

@@ -190,3 +190,17 @@ def test_tune_malloc_is_safe_to_call():
     from onthefly.render import tune_malloc
 
     assert tune_malloc() in (True, False)
+
+
+def test_render_per_mesh_faces_matches_shared(device, dtype):
+    vs, fs = uv_sphere(10, 20, dtype)
+    verts = torch.stack([vs + torch.tensor([0.1 * b, 0, 4.0], dtype=dtype) for b in range(2)]).to(device)
+    K = torch.tensor([[30.0, 0, 15.5], [0, 30.0, 15.5], [0, 0, 1]], dtype=dtype)
+    light = PointLights(location=[[1.0, -2.0, 0.0]], ambient=0.3, diffuse=0.6, specular=0.2)
+    shared = render(verts, fs.to(device), K, 32, lights=light)
+    pad = torch.cat([fs, torch.full((5, 3), -1)]).expand(2, -1, -1).to(device)
+    per = render(verts, pad, K, 32, lights=light)
+    assert torch.allclose(shared.image, per.image, atol=1e-6)
+    from onthefly.render import vertex_normals
+
+    assert torch.allclose(vertex_normals(verts, fs.to(device)), vertex_normals(verts, pad), atol=1e-6)
