@@ -36,6 +36,20 @@ def _heads_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-obj", action="store_true", help="write only the preview, not the meshes")
 
 
+@command("reconstruct", "build a mesh cache from a source: procedural (default), mesh, nv-gaze or xgaze3d",
+         "onthefly.commands.reconstruct:run")
+def _reconstruct_args(p: argparse.ArgumentParser) -> None:
+    from .commands.reconstruct import add_arguments
+    add_arguments(p)
+
+
+@command("cache", "inspect a mesh cache: 'cache info CACHE' (counts, sizes, subjects, topology sharing) or "
+         "'cache validate CACHE' (checks every record)", "onthefly.commands.cache:run")
+def _cache_args(p: argparse.ArgumentParser) -> None:
+    from .commands.cache import add_arguments
+    add_arguments(p)
+
+
 @command("demo", "the main job on the embedded procedural heads: render normalized samples, write a preview",
          "onthefly.commands.demo:run")
 def _demo_args(p: argparse.ArgumentParser) -> None:
