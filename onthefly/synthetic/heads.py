@@ -61,7 +61,7 @@ MAX_GAZE_ANGLE_DEG = 55.0
 # ring-wise constants of the eye region (see template.RING_OFFSETS)
 #   radial thickness over the eyeball sphere, skin blend weight, weight of the canonical (identity-free) shape
 _RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.9, 2.3, 2.6, 2.8, 3.0, 3.0, 3.0])
-_RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.1, 0.25, 0.45, 0.7, 0.9, 1.0])
+_RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.12, 0.3, 0.6, 0.88, 1.0, 1.0])
 _RING_FLAT = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.02, 1.08, 1.18, 1.32, 1.45, 1.55, 1.6, 1.6])   # flatter outward
 _RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0])
 _CUP_INWARD = (0.6, 0.3, 0.1)     # cup rings: fraction of the way from the lid margin to the eyeball centre
@@ -561,7 +561,14 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     w = torch.maximum(tt["ring_w"][None, None, :, None], _smoothstep(0.72, 0.97, q2.sqrt()))
     w = torch.where(cup, torch.zeros_like(w), w)
     sk = skin[:, ev].reshape(n, 2, nR, N_EYE, 3)
-    p = lid + (sk - lid) * w[..., None]
+    # lid offset from the skin surface, smoothed across the rings outside the margin; rings with full skin
+    # weight stay exactly on the (smooth) skin surface, so the lids blend into the face without a crease
+    off_lid = (lid - sk) * (1 - w[..., None])
+    k0 = MARGIN_RING + 3
+    for _ in range(3):
+        inner = 0.5 * off_lid[:, :, k0:-1] + 0.25 * (off_lid[:, :, k0 - 1:-2] + off_lid[:, :, k0 + 1:])
+        off_lid = torch.cat([off_lid[:, :, :k0], inner * (w[:, :, k0:-1, :, None] < 1), off_lid[:, :, -1:]], 2)
+    p = sk + off_lid
     # lids never dip into the eyeball (keeps the margin at least 0.3 mm above the sphere)
     rel = p - centres[:, :, None, None, :]
     dist = rel.norm(dim=-1, keepdim=True)
@@ -573,11 +580,6 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     f_in = torch.tensor(_CUP_INWARD, **f32)[None, None, :, None, None]
     p_cup = margin + (centres[:, :, None, None, :] - margin) * f_in
     p = torch.cat([p_cup, p[:, :, MARGIN_RING:]], 2)
-    # smooth the lid -> skin transition across rings (the outermost ring stays put: it meets the generic skin)
-    k0 = MARGIN_RING + 3
-    for _ in range(3):
-        inner = 0.5 * p[:, :, k0:-1] + 0.25 * (p[:, :, k0 - 1:-2] + p[:, :, k0 + 1:])
-        p = torch.cat([p[:, :, :k0], inner, p[:, :, -1:]], 2)
     skin = skin.clone()
     skin[:, ev] = p.reshape(n, -1, 3)
 
