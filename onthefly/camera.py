@@ -14,7 +14,7 @@ import torch
 from ._checks import checked
 from .geometry import _pitchyaw_to_rotation
 
-__all__ = ["ViewTransform", "view_from_head_pose", "project_points"]
+__all__ = ["ViewTransform", "view_from_head_pose", "novel_view", "project_points"]
 
 
 @dataclass
@@ -59,6 +59,29 @@ def view_from_head_pose(head_pose, face_centre, distance: float | torch.Tensor) 
     axis[..., 2] = d.expand(batch)
     t = axis - (R @ c[..., None])[..., 0]
     return ViewTransform(R=R, t=t)
+
+
+def novel_view(head_rotation_src: torch.Tensor, face_centre_src: torch.Tensor, target_pose: torch.Tensor,
+               distance: float | torch.Tensor) -> ViewTransform:
+    """Exact normalized novel view of a source-camera mesh (the rendering camera, batched, no checks).
+
+    ``V = Rot(target) · hRᵀ`` and ``X_view = V · (X_src − c) + (0, 0, d)``: the face centre ``c`` (source camera
+    frame) lands on the optical axis at ``distance``, and the head rotation seen by the view is
+    ``V · hR = Rot(target)`` (zero roll), so its head-pose label is exactly ``target_pose``.
+
+    Args:
+        head_rotation_src: (..., 3, 3) head → source camera rotations ``hR``.
+        face_centre_src: (..., 3) face centres in the source camera frame (mm).
+        target_pose: (..., 2) requested (pitch, yaw) head-pose labels (radians).
+        distance: preset distance ``d`` (mm).
+
+    Returns ``ViewTransform(R=V, t=(0, 0, d) − V·c)`` mapping source-camera points to the view.
+    ``V`` is the view's ``face_mat_norm`` (source camera → normalized view).
+    """
+    V = _pitchyaw_to_rotation(target_pose) @ head_rotation_src.transpose(-1, -2)
+    t = -(V @ face_centre_src[..., None])[..., 0]
+    t[..., 2] = t[..., 2] + distance
+    return ViewTransform(R=V, t=t)
 
 
 def project_points(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
