@@ -186,6 +186,20 @@ class OnTheFlyGazeDataset(IterableDataset):
         self._epoch_length = epoch_length
         self._state = None
         self._perm_cache: dict = {}
+        #: set to a dict to accumulate seconds per stage (``benchmarks/dataset.py``); None: no timing
+        self.stage_times: dict | None = None
+
+    def _tick(self, stage: str, t0: float) -> float:
+        """Add the time since ``t0`` to ``stage`` (synchronizing CUDA) when timing is on; returns now."""
+        if self.stage_times is None:
+            return t0
+        import time
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t = time.perf_counter()
+        self.stage_times[stage] = self.stage_times.get(stage, 0.0) + t - t0
+        return t
 
     # ------------------------------------------------------------------------------------------- set-up
     def set_epoch(self, epoch: int) -> None:
@@ -290,7 +304,11 @@ class OnTheFlyGazeDataset(IterableDataset):
 
     def batch(self, index: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """Batch ``index`` of ``epoch`` (default: the current epoch): a pure function of (seed, epoch, index)."""
+        import time
+
+        t0 = time.perf_counter()
         p = self.sample_parameters(index, epoch)
+        self._tick("sample", t0)
         out = self.render(p["frames"], p["head_pose"], p["appearance"])
         out["drawn_target"] = p["drawn"].to(self.device, torch.float32)
         out["epoch"] = torch.full((len(p["frames"]),), p["epoch"], dtype=torch.int64, device=self.device)
@@ -317,7 +335,10 @@ class OnTheFlyGazeDataset(IterableDataset):
         """Render local frames (n,) at head poses (n, 2) (radians) with appearance parameters: flat batch dict."""
         from .render import VertexColors, render
 
+        import time
+
         st = self._load()
+        t0 = time.perf_counter()
         dev, cam = self.device, self.camera
         fr = frames.to(dev)
         hp = head_pose.to(dev, torch.float64)
@@ -330,15 +351,19 @@ class OnTheFlyGazeDataset(IterableDataset):
         faces = st["faces"] if st["faces"] is not None else st["faces_pad"][st["topology"][fr]]
         app_d = app.to(dev)
         H, W = cam.height, cam.width
+        t0 = self._tick("camera", t0)
         res = render(verts, faces, st["K"].expand(n, 3, 3), (H, W), textures=VertexColors(st["colors"][fr]),
                      lights=self.appearance.lights(app_d), material=self.appearance.material(n, dev),
                      background=None, ssaa=self.ssaa, check=False)
+        t0 = self._tick("render", t0)
         img = self.appearance.composite(res.image, res.mask, app_d)
+        t0 = self._tick("background", t0)
         img = self.appearance.jitter(img, app_d)
         if self.image_format == "imagenet":
             mean = torch.tensor(IMAGENET_MEAN, device=dev, dtype=img.dtype).view(1, 3, 1, 1)
             std = torch.tensor(IMAGENET_STD, device=dev, dtype=img.dtype).view(1, 3, 1, 1)
             img = (img - mean) / std
+        t0 = self._tick("jitter", t0)
         # labels (float64 maths, float32 out)
         g = (V @ st["g"][fr][..., None])[..., 0]
         lm3 = view.apply(st["lm"][fr])
@@ -353,6 +378,7 @@ class OnTheFlyGazeDataset(IterableDataset):
                "subject_index": st["subject_index"][fr], "target_pose": hp.clone(),
                "source_head_pose": st["src_pose_cpu"][frames].to(dev, f32)}
         out.update(app_d.as_dict("param_"))
+        self._tick("labels", t0)
         return out
 
     def _shape_views(self, out: dict) -> dict:
