@@ -302,6 +302,14 @@ class OnTheFlyGazeDataset(IterableDataset):
         return {"frames": frames, "head_pose": tgt.head_pose, "drawn": tgt.drawn, "appearance": app,
                 "epoch": epoch, "index": index}
 
+    def sample_labels(self, index: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
+        """Labels of batch ``index`` without rendering (CPU, float64): ``head_pose``, ``gaze`` (B·K, 2),
+        ``frames`` (local indices); e.g. to plot the sampled distributions quickly."""
+        p = self.sample_parameters(index, epoch)
+        gh = self._state["gaze_head_cpu"][p["frames"]]
+        g = (_pitchyaw_to_rotation(p["head_pose"]) @ gh[..., None])[..., 0]
+        return {"head_pose": p["head_pose"], "gaze": _gaze_to_pitchyaw(g), "frames": p["frames"]}
+
     def batch(self, index: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """Batch ``index`` of ``epoch`` (default: the current epoch): a pure function of (seed, epoch, index)."""
         import time

@@ -179,6 +179,8 @@ def make_sampler(spec) -> PoseSampler:
         raise ValueError(f"target: expected a sampler name {sorted(_SAMPLERS)}, a dict with 'type', or a "
                          f"PoseSampler, got {spec!r}")
     args = dict(spec)
+    if True in args:  # YAML 1.1 reads an unquoted key `on:` as the boolean True
+        args["on"] = args.pop(True)
     kind = args.pop("type")
     if kind not in _SAMPLERS:
         raise ValueError(f"target: unknown sampler {kind!r}; choose one of {sorted(_SAMPLERS)}")
