@@ -225,7 +225,7 @@ def main(argv=None):
     ap.add_argument("--backends", nargs="+", default=None,
                     help="torch and/or pytorch3d (default: torch, plus pytorch3d when importable)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=3, help="untimed runs first (the first calls fault memory in)")
     ap.add_argument("--case-budget", type=float, default=15.0, help="max seconds of timed runs per case")
     ap.add_argument("--skip-slower-than", type=float, default=30.0,
                     help="skip a case when its estimated single-run time exceeds this many seconds")
@@ -236,7 +236,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.batches, args.sizes, args.meshes, args.repeats = [1, 8], [224], ["40k"], 3
-    if args.threads:
+    if args.threads and args.threads != torch.get_num_threads():
+        # only when it changes something: re-setting the same count was seen to slow later kernels a lot here
         torch.set_num_threads(args.threads)
     if args.tune_malloc:
         from onthefly.render import tune_malloc
