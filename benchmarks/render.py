@@ -165,9 +165,20 @@ def time_fn(fn, device, repeats, warmup, budget_s):
     return times, cpu
 
 
+def cpu_share(seconds: float = 0.3) -> float:
+    """Fraction of one core this process actually gets right now (a busy pure-Python loop's CPU time /
+    wall time): about 1.0 on an idle machine, much less when other tenants saturate it."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    x = 0
+    while time.perf_counter() - t0 < seconds:
+        for i in range(10000):
+            x += i
+    return (time.process_time() - c0) / (time.perf_counter() - t0)
+
+
 def load_state():
     """Load average and CPU pressure: the machine may be shared, which inflates wall-clock times."""
-    out = {}
+    out = {"cpu_share_of_one_core": round(cpu_share(), 3)}
     try:
         out["loadavg"] = os.getloadavg()
     except OSError:
@@ -214,7 +225,7 @@ def main(argv=None):
     ap.add_argument("--backends", nargs="+", default=None,
                     help="torch and/or pytorch3d (default: torch, plus pytorch3d when importable)")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per case (median reported)")
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=3, help="untimed runs first (the first calls fault memory in)")
     ap.add_argument("--case-budget", type=float, default=15.0, help="max seconds of timed runs per case")
     ap.add_argument("--skip-slower-than", type=float, default=30.0,
                     help="skip a case when its estimated single-run time exceeds this many seconds")
@@ -225,7 +236,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.batches, args.sizes, args.meshes, args.repeats = [1, 8], [224], ["40k"], 3
-    if args.threads:
+    if args.threads and args.threads != torch.get_num_threads():
+        # only when it changes something: re-setting the same count was seen to slow later kernels a lot here
         torch.set_num_threads(args.threads)
     if args.tune_malloc:
         from onthefly.render import tune_malloc
@@ -247,9 +259,10 @@ def main(argv=None):
     meshes = load_meshes(args.meshes)
     rows = []
     hdr = (f"{'backend':9s} {'mesh':5s} {'faces':>7s} {'size':>4s} {'batch':>5s} {'mode':12s} {'ms/batch':>9s} "
-           f"{'images/s':>9s} {'n':>2s} {'min ms':>9s} {'cpu ms/im':>9s}")
+           f"{'images/s':>9s} {'n':>2s} {'min ms':>9s} {'cpu ms/im':>9s} {'share':>5s}")
     print("ms/batch and images/s: median wall clock; min ms: fastest run; cpu ms/im: median process CPU time "
-          "per image (all threads)")
+          "per image (all threads); share: fraction of one core a busy loop got right after the case "
+          "(1.0 = machine not contended)")
     state_before = load_state()
     print("load:", json.dumps(state_before))
     print(hdr)
@@ -289,13 +302,14 @@ def main(argv=None):
                         med = statistics.median(times)
                         per_img_s[mode] = med / B
                         cmed = statistics.median(cpu)
+                        row.update(cpu_share=round(cpu_share(0.1), 3))
                         row.update(ms_per_batch=med * 1e3, images_per_s=B / med, runs=len(times),
                                    ms_all=[t * 1e3 for t in times], cpu_ms_per_batch=cmed * 1e3,
                                    cpu_ms_per_image=cmed * 1e3 / B, ms_min=min(times) * 1e3)
                         rows.append(row)
                         print(f"{backend:9s} {mname:5s} {f.shape[0]:7d} {size:4d} {B:5d} {mode:12s} "
                               f"{med * 1e3:9.1f} {B / med:9.1f} {len(times):2d} {min(times) * 1e3:9.1f} "
-                              f"{cmed * 1e3 / B:9.2f}")
+                              f"{cmed * 1e3 / B:9.2f} {row['cpu_share']:5.2f}")
                     del verts, K, lights
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
