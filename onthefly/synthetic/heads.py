@@ -63,7 +63,7 @@ MAX_GAZE_ANGLE_DEG = 55.0
 _RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.9, 2.3, 2.6, 2.8, 3.0, 3.0, 3.0])
 _RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.12, 0.3, 0.6, 0.88, 1.0, 1.0])
 _RING_FLAT = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.02, 1.08, 1.18, 1.32, 1.45, 1.55, 1.6, 1.6])   # flatter outward
-_RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0])
+_RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.4, 0.75, 1.0])
 _CUP_INWARD = (0.6, 0.3, 0.1)     # cup rings: fraction of the way from the lid margin to the eyeball centre
 _KX_LAT, _KX_MED = 1.42, 1.38   # lid ellipsoid: lateral / medial widening of the lid surface over the eyeball
 
