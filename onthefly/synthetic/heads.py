@@ -179,8 +179,10 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
     skin_rgb = _SKIN_PALETTE[i0] * (1 - fr) + _SKIN_PALETTE[i0 + 1] * fr
     skin_rgb = (skin_rgb * (1 + nrm(n, 3, sd=0.03)) * torch.tensor([1.0, 1.0, 1.0])
                 + nrm(n, 1, sd=0.015) * torch.tensor([0.5, 0.0, -0.5])).clamp(0.05, 1.0)
-    hair_rgb = (_HAIR_PALETTE[choice(_HAIR_P)] * (1 + nrm(n, 3, sd=0.08))
-                ).clamp(0.0, 1.0)
+    # hair colour: light (blond/red/grey) hair mostly with light skin
+    hair_i = choice(_HAIR_P)
+    hair_i = torch.where((tone > 2.2) & (hair_i >= 3) & (hair_i != 7), hair_i % 3, hair_i)
+    hair_rgb = (_HAIR_PALETTE[hair_i] * (1 + nrm(n, 3, sd=0.08))).clamp(0.0, 1.0)
     # iris colour: light (blue/green/grey) irises mostly with light skin
     iris_i = choice(_IRIS_P)
     dark_skin = tone > 2.2
