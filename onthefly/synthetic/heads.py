@@ -99,7 +99,15 @@ class HeadIdentity:
         return HeadIdentity(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def __getitem__(self, idx) -> "HeadIdentity":
+        """Identities ``idx`` (int, slice or index tensor); always keeps the leading batch dimension."""
+        if isinstance(idx, (int, np.integer)):
+            idx = slice(int(idx), int(idx) + 1 if idx != -1 else None)
         return HeadIdentity(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    @staticmethod
+    def cat(items: "list[HeadIdentity]") -> "HeadIdentity":
+        """Concatenate identity batches (e.g. to build the same people with several gaze targets)."""
+        return HeadIdentity(**{f.name: torch.cat([getattr(i, f.name) for i in items]) for f in fields(HeadIdentity)})
 
 
 _SKIN_PALETTE = torch.tensor([[0.96, 0.80, 0.71], [0.92, 0.72, 0.60], [0.84, 0.62, 0.48], [0.72, 0.50, 0.36],
@@ -661,7 +669,7 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     conj = torch.tensor([0.80, 0.47, 0.44], **f32) * (0.6 + 0.4 * ids.skin_rgb.mean(1))[:, None, None, None, None]
     is_cup = (ring < MARGIN_RING)[None, None, :, None, None]
     lash = ((ring >= MARGIN_RING) & (ring <= MARGIN_RING + 2))[None, None, :, None] & upper
-    lash_col = torch.tensor([0.05, 0.04, 0.035], **f32) + 0.3 * ids.hair_rgb[:, None, None, None, :] * 0.3
+    lash_col = torch.tensor([0.05, 0.04, 0.035], **f32) + 0.1 * ids.hair_rgb[:, None, None, None, :]
     lower_margin = ((ring == MARGIN_RING) | (ring == MARGIN_RING + 1))[None, None, :, None] & ~upper
     new = torch.where(is_cup, conj.expand_as(sk), torch.where(lower_margin[..., None], sk * torch.tensor(
         [0.78, 0.6, 0.58], **f32), lid_col))

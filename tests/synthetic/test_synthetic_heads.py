@@ -192,7 +192,7 @@ def test_iris_and_pupil_rings(heads):
 
 def test_changing_target_moves_iris():
     ids = sample_identities(3, 2)
-    both = HeadIdentity(**{f: torch.cat([getattr(ids, f)] * 3) for f in ids.__dataclass_fields__})
+    both = HeadIdentity.cat([ids] * 3)
     tg = torch.cat([_targets(3, 0, 0, -500), _targets(3, 200, 0, -500), _targets(3, 0, -200, -500)])
     h = build_heads(both, tg)
     a, b, c = h[0:3], h[3:6], h[6:9]
@@ -317,3 +317,5 @@ def test_batch_indexing(heads):
     assert len(one) == 1 and torch.equal(one.verts[0], heads.verts[3])
     assert torch.equal(one.faces, heads.faces) and torch.equal(one.face_region, heads.face_region)
     assert len(heads[2:5]) == 3 and len(heads.to("cpu")) == len(heads)
+    ids = sample_identities(4, 1)
+    assert len(ids[0]) == 1 and len(ids[1:3]) == 2 and len(HeadIdentity.cat([ids, ids[0]])) == 5
