@@ -380,7 +380,7 @@ def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     cyl = ((dx / ax_face).abs() ** 3.5 + (dz / 85.0).abs() ** 3.5 + 1e-12) ** (-1 / 3.5)
     den = dy + 0.1 * dz + 0.24 * torch.sqrt(dx * dx + 0.003)
     bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
-    top = torch.where(dy < -0.02, (C[1] + 45.0) / (-dy).clamp_min(0.02), big)
+    top = torch.where(dy < -0.02, (C[1] + 75.0) / (-dy).clamp_min(0.02), big)
     face = _softmin([cyl, bot, top], 0.2)
     cylk = 1.0 / torch.sqrt((dx / (47.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
     neck = torch.minimum(cylk, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.2, 0.5, dy)
