@@ -251,7 +251,7 @@ def test_sample_gaze_targets_range():
     assert (ang <= math.radians(30) + 1e-6).all()
 
 
-def test_device_dtype_roundtrip(device):
+def test_build_on_device(device):
     ids = sample_identities(2, 0).to(device)
     h = build_heads(ids, _targets(2).to(device))
     assert h.verts.device.type == device.type and torch.isfinite(h.verts).all()
