@@ -222,8 +222,10 @@ class HeadBatch:
     * ``iris_centres`` (n,2,3): the pole of the iris cap on the eyeball sphere,
       ``eyeball_centres + eyeball_radius * eye_axes`` (a mesh vertex: ``iris_centre_vertex_ids`` (2,)).
     * ``gaze_targets`` (n,3): the 3D point both eyes fixate (vergence).
-    * ``part_ids`` (n,V) int8 (see :data:`PART_NAMES`; hair/brow/lips vary with identity);
-      ``face_region`` (V,) bool: the brows-to-chin face area incl. the eyes, without hair, ears and neck.
+    * ``part_ids`` (n,V) int8 (see :data:`PART_NAMES`; hair/brow/lips vary with identity; the iris
+      disc is ``iris`` + ``pupil``); ``face_region`` (V,) bool, shared: the face from ~15 mm above the brows
+      down to the jaw line and sideways to the face contour in front of the ears, eyes included, without
+      ears, neck and the back of the head (a low hairline may overlap its top: use ``part_ids`` for hair).
     """
 
     verts: torch.Tensor
