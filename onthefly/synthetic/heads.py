@@ -69,7 +69,7 @@ _KX_LAT, _KX_MED = 1.42, 1.38   # lid ellipsoid: lateral / medial widening of th
 
 
 # ====================================================================== identity
-@dataclass
+@dataclass(eq=False)
 class HeadIdentity:
     """Batched identity parameters (leading dim n). Build with :func:`sample_identities`.
 
@@ -209,7 +209,7 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
 
 
 # ====================================================================== output
-@dataclass
+@dataclass(eq=False)
 class HeadBatch:
     """A batch of ``n`` heads sharing one topology (all in the head frame, mm).
 
