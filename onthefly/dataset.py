@@ -230,9 +230,10 @@ class OnTheFlyGazeDataset(IterableDataset):
         finally:
             if self._cache_obj is None:
                 mc.close()
-        if not bool(pf.has_vertex_colors.all()):
-            raise ValueError(f"cache {self.cache_path}: frames without vertex colours (UV-textured only) are not "
-                             "supported by the dataset yet")
+        use_uv = not bool(pf.has_vertex_colors.all())
+        if use_uv and not bool((pf.texture_id >= 0).all()):
+            raise ValueError(f"cache {self.cache_path}: mixes frames with only vertex colours and frames with only "
+                             "UV textures; select subjects of one kind")
         dev, f64 = self.device, torch.float64
         n = len(pf)
         counts = pf.vert_offsets.diff()
@@ -258,19 +259,49 @@ class OnTheFlyGazeDataset(IterableDataset):
             for t, f in enumerate(pf.faces):  # once per topology, at load
                 faces_pad[t, :len(f)] = f
             faces = None
+        uv_tex = self._uv_textures(pf) if use_uv else None
         g = pf.gaze_direction.to(f64)
         g = g / g.norm(dim=-1, keepdim=True)
         R_src = _normalization_rotation(c, hR)
         src_pose = rotation_to_pitchyaw(R_src @ hR)
         subj_of = {s: i for i, s in enumerate(self.subjects)}
         self._state = dict(
-            verts=verts, colors=colors, faces=faces, faces_pad=faces_pad, topology=pf.topology_id,
+            verts=verts, colors=None if use_uv else colors, uv=uv_tex, texture_id=pf.texture_id, faces=faces, faces_pad=faces_pad, topology=pf.topology_id,
             hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src,
             src_pose_cpu=src_pose.cpu(), gaze_head_cpu=(hR.transpose(-1, -2) @ g[..., None])[..., 0].cpu(),
             cache_index=pf.index, subject_index=torch.tensor([subj_of[s] for s in pf.subject], device=dev),
             K=self.camera.K(dtype=torch.float32, device=dev))
         self.appearance.setup((self.camera.height, self.camera.width), dev)
         return self._state
+
+    @staticmethod
+    def _uv_textures(pf):
+        """(maps (X,Ht,Wt,3) uint8, verts_uvs (X or 1,T,2), faces_uvs (F,3) or (X,F,3)) for UV-textured frames.
+
+        Maps of different sizes are resized (bilinear, once) to the largest; each texture's UVs are those of the
+        topology of the frames using it (padded per texture when there are several topologies)."""
+        import torch.nn.functional as Fnn
+
+        dev = pf.verts.device
+        Ht = max(int(t.shape[0]) for t in pf.textures)
+        Wt = max(int(t.shape[1]) for t in pf.textures)
+        maps = torch.stack([t if tuple(t.shape[:2]) == (Ht, Wt) else Fnn.interpolate(
+            t.permute(2, 0, 1)[None].float(), size=(Ht, Wt), mode="bilinear", align_corners=True)[0]
+            .round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0) for t in pf.textures])
+        topo_of_tex = torch.full((len(pf.textures),), -1, dtype=torch.int64, device=dev)
+        topo_of_tex[pf.texture_id] = pf.topology_id
+        if bool((topo_of_tex[pf.texture_id] != pf.topology_id).any()):
+            raise ValueError("cache: a texture is shared by frames of different topologies; not supported")
+        if len(pf.faces) == 1:
+            return maps, pf.uv[0][None], pf.faces_uv[0]
+        Tmax = max(len(u) for u in pf.uv if u is not None)
+        Fmax = max(len(f) for f in pf.faces)
+        vuv = torch.zeros(len(maps), Tmax, 2, dtype=torch.float32, device=dev)
+        fuv = torch.zeros(len(maps), Fmax, 3, dtype=torch.int64, device=dev)
+        for x, t in enumerate(topo_of_tex.tolist()):  # once per texture, at load
+            vuv[x, :len(pf.uv[t])] = pf.uv[t]
+            fuv[x, :len(pf.faces_uv[t])] = pf.faces_uv[t]
+        return maps, vuv, fuv
 
     # ------------------------------------------------------------------------------------------- sampling
     def _frames(self, epoch: int, index: int) -> torch.Tensor:
@@ -341,7 +372,7 @@ class OnTheFlyGazeDataset(IterableDataset):
     # ------------------------------------------------------------------------------------------- rendering
     def render(self, frames: torch.Tensor, head_pose: torch.Tensor, app: AppearanceParams) -> dict:
         """Render local frames (n,) at head poses (n, 2) (radians) with appearance parameters: flat batch dict."""
-        from .render import VertexColors, render
+        from .render import UVTexture, VertexColors, render
 
         import time
 
@@ -360,7 +391,12 @@ class OnTheFlyGazeDataset(IterableDataset):
         app_d = app.to(dev)
         H, W = cam.height, cam.width
         t0 = self._tick("camera", t0)
-        res = render(verts, faces, st["K"].expand(n, 3, 3), (H, W), textures=VertexColors(st["colors"][fr]),
+        if st["uv"] is None:
+            tex = VertexColors(st["colors"][fr])
+        else:
+            maps, vuv, fuv = st["uv"]
+            tex = UVTexture(maps, vuv, fuv, texture_index=st["texture_id"][fr])
+        res = render(verts, faces, st["K"].expand(n, 3, 3), (H, W), textures=tex,
                      lights=self.appearance.lights(app_d), material=self.appearance.material(n, dev),
                      background=None, ssaa=self.ssaa, check=False)
         t0 = self._tick("render", t0)
