@@ -392,13 +392,16 @@ class Appearance:
         B = x.shape[0]
         col = (lambda t: t.to(dt).view(B, 1, 1, 1))
         wts = torch.tensor([0.299, 0.587, 0.114], dtype=dt, device=x.device).view(1, 3, 1, 1)
-        x = x * col(p.brightness)
+        # brightness b, contrast c (around the mean grey m) and saturation s (around the pixel grey) are linear;
+        # fused: s·b·c·x + (1−s)·b·c·grey(x) + b·m·(1−c), one pass instead of one per operation
+        b, c, sat = col(p.brightness), col(p.contrast), col(p.saturation)
         grey = (x * wts).sum(1, keepdim=True)
         m = grey.mean(dim=(2, 3), keepdim=True)
-        x = (x - m) * col(p.contrast) + m
-        grey = (x * wts).sum(1, keepdim=True)
-        x = (x - grey) * col(p.saturation) + grey
-        x = x.clamp(0.0, 1.0) ** col(p.gamma)
+        shift = torch.addcmul(b * m * (1 - c), (1 - sat) * b * c, grey)  # (B, 1, H, W)
+        x = torch.addcmul(shift, sat * b * c, x).clamp_(0.0, 1.0)
+        rows = (p.gamma != 1).nonzero().squeeze(1)
+        if len(rows):
+            x[rows] = x[rows].pow_(col(p.gamma)[rows])
         sig = p.blur_sigma.to(dt)
         rows = (sig > 0).nonzero().squeeze(1)
         if len(rows):
@@ -408,10 +411,9 @@ class Appearance:
             n = len(rows)
             k2 = (k1[:, :, None] * k1[:, None, :]).repeat_interleave(3, 0)[:, None]  # (3n, 1, 5, 5)
             xb = F.pad(x[rows].reshape(1, 3 * n, *x.shape[-2:]), (2, 2, 2, 2), mode="replicate")
-            x = x.clone()
             x[rows] = F.conv2d(xb, k2, groups=3 * n).reshape(n, 3, *x.shape[-2:])
         if bool((p.noise > 0).any()):
             gen = torch.Generator(device=x.device)
             gen.manual_seed(int(p.noise_seed[0]))
-            x = x + torch.randn(x.shape, generator=gen, device=x.device, dtype=dt) * col(p.noise)
-        return x.clamp(0.0, 1.0)
+            x = x.add_(torch.randn(x.shape, generator=gen, device=x.device, dtype=dt).mul_(col(p.noise)))
+        return x.clamp_(0.0, 1.0)
