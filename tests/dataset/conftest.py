@@ -26,7 +26,8 @@ def proc_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def iris_cache(tmp_path_factory):
     """6 procedural heads (3 subjects) whose pupils are painted magenta, with their pupil centres (the iris
-    caps' poles, camera frame): returns (path, {frame id: (2, 3) float64})."""
+    caps' poles, camera frame): returns (path, {frame id: {"iris": (2, 3), "eyeball": (2, 3), "radius": float,
+    "target_distance": mm from the face centre to the gaze target}})."""
     from onthefly.cache import CacheWriter
     from onthefly.geometry import pitchyaw_to_rotation
     from onthefly.normalization import face_centre
@@ -48,7 +49,11 @@ def iris_cache(tmp_path_factory):
             col = heads.vert_colors[i].numpy().copy()
             col[heads.part_ids[i].numpy() == 8] = PUPIL_RGB
             frame = f"f{i}"
-            iris[frame] = heads.iris_centres[i].double().numpy() @ R.T + t
+            iris[frame] = {"iris": heads.iris_centres[i].double().numpy() @ R.T + t,
+                           "eyeball": heads.eyeball_centres[i].double().numpy() @ R.T + t,
+                           "radius": float(heads.eyeball_radius[i]),
+                           "target_distance": float(np.linalg.norm(
+                               R @ heads.gaze_targets[i].double().numpy() + t - c))}
             w.add(FrameRecord(
                 verts=(heads.verts[i].double().numpy() @ R.T + t).astype(np.float32), faces=heads.faces.numpy(),
                 vert_colors=col, landmarks=lm @ R.T + t, head_rotation=R, face_centre=c,
