@@ -203,7 +203,11 @@ class OnTheFlyGazeDataset(IterableDataset):
 
     # ------------------------------------------------------------------------------------------- set-up
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch (call it at the start of every epoch; batches depend on it)."""
+        """Select the epoch of the next iteration (batches depend on it).
+
+        Each ``iter(ds)`` uses ``ds.epoch`` and then advances it by one, so successive epochs differ without any
+        call; this happens in the iterating process, so with non-persistent DataLoader workers (fresh copies every
+        epoch) call ``set_epoch(e)`` at the start of every epoch (Lightning does not do it for IterableDatasets)."""
         self.epoch = int(epoch)
 
     def epoch_length(self, world_size: int | None = None) -> int:
@@ -445,5 +449,6 @@ class OnTheFlyGazeDataset(IterableDataset):
         self._load()
         shard, n_shards = rank * nw + wid, world * nw
         epoch = self.epoch
+        self.epoch = epoch + 1  # the next iteration is the next epoch unless set_epoch() says otherwise
         for i in range(shard, self.epoch_length(world), n_shards):
             yield self.batch(i, epoch)

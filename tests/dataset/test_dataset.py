@@ -178,6 +178,11 @@ def test_iteration_covers_frames_and_shards_disjointly(proc_cache, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     full = list(DataLoader(ds, batch_size=None, num_workers=0))
     assert len(full) == 4 == len(ds)
+    assert ds.epoch == 1  # advanced by the iteration
+    again = list(ds)
+    assert int(again[0]["epoch"][0]) == 1 and not torch.equal(again[0]["target_pose"], full[0]["target_pose"])
+    ds.set_epoch(0)
+    assert torch.equal(next(iter(ds))["image"], full[0]["image"])
     frames = torch.cat([b["frame_index"] for b in full])
     assert sorted(frames.tolist()) == list(range(16))  # one pass over the frames, no repeats
     shards = []
