@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -112,7 +113,8 @@ def main(argv=None) -> int:
               + " ".join(f"{st[k]:>10.4f}" for k in STAGES))
     result = {"camera": cam, "appearance": args.appearance, "device": args.device,
               "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),
-              "torch": torch.__version__, "tune_malloc": args.tune_malloc, "threads": torch.get_num_threads(), "cpu_count": __import__("os").cpu_count(),
+              "torch": torch.__version__, "tune_malloc": args.tune_malloc, "threads": torch.get_num_threads(),
+              "cpu_count": os.cpu_count(),
               "frames": n_frames if not args.cache else None, "repeats": repeats, "quick": args.quick,
               "results": rows, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = Path(args.out)

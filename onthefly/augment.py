@@ -9,8 +9,8 @@ rendered again.
 
 **Modes.** An appearance is a mixture of modes, each ``{"weight": w, "background": B, "light": L}``:
 
-* backgrounds ``black`` (0, 0, 0), ``color`` (uniform random RGB), ``green`` (ETH-XGaze's (0, 110, 0)) and
-  ``image`` (a random crop of an image from ``background_dir``, randomly flipped, blurred with probability
+* backgrounds ``black`` (0, 0, 0; ``none`` is an alias), ``color`` (uniform random RGB), ``green``
+  (ETH-XGaze's (0, 110, 0)) and ``image`` (a random crop of an image from ``background_dir``, randomly flipped, blurred with probability
   ``image_blur_prob`` by a ``image_blur``-pixel box filter);
 * lights ``none`` (unlit: the texture colour), ``dark`` (unlit texture × ambient ``0.25 + 0.5·U``, MPII-NV's dark
   branch), ``random`` (Phong: ambient / diffuse / specular strengths uniform in ``ambient`` / ``diffuse`` /
@@ -227,6 +227,8 @@ class Appearance:
                 raise ValueError(f"appearance {preset!r}: image backgrounds need background_dir (a folder of "
                                  "JPEG/PNG images, e.g. Places365 val_256)")
         self.modes = []
+        modes = [{**m, "background": "black"} if isinstance(m, dict) and m.get("background") == "none" else m
+                 for m in modes]  # "none" = no background = black
         for m in modes:
             if not isinstance(m, dict) or m.get("background") not in BACKGROUNDS or m.get("light") not in LIGHTS:
                 raise ValueError(f"appearance mode {m!r}: expected {{'weight': w, 'background': one of "

@@ -117,7 +117,7 @@ class OnTheFlyGazeDataset(IterableDataset):
             them chosen with ``split_seed``.
         max_rotation_deg: visibility limit: targets that rotate the head more than this away from the source
             view (the angle of ``rotation_matrix``) are resampled; None disables (360° meshes).
-        max_head_pose_deg: head poses further than this from frontal are resampled (the anchors' 80°).
+        max_head_pose_deg: head poses whose (pitch, yaw) L2 norm exceeds this are resampled (MPII-NV's 80°).
         max_rounds: rejection rounds before a clear error.
         image_format: ``"unit"`` (RGB float in [0, 1]) or ``"imagenet"`` (ImageNet mean/std normalized).
         ssaa: render at ``ssaa``× resolution and average (anti-aliasing; 1 = off).
@@ -270,7 +270,8 @@ class OnTheFlyGazeDataset(IterableDataset):
         src_pose = rotation_to_pitchyaw(R_src @ hR)
         subj_of = {s: i for i, s in enumerate(self.subjects)}
         self._state = dict(
-            verts=verts, colors=None if use_uv else colors, uv=uv_tex, texture_id=pf.texture_id, faces=faces, faces_pad=faces_pad, topology=pf.topology_id,
+            verts=verts, colors=None if use_uv else colors, uv=uv_tex, texture_id=pf.texture_id, faces=faces,
+            faces_pad=faces_pad, topology=pf.topology_id,
             hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src,
             src_pose_cpu=src_pose.cpu(), gaze_head_cpu=(hR.transpose(-1, -2) @ g[..., None])[..., 0].cpu(),
             cache_index=pf.index, subject_index=torch.tensor([subj_of[s] for s in pf.subject], device=dev),

@@ -15,7 +15,8 @@ exactly the drawn one (MPII-NV's ``sample_target_gaze``).
 
 :func:`sample_targets` draws a batch and rejects (resampling only the rejected rows, a bounded number of rounds)
 targets that turn the head more than ``max_rotation_deg`` away from the source view (single-view meshes are not
-visible from behind), whose head pose is more than ``max_head_pose_deg`` (80°, the anchors' limit) from frontal, or
+visible from behind), whose head pose (pitch, yaw) has an L2 norm above ``max_head_pose_deg`` (80°, MPII-NV's
+limit), or
 (gaze mode) for which no head pose gives the drawn gaze.
 """
 from __future__ import annotations
@@ -255,8 +256,9 @@ def sample_targets(sampler: PoseSampler, source_pose: torch.Tensor, gaze_head: t
 
     A target is rejected when the rotation from the source normalized view to the new view,
     ``Rot(target)·Rot(source)ᵀ`` (= ``V·R_srcᵀ``, the batch's ``rotation_matrix``), is larger than
-    ``max_rotation_deg`` (None: no limit), when the head pose is more than ``max_head_pose_deg`` from frontal
-    (the anchors' 80°; None: no limit), or (gaze mode) when no head pose gives the drawn gaze. Rejected rows are
+    ``max_rotation_deg`` (None: no limit), when the L2 norm of the head pose (pitch, yaw) exceeds
+    ``max_head_pose_deg`` (MPII-NV's test ``‖hr‖·180/π > 80``; None: no limit), or (gaze mode) when no head
+    pose gives the drawn gaze. Rejected rows are
     redrawn (only those), at most ``max_rounds`` rounds; then a ValueError names the sampler and the limits.
     """
     B = source_pose.shape[0]
@@ -278,7 +280,7 @@ def sample_targets(sampler: PoseSampler, source_pose: torch.Tensor, gaze_head: t
             rel = _pitchyaw_to_rotation(h) @ R_src[todo].transpose(-1, -2)
             ok &= rotation_angle(rel) <= max_rotation_deg * _DEG
         if max_head_pose_deg is not None:
-            ok &= torch.acos((torch.cos(h[:, 0]) * torch.cos(h[:, 1])).clamp(-1, 1)) <= max_head_pose_deg * _DEG
+            ok &= h.norm(dim=1) <= max_head_pose_deg * _DEG  # MPII-NV: ‖(pitch, yaw)‖₂ in degrees
         head[todo[ok]] = h[ok]
         drawn[todo[ok]] = d[ok]
         todo = todo[~ok]
