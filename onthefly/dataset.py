@@ -121,6 +121,8 @@ class OnTheFlyGazeDataset(IterableDataset):
         max_rounds: rejection rounds before a clear error.
         image_format: ``"unit"`` (RGB float in [0, 1]) or ``"imagenet"`` (ImageNet mean/std normalized).
         ssaa: render at ``ssaa``× resolution and average (anti-aliasing; 1 = off).
+        shared_appearance: with ``views_per_frame > 1``, the K views of a frame share one background, light and
+            jitter draw (MPII-NV uses one background, colour and ambient for all views of a source).
     """
 
     def __init__(self, cache, batch_size: int = 32, seed: int = 0, device="cpu", *,
@@ -128,7 +130,8 @@ class OnTheFlyGazeDataset(IterableDataset):
                  views_per_frame: int = 1, epoch_length: int | None = None, subjects=None, split=None,
                  val_subjects=None, val_fraction: float = 0.2, split_seed: int = 0,
                  max_rotation_deg: float | None = 60.0, max_head_pose_deg: float | None = 80.0,
-                 max_rounds: int = 64, image_format: str = "unit", ssaa: int = 1):
+                 max_rounds: int = 64, image_format: str = "unit", ssaa: int = 1,
+                 shared_appearance: bool = False):
         super().__init__()
         from .cache import MeshCache
 
@@ -155,6 +158,7 @@ class OnTheFlyGazeDataset(IterableDataset):
             self.appearance = Appearance(**args)
         self.max_rotation_deg, self.max_head_pose_deg = max_rotation_deg, max_head_pose_deg
         self.max_rounds, self.image_format, self.ssaa = int(max_rounds), image_format, int(ssaa)
+        self.shared_appearance = bool(shared_appearance)
         self.epoch = 0
         # cheap validation now (open, read the subject list, close: nothing survives into forked workers)
         if isinstance(cache, MeshCache):
@@ -334,7 +338,13 @@ class OnTheFlyGazeDataset(IterableDataset):
         tgt = sample_targets(self.sampler, st["src_pose_cpu"][frames], st["gaze_head_cpu"][frames], gen,
                              max_rotation_deg=self.max_rotation_deg, max_head_pose_deg=self.max_head_pose_deg,
                              max_rounds=self.max_rounds)
-        app = self.appearance.sample(len(frames), gen, (self.camera.height, self.camera.width))
+        size = (self.camera.height, self.camera.width)
+        if self.shared_appearance and self.views_per_frame > 1:
+            app = self.appearance.sample(len(frames) // self.views_per_frame, gen, size)
+            app = AppearanceParams(**{k: v.repeat_interleave(self.views_per_frame, 0)
+                                      for k, v in app.as_dict().items()})
+        else:
+            app = self.appearance.sample(len(frames), gen, size)
         return {"frames": frames, "head_pose": tgt.head_pose, "drawn": tgt.drawn, "appearance": app,
                 "epoch": epoch, "index": index}
 

@@ -230,6 +230,9 @@ def test_multi_view(proc_cache):
             assert ((R[:, i, j] @ gi[..., None])[..., 0] - gj).abs().max() < 1e-5
     r = ds.replay(b)
     assert torch.allclose(r["image"], b["image"], atol=1e-6)
+    sh = _ds(proc_cache, batch_size=4, views_per_frame=K, shared_appearance=True, appearance="default").batch(0)
+    assert (sh["param_background_color"] == sh["param_background_color"][:, :1]).all()
+    assert (sh["param_ambient"] == sh["param_ambient"][:, :1]).all()
 
 
 def test_subject_split(proc_cache):
