@@ -116,9 +116,11 @@ def run(args) -> int:
         n_frames = max(1, math.ceil(args.count / K))
         ds = OnTheFlyGazeDataset(args.cache, batch_size=n_frames, **cfg)
         b = ds.batch(0)
-    except (ValueError, TypeError) as exc:
-        print(f"onthefly preview: error: {exc}")
-        return 2
+    except (ValueError, TypeError) as exc:  # bad cache, config or arguments: one clear line, exit status 1
+        import sys
+
+        print(f"onthefly preview: error: {exc}", file=sys.stderr)
+        return 1
     flat = (lambda t: t.reshape(-1, *t.shape[2:]) if K > 1 else t)
     img = flat(b["image"])[: args.count].float()
     if ds.image_format == "imagenet":

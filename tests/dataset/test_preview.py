@@ -30,7 +30,7 @@ def test_preview_writes_grid_and_plot(proc_cache, tmp_path, capsys):
 def test_preview_bad_config(proc_cache, tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("colour: red\n")
-    assert _run(["--cache", str(proc_cache), "--config", str(cfg), "--out", str(tmp_path / "g.png")]) == 2
-    assert "unknown keys" in capsys.readouterr().out
-    assert _run(["--cache", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "g.png")]) == 2
-    assert "file not found" in capsys.readouterr().out
+    assert _run(["--cache", str(proc_cache), "--config", str(cfg), "--out", str(tmp_path / "g.png")]) == 1
+    assert "unknown keys" in capsys.readouterr().err
+    assert _run(["--cache", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "g.png")]) == 1
+    assert "file not found" in capsys.readouterr().err
