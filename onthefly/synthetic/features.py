@@ -120,13 +120,13 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray
     ax = np.abs(X)
     b = {}
     # nose: dorsum rising from the nasion to the tip, then tucking back to the subnasale
-    rise = _smoothstep(-4.0, NOSE_TIP_Y + 1.0, Y) ** 1.25
+    rise = 0.3 * _smoothstep(-16.0, -2.0, Y) + 0.7 * _smoothstep(-2.0, NOSE_TIP_Y + 1.0, Y) ** 1.25
     fall = 1.0 - _smoothstep(NOSE_TIP_Y + 1.0, SUBNASALE_Y + 1.5, Y)
-    sig = 4.6 + 2.6 * _smoothstep(0.0, NOSE_TIP_Y, Y)
-    b["nose_ridge"] = 22.0 * rise * fall * _g(X, sig)
+    sig = 5.5 + 2.0 * _smoothstep(0.0, NOSE_TIP_Y, Y)
+    b["nose_ridge"] = 24.0 * rise * fall * _g(X, sig)
     b["nose_tip"] = 3.5 * _g(X, 5.5) * _g(Y - (NOSE_TIP_Y - 1.0), 4.5)
     b["alae"] = 6.0 * _g(ax - 10.0, 3.8) * _g(Y - 42.0, 4.2)
-    b["nasion"] = -2.0 * _g(X, 9.0) * _g(Y + 1.0, 5.0)
+    b["nasion"] = -1.0 * _g(X, 9.0) * _g(Y + 3.0, 5.0)
     lat = 1.0 - _smoothstep(42.0, 64.0, ax)
     b["brow_ridge"] = 5.0 * _g(Y + 20.0, 7.5) * lat
     b["glabella"] = 3.0 * _g(X, 10.0) * _g(Y + 12.0, 7.0)

@@ -61,15 +61,15 @@ MAX_GAZE_ANGLE_DEG = 55.0
 # ring-wise constants of the eye region (see template.RING_OFFSETS)
 #   radial thickness over the eyeball sphere, skin blend weight, weight of the canonical (identity-free) shape
 _RING_DELTA = np.array([-6.0, -2.2, -0.35, 0.6, 1.1, 1.5, 1.9, 2.3, 2.6, 2.8, 3.0, 3.0, 3.0])
-_RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.1, 0.25, 0.45, 0.7, 0.9, 1.0])
+_RING_W = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.12, 0.3, 0.6, 0.88, 1.0, 1.0])
 _RING_FLAT = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.02, 1.08, 1.18, 1.32, 1.45, 1.55, 1.6, 1.6])   # flatter outward
-_RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0])
+_RING_CANON = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.4, 0.75, 1.0])
 _CUP_INWARD = (0.6, 0.3, 0.1)     # cup rings: fraction of the way from the lid margin to the eyeball centre
 _KX_LAT, _KX_MED = 1.42, 1.38   # lid ellipsoid: lateral / medial widening of the lid surface over the eyeball
 
 
 # ====================================================================== identity
-@dataclass
+@dataclass(eq=False)
 class HeadIdentity:
     """Batched identity parameters (leading dim n). Build with :func:`sample_identities`.
 
@@ -99,7 +99,15 @@ class HeadIdentity:
         return HeadIdentity(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def __getitem__(self, idx) -> "HeadIdentity":
+        """Identities ``idx`` (int, slice or index tensor); always keeps the leading batch dimension."""
+        if isinstance(idx, (int, np.integer)):
+            idx = slice(int(idx), int(idx) + 1 if idx != -1 else None)
         return HeadIdentity(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    @staticmethod
+    def cat(items: "list[HeadIdentity]") -> "HeadIdentity":
+        """Concatenate identity batches (e.g. to build the same people with several gaze targets)."""
+        return HeadIdentity(**{f.name: torch.cat([getattr(i, f.name) for i in items]) for f in fields(HeadIdentity)})
 
 
 _SKIN_PALETTE = torch.tensor([[0.96, 0.80, 0.71], [0.92, 0.72, 0.60], [0.84, 0.62, 0.48], [0.72, 0.50, 0.36],
@@ -179,8 +187,10 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
     skin_rgb = _SKIN_PALETTE[i0] * (1 - fr) + _SKIN_PALETTE[i0 + 1] * fr
     skin_rgb = (skin_rgb * (1 + nrm(n, 3, sd=0.03)) * torch.tensor([1.0, 1.0, 1.0])
                 + nrm(n, 1, sd=0.015) * torch.tensor([0.5, 0.0, -0.5])).clamp(0.05, 1.0)
-    hair_rgb = (_HAIR_PALETTE[choice(_HAIR_P)] * (1 + nrm(n, 3, sd=0.08))
-                ).clamp(0.0, 1.0)
+    # hair colour: light (blond/red/grey) hair mostly with light skin
+    hair_i = choice(_HAIR_P)
+    hair_i = torch.where((tone > 2.2) & (hair_i >= 3) & (hair_i != 7), hair_i % 3, hair_i)
+    hair_rgb = (_HAIR_PALETTE[hair_i] * (1 + nrm(n, 3, sd=0.08))).clamp(0.0, 1.0)
     # iris colour: light (blue/green/grey) irises mostly with light skin
     iris_i = choice(_IRIS_P)
     dark_skin = tone > 2.2
@@ -199,7 +209,7 @@ def sample_identities(n: int, generator: torch.Generator | int | None = None) ->
 
 
 # ====================================================================== output
-@dataclass
+@dataclass(eq=False)
 class HeadBatch:
     """A batch of ``n`` heads sharing one topology (all in the head frame, mm).
 
@@ -212,8 +222,10 @@ class HeadBatch:
     * ``iris_centres`` (n,2,3): the pole of the iris cap on the eyeball sphere,
       ``eyeball_centres + eyeball_radius * eye_axes`` (a mesh vertex: ``iris_centre_vertex_ids`` (2,)).
     * ``gaze_targets`` (n,3): the 3D point both eyes fixate (vergence).
-    * ``part_ids`` (n,V) int8 (see :data:`PART_NAMES`; hair/brow/lips vary with identity);
-      ``face_region`` (V,) bool: the brows-to-chin face area incl. the eyes, without hair, ears and neck.
+    * ``part_ids`` (n,V) int8 (see :data:`PART_NAMES`; hair/brow/lips vary with identity; the iris
+      disc is ``iris`` + ``pupil``); ``face_region`` (V,) bool, shared: the face from ~15 mm above the brows
+      down to the jaw line and sideways to the face contour in front of the ears, eyes included, without
+      ears, neck and the back of the head (a low hairline may overlap its top: use ``part_ids`` for hair).
     """
 
     verts: torch.Tensor
@@ -370,7 +382,7 @@ def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     cyl = ((dx / ax_face).abs() ** 3.5 + (dz / 85.0).abs() ** 3.5 + 1e-12) ** (-1 / 3.5)
     den = dy + 0.1 * dz + 0.24 * torch.sqrt(dx * dx + 0.003)
     bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
-    top = torch.where(dy < -0.02, (C[1] + 45.0) / (-dy).clamp_min(0.02), big)
+    top = torch.where(dy < -0.02, (C[1] + 75.0) / (-dy).clamp_min(0.02), big)
     face = _softmin([cyl, bot, top], 0.2)
     cylk = 1.0 / torch.sqrt((dx / (47.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
     neck = torch.minimum(cylk, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.2, 0.5, dy)
@@ -561,7 +573,14 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     w = torch.maximum(tt["ring_w"][None, None, :, None], _smoothstep(0.72, 0.97, q2.sqrt()))
     w = torch.where(cup, torch.zeros_like(w), w)
     sk = skin[:, ev].reshape(n, 2, nR, N_EYE, 3)
-    p = lid + (sk - lid) * w[..., None]
+    # lid offset from the skin surface, smoothed across the rings outside the margin; rings with full skin
+    # weight stay exactly on the (smooth) skin surface, so the lids blend into the face without a crease
+    off_lid = (lid - sk) * (1 - w[..., None])
+    k0 = MARGIN_RING + 3
+    for _ in range(3):
+        inner = 0.5 * off_lid[:, :, k0:-1] + 0.25 * (off_lid[:, :, k0 - 1:-2] + off_lid[:, :, k0 + 1:])
+        off_lid = torch.cat([off_lid[:, :, :k0], inner * (w[:, :, k0:-1, :, None] < 1), off_lid[:, :, -1:]], 2)
+    p = sk + off_lid
     # lids never dip into the eyeball (keeps the margin at least 0.3 mm above the sphere)
     rel = p - centres[:, :, None, None, :]
     dist = rel.norm(dim=-1, keepdim=True)
@@ -573,11 +592,6 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     f_in = torch.tensor(_CUP_INWARD, **f32)[None, None, :, None, None]
     p_cup = margin + (centres[:, :, None, None, :] - margin) * f_in
     p = torch.cat([p_cup, p[:, :, MARGIN_RING:]], 2)
-    # smooth the lid -> skin transition across rings (the outermost ring stays put: it meets the generic skin)
-    k0 = MARGIN_RING + 3
-    for _ in range(3):
-        inner = 0.5 * p[:, :, k0:-1] + 0.25 * (p[:, :, k0 - 1:-2] + p[:, :, k0 + 1:])
-        p = torch.cat([p[:, :, :k0], inner, p[:, :, -1:]], 2)
     skin = skin.clone()
     skin[:, ev] = p.reshape(n, -1, 3)
 
@@ -657,7 +671,7 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     conj = torch.tensor([0.80, 0.47, 0.44], **f32) * (0.6 + 0.4 * ids.skin_rgb.mean(1))[:, None, None, None, None]
     is_cup = (ring < MARGIN_RING)[None, None, :, None, None]
     lash = ((ring >= MARGIN_RING) & (ring <= MARGIN_RING + 2))[None, None, :, None] & upper
-    lash_col = torch.tensor([0.05, 0.04, 0.035], **f32) + 0.3 * ids.hair_rgb[:, None, None, None, :] * 0.3
+    lash_col = torch.tensor([0.05, 0.04, 0.035], **f32) + 0.1 * ids.hair_rgb[:, None, None, None, :]
     lower_margin = ((ring == MARGIN_RING) | (ring == MARGIN_RING + 1))[None, None, :, None] & ~upper
     new = torch.where(is_cup, conj.expand_as(sk), torch.where(lower_margin[..., None], sk * torch.tensor(
         [0.78, 0.6, 0.58], **f32), lid_col))

@@ -171,7 +171,7 @@ def build_template() -> Template:
     def region_spacing(X, Y):
         ax = np.abs(X)
         fine = (((ax < 21) & (Y > -8) & (Y < 60)) | ((ax < 34) & (Y > 56) & (Y < 94))
-                | ((ax > 6) & (ax < 64) & (Y > -40) & (Y < -12)))          # nose, mouth, brows
+                | ((ax < 64) & (Y > -40) & (Y < -8)))             # nose, mouth, brows + glabella
         mid = (ax < 72) & (Y > -95) & (Y < 138)
         return np.where(fine, 1.15, np.where(mid, 2.1, 4.2))
 
