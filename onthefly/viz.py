@@ -54,13 +54,16 @@ def draw_points(image: np.ndarray, points, colour=(255, 255, 0), radius: int = 1
 
 
 def put_label(image: np.ndarray, text: str, row: int = 0, colour=(255, 255, 255)) -> np.ndarray:
-    """Small text with a dark outline at the top-left (row 0, 1, ... stack downwards)."""
+    """Small text on a dark box at the top-left (row 0, 1, ... stack downwards), in place."""
     import cv2
 
-    scale = max(0.3, image.shape[0] / 640)
-    y = int(12 * scale / 0.35) * (row + 1)
-    for c, t in (((0, 0, 0), 3), (colour, 1)):
-        cv2.putText(image, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, c, t, cv2.LINE_AA)
+    scale = max(0.35, image.shape[0] / 560)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    y0 = row * (h + base + 4)
+    box = image[y0:y0 + h + base + 4, 0:w + 6]
+    box[:] = (box.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken behind the text
+    cv2.putText(image, text, (3, y0 + h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, tuple(int(c) for c in colour), 1,
+                cv2.LINE_AA)
     return image
 
 

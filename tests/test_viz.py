@@ -37,3 +37,11 @@ def test_to_uint8_and_grid(tmp_path):
         viz.to_uint8_images(torch.rand(3, 8, 10))
     with pytest.raises(ValueError):
         viz.grid([], cols=2)
+
+
+def test_put_label_is_legible_box():
+    im = np.full((224, 224, 3), 200, np.uint8)
+    viz.put_label(im, "gaze +20,-42")
+    box = im[:14, :60]
+    assert (box < 100).mean() > 0.5 and box.max() > 200   # dark box with bright text
+    assert (im[40:, :] == 200).all()                       # nothing drawn elsewhere

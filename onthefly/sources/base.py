@@ -23,6 +23,16 @@ class SourceError(ValueError):
     """Bad input: the message names the file and the line or record."""
 
 
+def read_lines(path, what: str) -> list[str]:
+    """The lines of a text file, or a :class:`SourceError` naming the file and what it should have been."""
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        raise SourceError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path}: cannot read ({exc})") from None
+
+
 @dataclass
 class FrameRecord:
     """One source frame: a mesh in the source camera frame (mm) and its labels.

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..meshio import read_obj
-from .base import FrameRecord, SourceError
+from .base import FrameRecord, SourceError, read_lines
 
 __all__ = ["NVGazeSource", "MPII_FACE_MODEL", "perimeter6", "lift_crop_points", "LM6"]
 
@@ -85,12 +85,7 @@ def lift_crop_points(pts: np.ndarray, C: np.ndarray, K: np.ndarray, dist: np.nda
 
 
 def _read_matrix(path: Path, shape: tuple[int, int], what: str) -> np.ndarray:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise SourceError(f"{path}: {what} file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{path}: cannot read ({exc})") from None
+    lines = read_lines(path, f"{what} file")
     rows = [(i, ln.split()) for i, ln in enumerate(lines, 1) if ln.strip() and not ln.lstrip().startswith("#")]
     if len(rows) != shape[0]:
         raise SourceError(f"{path}: expected {shape[0]} rows of {shape[1]} numbers ({what}), got {len(rows)} rows")
@@ -143,12 +138,7 @@ class NVGazeSource:
     def _annotations(self, subject: str) -> tuple[Path, dict]:
         if subject not in self._ann:
             path = self.ann_root / subject / f"{subject}.txt"
-            try:
-                lines = path.read_text().splitlines()
-            except FileNotFoundError:
-                raise SourceError(f"{path}: annotation file not found (subject {subject})") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SourceError(f"{path}: cannot read ({exc})") from None
+            lines = read_lines(path, f"annotation file (subject {subject})")
             rows: dict = {}
             for lineno, line in enumerate(lines, 1):
                 t = line.split()
@@ -254,12 +244,7 @@ class NVGazeSource:
 
 
 def _read_landmarks(path: Path) -> np.ndarray:
-    try:
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    except FileNotFoundError:
-        raise SourceError(f"{path}: landmark file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{path}: cannot read ({exc})") from None
+    lines = [ln for ln in read_lines(path, "landmark file") if ln.strip()]
     if len(lines) != 68:
         raise SourceError(f"{path}: expected 68 landmarks (rows of x y z), got {len(lines)}")
     return _read_matrix(path, (68, 3), "landmarks")

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..meshio import read_obj, read_texture
-from .base import FrameRecord, SourceError
+from .base import FrameRecord, SourceError, read_lines
 
 __all__ = ["XGaze3DSource", "LM68_FROM_50", "read_face_model", "read_camera_xml", "raycast",
            "cluster_decimate"]
@@ -54,12 +54,7 @@ _MISSING_68 = np.setdiff1d(np.arange(68), LM68_FROM_50)
 
 def read_face_model(path: str | Path) -> np.ndarray:
     path = Path(path)
-    try:
-        rows = [(i, ln.split()) for i, ln in enumerate(path.read_text().splitlines(), 1) if ln.strip()]
-    except FileNotFoundError:
-        raise SourceError(f"{path}: face model not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{path}: cannot read ({exc})") from None
+    rows = [(i, ln.split()) for i, ln in enumerate(read_lines(path, "face model"), 1) if ln.strip()]
     if len(rows) != 50:
         raise SourceError(f"{path}: expected 50 rows of x y z (ETH-XGaze face_model.txt), got {len(rows)}")
     out = np.empty((50, 3))
