@@ -249,16 +249,17 @@ class OnTheFlyGazeDataset(IterableDataset):
         c = pf.face_centre.to(f64)
         hR = pf.head_rotation.to(f64)
         # vertices relative to their face centre (float32 keeps ~1e-5 mm), padded to the largest topology
+        f32 = torch.float32
         if bool((counts == Vmax).all()):
-            verts = pf.verts.view(n, Vmax, 3).to(f64)
+            verts = pf.verts.view(n, Vmax, 3).to(f32) - c.to(f32)[:, None]
             colors = pf.vert_colors.view(n, Vmax, 3)
         else:
-            verts = torch.zeros(n, Vmax, 3, dtype=f64, device=dev)
+            verts = torch.zeros(n, Vmax, 3, dtype=f32, device=dev)
             colors = torch.zeros(n, Vmax, 3, dtype=torch.uint8, device=dev)
             local = torch.arange(len(pf.verts), device=dev) - pf.vert_offsets[pf.vert_frame]
-            verts[pf.vert_frame, local] = pf.verts.to(f64)
+            verts[pf.vert_frame, local] = pf.verts.to(f32) - c.to(f32)[pf.vert_frame]
             colors[pf.vert_frame, local] = pf.vert_colors
-        verts = (verts - c[:, None]).to(torch.float32).contiguous()
+        verts = verts.contiguous()
         if len(pf.faces) == 1:
             faces, faces_pad = pf.faces[0], None
         else:
