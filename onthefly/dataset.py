@@ -248,7 +248,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         Vmax = int(counts.max())
         c = pf.face_centre.to(f64)
         hR = pf.head_rotation.to(f64)
-        # vertices relative to their face centre (float32 keeps ~1e-5 mm), padded to the largest topology
+        # float32 vertices relative to their face centre, padded to the largest topology
         f32 = torch.float32
         if bool((counts == Vmax).all()):
             verts = pf.verts.view(n, Vmax, 3).to(f32) - c.to(f32)[:, None]
