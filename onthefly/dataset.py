@@ -100,7 +100,7 @@ class OnTheFlyGazeDataset(IterableDataset):
             (then the dataset must be iterated in the process that opened it).
         batch_size: samples per batch (frames per batch when ``views_per_frame > 1``).
         seed: the seed every batch derives from.
-        device: where frames live and batches are rendered (``"cuda"`` when available; default ``"cpu"``).
+        device: where frames live and batches are rendered (default: ``"cuda"`` when available, else ``"cpu"``).
         camera: normalized-camera preset (``xgaze224``, ``xgaze448``) or a ``NormalizedCamera``.
         target: pose sampler: a name (``gaussian``, ``uniform``, ``source``), a dict ``{"type": ..., ...}``
             (``empirical`` needs ``path``) or a :class:`~onthefly.poses.PoseSampler`; default
@@ -125,7 +125,7 @@ class OnTheFlyGazeDataset(IterableDataset):
             jitter draw (MPII-NV uses one background, colour and ambient for all views of a source).
     """
 
-    def __init__(self, cache, batch_size: int = 32, seed: int = 0, device="cpu", *,
+    def __init__(self, cache, batch_size: int = 32, seed: int = 0, device=None, *,
                  camera="xgaze224", target=None, appearance="default", background_dir=None,
                  views_per_frame: int = 1, epoch_length: int | None = None, subjects=None, split=None,
                  val_subjects=None, val_fraction: float = 0.2, split_seed: int = 0,
@@ -146,7 +146,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         if epoch_length is not None and (not isinstance(epoch_length, (int, np.integer)) or epoch_length < 1):
             raise ValueError(f"epoch_length: expected a positive int or None, got {epoch_length!r}")
         self.batch_size, self.seed, self.views_per_frame = int(batch_size), int(seed), int(views_per_frame)
-        self.device = torch.device(device)
+        self.device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
         self.camera = get_camera(camera)
         self.sampler = make_sampler({"type": "gaussian", "std": 20.0} if target is None else target)
         if isinstance(appearance, Appearance):
