@@ -280,7 +280,8 @@ class OnTheFlyGazeDataset(IterableDataset):
             hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src,
             src_pose_cpu=src_pose.cpu(), gaze_head_cpu=(hR.transpose(-1, -2) @ g[..., None])[..., 0].cpu(),
             cache_index=pf.index, subject_index=torch.tensor([subj_of[s] for s in pf.subject], device=dev),
-            K=self.camera.K(dtype=torch.float32, device=dev))
+            K=self.camera.K(dtype=torch.float32, device=dev),
+            ids={int(k): (s, f, cm) for k, s, f, cm in zip(pf.index.tolist(), pf.subject, pf.frame, pf.camera)})
         self.appearance.setup((self.camera.height, self.camera.width), dev)
         return self._state
 
@@ -348,6 +349,11 @@ class OnTheFlyGazeDataset(IterableDataset):
             app = self.appearance.sample(len(frames), gen, size)
         return {"frames": frames, "head_pose": tgt.head_pose, "drawn": tgt.drawn, "appearance": app,
                 "epoch": epoch, "index": index}
+
+    def frame_ids(self, frame_index) -> list[tuple[str, str, str]]:
+        """(subject, frame, camera) id strings of a batch's ``frame_index`` entries (flattened)."""
+        ids = self._load()["ids"]
+        return [ids[int(k)] for k in torch.as_tensor(frame_index).reshape(-1).tolist()]
 
     def sample_labels(self, index: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """Labels of batch ``index`` without rendering (CPU, float64): ``head_pose``, ``gaze`` (B·K, 2),

@@ -242,6 +242,8 @@ def test_subject_split(proc_cache):
     assert tr.n_frames == 12 and va.n_frames == 4
     b = va.batch(0)
     assert set(b["subject_index"].tolist()) == {0}
+    ids = va.frame_ids(b["frame_index"])
+    assert len(ids) == 8 and {s for s, _, _ in ids} == set(va.subjects)
     only = _ds(proc_cache, subjects=["proc0001"])
     assert only.n_frames == 4
 
