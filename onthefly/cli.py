@@ -50,6 +50,13 @@ def _cache_args(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+@command("preview", "write a grid of dataset samples with gaze and head-pose arrows, and a plot of the sampled "
+         "head-pose and gaze distributions", "onthefly.commands.preview:run")
+def _preview_args(p: argparse.ArgumentParser) -> None:
+    from .commands.preview import add_arguments
+    add_arguments(p)
+
+
 @command("demo", "the main job on the embedded procedural heads: render normalized samples, write a preview",
          "onthefly.commands.demo:run")
 def _demo_args(p: argparse.ArgumentParser) -> None:
