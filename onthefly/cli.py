@@ -57,15 +57,17 @@ def _preview_args(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
-@command("demo", "the main job on the embedded procedural heads: render normalized samples, write a preview",
+@command("demo", "the main job on the embedded procedural heads: cache -> on-the-fly batches -> preview",
          "onthefly.commands.demo:run")
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--subjects", type=int, default=8, help="procedural identities (default 8)")
-    p.add_argument("--views", type=int, default=6, help="novel views per identity (default 6)")
+    p.add_argument("--views", type=int, default=8, help="source frames per identity (default 8)")
+    p.add_argument("--batches", type=int, default=4, help="batches to stream and time (default 4)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per batch (default 32)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--camera", default="xgaze224", help="normalized camera preset: xgaze224 or xgaze448")
-    p.add_argument("--device", default="cpu", help="torch device to render on (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device to render on (default cpu; e.g. cuda)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,94 +1,67 @@
-"""``onthefly demo``: the main job on the embedded default data.
+"""``onthefly demo``: the main job on the embedded default data, end to end.
 
-Procedural heads → sampled normalized head poses (exact novel views) → batched render with lighting and a random
-background colour → labels → a preview grid with gaze (green) and head-pose (blue) arrows, and the labels as JSON.
+1. build a mesh cache of procedural heads (``onthefly reconstruct --source procedural``),
+2. stream normalized, exactly labelled batches from it with :class:`OnTheFlyGazeDataset` (timed),
+3. write a preview grid (gaze in green, head pose in blue), the sampled distributions and the labels.
 """
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
-import torch
-
-from ..camera import project_points, view_from_head_pose
-from ..geometry import gaze_to_pitchyaw
-from ..normalization import face_centre, get_camera
-from ..render import DirectionalLights, VertexColors, render
-from ..synthetic import procedural_heads
-from .. import viz
-
-
-def sample_views(n_subjects: int, n_views: int, generator: torch.Generator) -> torch.Tensor:
-    """Normalized head poses (S, V, 2): pitch in ±25°, yaw in ±40°, uniform."""
-    box = torch.tensor([math.radians(25.0), math.radians(40.0)], dtype=torch.float64)
-    return (torch.rand(n_subjects, n_views, 2, generator=generator, dtype=torch.float64) * 2 - 1) * box
-
-
-def render_demo(subjects: int, views: int, seed: int, camera: str, device: str):
-    """Render ``subjects × views`` normalized samples; returns (images (N,3,H,W), labels dict of tensors)."""
-    cam = get_camera(camera)
-    gen = torch.Generator().manual_seed(seed)
-    heads = procedural_heads(subjects, seed=seed)
-    c_head = face_centre(heads.landmarks.double(), "eye_nose")                       # (S, 3)
-    pose = sample_views(subjects, views, gen)                                         # (S, V, 2)
-    view = view_from_head_pose(pose, c_head[:, None], cam.distance)                   # R (S,V,3,3), t (S,V,3)
-    n = subjects * views
-    verts = view.apply(heads.verts.double()[:, None]).reshape(n, -1, 3)
-    g_head = heads.gaze_targets.double() - c_head
-    g_head = g_head / g_head.norm(dim=-1, keepdim=True)
-    gaze_vec = view.apply_directions(g_head[:, None].expand(subjects, views, 3)).reshape(n, 3)
-    lm2d = project_points(view.apply(heads.landmarks.double()[:, None]).reshape(n, 68, 3), cam.K())
-
-    # Lighting: a key light from the front hemisphere, random strengths; a random background colour.
-    az = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(60)
-    el = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(40)
-    direction = torch.stack([torch.sin(az) * torch.cos(el), -torch.sin(el), -torch.cos(az) * torch.cos(el)], -1)
-    ambient = 0.45 + 0.25 * torch.rand(n, 1, generator=gen)
-    diffuse = 0.35 + 0.25 * torch.rand(n, 1, generator=gen)
-    lights = DirectionalLights(direction=direction.to(device), ambient=ambient.expand(n, 3).to(device),
-                               diffuse=diffuse.expand(n, 3).to(device),
-                               specular=torch.full((n, 3), 0.08).to(device))
-    background = torch.rand(n, 3, generator=gen).to(device)
-    colors = heads.vert_colors[:, None].expand(subjects, views, *heads.vert_colors.shape[1:])
-    colors = colors.reshape(n, -1, 3).to(device)
-    K = cam.K(dtype=torch.float32, device=device).expand(n, 3, 3)
-    out = render(verts.float().to(device), heads.faces.to(device), K, (cam.height, cam.width),
-                 textures=VertexColors(colors), lights=lights, background=background, ssaa=2)
-    labels = {
-        "gaze": gaze_to_pitchyaw(gaze_vec),
-        "head_pose": pose.reshape(n, 2),
-        "gaze_vector": gaze_vec,
-        "landmarks_2d": lm2d,
-        "subject": torch.arange(subjects).repeat_interleave(views),
-    }
-    return out.image.clamp(0, 1), labels
-
 
 def run(args) -> int:
-    out_dir = Path(args.out)
-    if args.subjects < 1 or args.views < 1:
-        raise ValueError("--subjects and --views must be at least 1")
+    import torch
+
+    from .. import viz
+    from ..cache import build_cache
+    from ..dataset import OnTheFlyGazeDataset
+    from ..sources.procedural import ProceduralSource
+    from .preview import sample_tiles, write_distribution_plot
+
+    if args.subjects < 1 or args.views < 1 or args.batches < 1:
+        raise ValueError("--subjects, --views and --batches must be at least 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = args.subjects * args.views
+
     t0 = time.perf_counter()
-    images, labels = render_demo(args.subjects, args.views, args.seed, args.camera, args.device)
-    dt = time.perf_counter() - t0
-    pics = viz.to_uint8_images(images)
-    for k, im in enumerate(pics):
-        viz.draw_arrow(im, labels["head_pose"][k], viz.BLUE, thickness=1)
-        viz.draw_arrow(im, labels["gaze"][k], viz.GREEN)
-        p, y = (math.degrees(float(v)) for v in labels["gaze"][k])
-        viz.put_label(im, f"gaze {p:+.0f},{y:+.0f}")
-    path = viz.save_png(out_dir / "preview.png", viz.grid(pics, cols=args.views))
-    records = [{"subject": int(labels["subject"][k]),
-                "gaze_pitch_yaw_rad": [round(float(v), 6) for v in labels["gaze"][k]],
-                "head_pose_pitch_yaw_rad": [round(float(v), 6) for v in labels["head_pose"][k]]}
-               for k in range(len(pics))]
-    (out_dir / "labels.json").write_text(json.dumps({"seed": args.seed, "camera": args.camera,
-                                                     "samples": records}, indent=1))
-    n = len(pics)
-    print(f"rendered {n} normalized samples ({args.subjects} procedural subjects x {args.views} views, "
-          f"{args.camera}) in {dt:.2f} s on {args.device}")
-    print(f"preview (green: gaze, blue: head pose): {path}")
-    print(f"labels: {out_dir / 'labels.json'}")
+    report = build_cache(ProceduralSource(count=frames, seed=args.seed, subjects=args.subjects),
+                         out / "cache.h5", skip_bad=False)
+    t_cache = time.perf_counter() - t0
+    print(f"[1/3] mesh cache: {report.written} source frames of {args.subjects} procedural subjects "
+          f"-> {report.path} ({t_cache:.1f} s)")
+
+    ds = OnTheFlyGazeDataset(report.path, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                             camera=args.camera, epoch_length=args.batches)
+    times, first = [], None
+    t_prev = time.perf_counter()
+    for batch in ds:  # one epoch of --batches batches
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        times.append(now - t_prev)
+        t_prev = now
+        first = batch if first is None else first
+    rate = args.batch_size * len(times) / sum(times)
+    print(f"[2/3] on-the-fly dataset: {len(times)} batches x {args.batch_size} normalized {args.camera} samples "
+          f"on {args.device}: {rate:.1f} samples/s (including the first batch's set-up)")
+
+    tiles = sample_tiles(ds, first, min(args.batch_size, 4 * args.views))
+    grid = viz.save_png(out / "preview.png", viz.grid(tiles, cols=min(len(tiles), args.views)))
+    dist = out / "distributions.png"
+    n = write_distribution_plot(ds, 2000, dist)
+    labels = {k: first[k].cpu() for k in ("gaze", "head_pose", "subject_index", "frame_index")}
+    records = [{"subject": int(labels["subject_index"][i]), "frame": int(labels["frame_index"][i]),
+                "gaze_pitch_yaw_rad": [round(float(v), 6) for v in labels["gaze"][i]],
+                "head_pose_pitch_yaw_rad": [round(float(v), 6) for v in labels["head_pose"][i]]}
+               for i in range(len(labels["gaze"]))]
+    (out / "labels.json").write_text(json.dumps({"seed": args.seed, "camera": args.camera,
+                                                 "convention": "docs/conventions.md", "samples": records}, indent=1))
+    g = torch.rad2deg(labels["gaze"]).abs().amax(0)
+    print(f"[3/3] preview: {grid} (green: gaze, blue: head pose; first batch, |gaze| up to "
+          f"{g[0]:.0f} deg pitch, {g[1]:.0f} deg yaw)")
+    print(f"      sampled head-pose and gaze distributions ({n} targets): {dist}")
+    print(f"      labels of the first batch: {out / 'labels.json'}")
     return 0

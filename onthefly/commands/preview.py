@@ -98,10 +98,8 @@ def distribution_plot(head_pose: np.ndarray, gaze: np.ndarray) -> np.ndarray:
 
 
 def run(args) -> int:
-    import torch
-
     from .. import viz
-    from ..dataset import IMAGENET_MEAN, IMAGENET_STD, OnTheFlyGazeDataset
+    from ..dataset import OnTheFlyGazeDataset
 
     try:
         if args.count < 1 or args.plot_samples < 0:
@@ -121,14 +119,32 @@ def run(args) -> int:
 
         print(f"onthefly preview: error: {exc}", file=sys.stderr)
         return 1
+    tiles = sample_tiles(ds, b, args.count)
+    cols = args.cols or max(1, math.ceil(math.sqrt(len(tiles))))
+    out = viz.save_png(args.out, viz.grid(tiles, cols))
+    plot = Path(args.plot) if args.plot else Path(args.out).with_name(Path(args.out).stem + "_dist.png")
+    n = write_distribution_plot(ds, args.plot_samples, plot)
+    print(f"wrote {out} ({len(tiles)} samples: green = gaze, blue = head pose) and {plot} "
+          f"({n} sampled targets)")
+    return 0
+
+
+def sample_tiles(ds, batch: dict, count: int) -> list[np.ndarray]:
+    """Images of a dataset batch as uint8 tiles with landmarks, head-pose (blue) and gaze (green) arrows."""
+    import torch
+
+    from .. import viz
+    from ..dataset import IMAGENET_MEAN, IMAGENET_STD
+
+    K = int(ds.views_per_frame)
     flat = (lambda t: t.reshape(-1, *t.shape[2:]) if K > 1 else t)
-    img = flat(b["image"])[: args.count].float()
+    img = flat(batch["image"])[:count].float()
     if ds.image_format == "imagenet":
         img = img * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1).to(img) + torch.tensor(IMAGENET_MEAN).view(
             1, 3, 1, 1).to(img)
     ims = viz.to_uint8_images(img)
-    gaze, head = flat(b["gaze"]).cpu(), flat(b["head_pose"]).cpu()
-    lm = flat(b["landmarks_2d"]).cpu()
+    gaze, head = flat(batch["gaze"]).cpu(), flat(batch["head_pose"]).cpu()
+    lm = flat(batch["landmarks_2d"]).cpu()
     tiles = []
     for i in range(len(ims)):  # drawing for people, not the data path
         im = np.ascontiguousarray(ims[i])
@@ -138,20 +154,21 @@ def run(args) -> int:
         viz.put_label(im, f"g {math.degrees(gaze[i, 0]):.0f},{math.degrees(gaze[i, 1]):.0f}", 0)
         viz.put_label(im, f"h {math.degrees(head[i, 0]):.0f},{math.degrees(head[i, 1]):.0f}", 1)
         tiles.append(im)
-    cols = args.cols or max(1, math.ceil(math.sqrt(len(tiles))))
-    out = viz.save_png(args.out, viz.grid(tiles, cols))
-    # distributions: sampling only (no rendering)
+    return tiles
+
+
+def write_distribution_plot(ds, samples: int, path) -> int:
+    """Sample ``samples`` targets (labels only, no rendering) and write the distribution PNG; returns the count."""
+    from .. import viz
+
     hs, gs, n, i = [], [], 0, 0
-    while n < args.plot_samples:
+    while n < samples:
         lab = ds.sample_labels(i)
         hs.append(lab["head_pose"].numpy())
         gs.append(lab["gaze"].numpy())
         n += len(lab["head_pose"])
         i += 1
-    hp = np.concatenate(hs)[: args.plot_samples] if hs else np.zeros((0, 2))
-    gz = np.concatenate(gs)[: args.plot_samples] if gs else np.zeros((0, 2))
-    plot = Path(args.plot) if args.plot else Path(args.out).with_name(Path(args.out).stem + "_dist.png")
-    viz.save_png(plot, distribution_plot(hp, gz))
-    print(f"wrote {out} ({len(tiles)} samples: green = gaze, blue = head pose) and {plot} "
-          f"({len(hp)} sampled targets)")
-    return 0
+    hp = np.concatenate(hs)[:samples] if hs else np.zeros((0, 2))
+    gz = np.concatenate(gs)[:samples] if gs else np.zeros((0, 2))
+    viz.save_png(path, distribution_plot(hp, gz))
+    return len(hp)
