@@ -366,6 +366,32 @@ def _softmin(rs, k):
     return -torch.logsumexp(torch.stack([-k * r for r in rs]), 0) / k
 
 
+#: top view of the face (vertical elliptic cylinder): front depth at the midline, centre depth, half width (mm)
+_FACE_FRONT_Z, _FACE_CENTRE_Z, _FACE_HALF_W, _FACE_BACK = -10.0, 41.0, 76.0, 52.0
+
+
+def _face_cylinder(dx, dy, dz, h):
+    """Radius (mm from C) of the face cylinder along unit directions (dx, dy, dz).
+
+    In top view the face is an ellipse (an egg: a longer front half than back half) centred behind the eyes,
+    so its surface turns back gradually from the nose bridge over the eyes, temples and cheekbones toward the
+    ears (lateral canthus ~15 mm, zygion ~35 mm behind the midline face plane) instead of a flat front with
+    sharp corners. It narrows toward the jaw (jaw taper ``h[5]``).
+    """
+    A = _FACE_HALF_W * h[3] * (1.0 - (0.3 + h[5]) * dy.clamp_min(0.0))
+    zc = _FACE_CENTRE_Z * (0.75 + 0.25 * h[2])
+    bf = zc - _FACE_FRONT_Z
+    c0 = C[2] - zc                        # ray origin relative to the ellipse centre (inside: 0 < c0 < bf, bb)
+    rs = []
+    for b in (bf, torch.full_like(bf, _FACE_BACK)):
+        qa = ((dx / A) ** 2 + (dz / b) ** 2).clamp_min(1e-9)
+        qb = c0 * dz / b ** 2
+        qc = (c0 / b) ** 2 - 1.0
+        rs.append((-qb + torch.sqrt(qb * qb - qa * qc)) / qa)
+    front = c0 + rs[0] * dz < 0
+    return torch.where(front, rs[0], rs[1])
+
+
 def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """Skull + face + neck radius (mm from C) along unit directions d (n,V,3); head (n,8) identity factors.
 
@@ -378,8 +404,7 @@ def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     az_front = 93.0 - 45.0 * _smoothstep(-0.55, 0.15, dy)
     cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 84.0, az_front, 112.0 * h[2], 2.4)
     big = torch.full_like(dx, 1e4)
-    ax_face = 60.0 * h[3] * (1.0 - (0.26 + h[5]) * dy.clamp_min(0.0))
-    cyl = ((dx / ax_face).abs() ** 3.5 + (dz / 85.0).abs() ** 3.5 + 1e-12) ** (-1 / 3.5)
+    cyl = _face_cylinder(dx, dy, dz, h)
     den = dy + 0.1 * dz + 0.24 * torch.sqrt(dx * dx + 0.003)
     bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
     top = torch.where(dy < -0.02, (C[1] + 75.0) / (-dy).clamp_min(0.02), big)
