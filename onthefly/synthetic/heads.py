@@ -378,7 +378,7 @@ def _face_cylinder(dx, dy, dz, h):
     ears (lateral canthus ~15 mm, zygion ~35 mm behind the midline face plane) instead of a flat front with
     sharp corners. It narrows toward the jaw (jaw taper ``h[5]``).
     """
-    A = _FACE_HALF_W * h[3] * (1.0 - (0.3 + h[5]) * dy.clamp_min(0.0))
+    A = _FACE_HALF_W * h[3] * (1.0 - (0.42 + h[5]) * dy.clamp_min(0.0))
     zc = _FACE_CENTRE_Z * (0.75 + 0.25 * h[2])
     bf = zc - _FACE_FRONT_Z
     c0 = C[2] - zc                        # ray origin relative to the ellipse centre (inside: 0 < c0 < bf, bb)
