@@ -134,10 +134,10 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray
     # cheek: the soft cheek under the eye plus the zygomatic body (cheekbone) further out, which carries the
     # face surface forward lateral to / below the outer eye corner (feature X ~ 60-100 = ~50-70 mm lateral)
     b["cheek"] = (6.5 * _g(ax - 40.0, 16.0) * _g(Y - 29.0, 14.0) + 2.5 * _g(ax - 30.0, 10.0) * _g(Y - 17.0, 6.0)
-                  + 5.0 * _g(ax - 78.0, 17.0) * _g(Y - 22.0, 11.0))
+                  + 6.0 * _g(ax - 82.0, 20.0) * _g(Y - 24.0, 16.0))
     # temple: the lateral orbital rim (a vertical ridge just outside the outer eye corner, running from the
     # brow tail down to the cheekbone) and the shallow temporal fossa behind it
-    b["temple"] = (8.0 * _g(ax - 59.0, 7.0) * _g(Y + 2.0, 13.0)
+    b["temple"] = (6.5 * _g(ax - 63.0, 9.0) * _g(Y + 2.0, 14.0)
                    - 1.5 * _g(ax - 95.0, 10.0) * _g(Y + 22.0, 14.0))
     b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 62.0, 14.0)
     mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)
