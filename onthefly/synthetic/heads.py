@@ -367,7 +367,7 @@ def _softmin(rs, k):
 
 
 #: top view of the face (vertical elliptic cylinder): front depth at the midline, centre depth, half width (mm)
-_FACE_FRONT_Z, _FACE_CENTRE_Z, _FACE_HALF_W, _FACE_BACK = -10.0, 41.0, 76.0, 52.0
+_FACE_FRONT_Z, _FACE_CENTRE_Z, _FACE_HALF_W, _FACE_BACK = -10.0, 35.0, 74.0, 55.0
 
 
 def _face_cylinder(dx, dy, dz, h):
@@ -378,7 +378,7 @@ def _face_cylinder(dx, dy, dz, h):
     ears (lateral canthus ~15 mm, zygion ~35 mm behind the midline face plane) instead of a flat front with
     sharp corners. It narrows toward the jaw (jaw taper ``h[5]``).
     """
-    A = _FACE_HALF_W * h[3] * (1.0 - (0.42 + h[5]) * dy.clamp_min(0.0))
+    A = _FACE_HALF_W * h[3] * (1.0 - (0.38 + h[5]) * dy.clamp_min(0.0))
     zc = _FACE_CENTRE_Z * (0.75 + 0.25 * h[2])
     bf = zc - _FACE_FRONT_Z
     c0 = C[2] - zc                        # ray origin relative to the ellipse centre (inside: 0 < c0 < bf, bb)
