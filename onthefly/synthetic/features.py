@@ -120,7 +120,7 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray
     ax = np.abs(X)
     b = {}
     # nose: dorsum rising from the nasion to the tip, then tucking back to the subnasale
-    rise = 0.3 * _smoothstep(-16.0, -2.0, Y) + 0.7 * _smoothstep(-2.0, NOSE_TIP_Y + 1.0, Y) ** 1.25
+    rise = 0.38 * _smoothstep(-16.0, -2.0, Y) + 0.62 * _smoothstep(-2.0, NOSE_TIP_Y + 1.0, Y) ** 1.25
     fall = 1.0 - _smoothstep(NOSE_TIP_Y + 1.0, SUBNASALE_Y + 1.5, Y)
     sig = 5.5 + 2.0 * _smoothstep(0.0, NOSE_TIP_Y, Y)
     b["nose_ridge"] = 24.0 * rise * fall * _g(X, sig)
