@@ -137,7 +137,7 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray
                   + 6.0 * _g(ax - 82.0, 20.0) * _g(Y - 24.0, 16.0))
     # temple: the lateral orbital rim (a vertical ridge just outside the outer eye corner, running from the
     # brow tail down to the cheekbone) and the shallow temporal fossa behind it
-    b["temple"] = (6.5 * _g(ax - 63.0, 9.0) * _g(Y + 2.0, 14.0)
+    b["temple"] = (7.5 * _g(ax - 68.0, 10.0) * _g(Y + 2.0, 15.0)
                    - 1.5 * _g(ax - 95.0, 10.0) * _g(Y + 22.0, 14.0))
     b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 62.0, 14.0)
     mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)
