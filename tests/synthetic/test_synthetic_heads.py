@@ -349,7 +349,7 @@ def test_face_is_round_in_top_view(straight_heads):
     v = h.verts.double()
     # outer eye corners well behind the nose bridge (real faces: ~15-20 mm)
     back = L[:, [36, 45], 2] - L[:, 27:28, 2]
-    assert (back > 8).all() and back.median() > 11
+    assert (back > 10).all() and back.median() > 13
     # cheekbone: the surface 15 mm below and 15 mm lateral of the outer eye corner is at most a little behind it
     # (a flat face with sharp sides puts it ~30 mm behind)
     depth = []
@@ -361,7 +361,10 @@ def test_face_is_round_in_top_view(straight_heads):
         assert (zf < 1e8).all()
         depth.append(zf - L[:, k, 2])
     depth = torch.cat(depth)
-    assert depth.median() < 10 and (depth < 18).all(), depth
-    # 40 deg yaw: the far cheek (5-25 mm below the eye corner) reaches beyond the far outer eye corner
-    m = torch.cat([_far_margin(h, 40, 45, (5, 25)), _far_margin(h, 40, 36, (5, 25))])
-    assert m.median() > 5 and (m > 2.5).all(), m
+    assert depth.median() < 8 and (depth < 14).all(), depth
+    # 40 deg yaw: the far cheekbone (5-25 mm below the eye corner) and temple (5-25 mm above) reach beyond the
+    # far outer eye corner (a flat face: ~3 mm, down to ~1 mm)
+    cheek = torch.cat([_far_margin(h, 40, 45, (5, 25)), _far_margin(h, 40, 36, (5, 25))])
+    assert cheek.median() > 7 and (cheek > 4).all(), cheek
+    temple = torch.cat([_far_margin(h, 40, 45, (-25, -5)), _far_margin(h, 40, 36, (-25, -5))])
+    assert temple.median() > 6 and (temple > 3).all(), temple
