@@ -120,7 +120,7 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray
     ax = np.abs(X)
     b = {}
     # nose: dorsum rising from the nasion to the tip, then tucking back to the subnasale
-    rise = 0.3 * _smoothstep(-16.0, -2.0, Y) + 0.7 * _smoothstep(-2.0, NOSE_TIP_Y + 1.0, Y) ** 1.25
+    rise = 0.38 * _smoothstep(-16.0, -2.0, Y) + 0.62 * _smoothstep(-2.0, NOSE_TIP_Y + 1.0, Y) ** 1.25
     fall = 1.0 - _smoothstep(NOSE_TIP_Y + 1.0, SUBNASALE_Y + 1.5, Y)
     sig = 5.5 + 2.0 * _smoothstep(0.0, NOSE_TIP_Y, Y)
     b["nose_ridge"] = 24.0 * rise * fall * _g(X, sig)
@@ -131,8 +131,14 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray
     b["brow_ridge"] = 5.0 * _g(Y + 20.0, 7.5) * lat
     b["glabella"] = 3.0 * _g(X, 10.0) * _g(Y + 12.0, 7.0)
     b["socket"] = -3.0 * _g(ax - 32.0, 12.0) * _g(Y - 4.0, 10.0)
-    b["cheek"] = 6.5 * _g(ax - 40.0, 16.0) * _g(Y - 29.0, 14.0) + 2.5 * _g(ax - 30.0, 10.0) * _g(Y - 17.0, 6.0)
-    b["temple"] = -1.5 * _g(ax - 62.0, 9.0) * _g(Y + 15.0, 14.0)
+    # cheek: the soft cheek under the eye plus the zygomatic body (cheekbone) further out, which carries the
+    # face surface forward lateral to / below the outer eye corner (feature X ~ 60-100 = ~50-70 mm lateral)
+    b["cheek"] = (6.5 * _g(ax - 40.0, 16.0) * _g(Y - 29.0, 14.0) + 2.5 * _g(ax - 30.0, 10.0) * _g(Y - 17.0, 6.0)
+                  + 6.0 * _g(ax - 82.0, 20.0) * _g(Y - 24.0, 16.0))
+    # temple: the lateral orbital rim (a vertical ridge just outside the outer eye corner, running from the
+    # brow tail down to the cheekbone) and the shallow temporal fossa behind it
+    b["temple"] = (7.5 * _g(ax - 68.0, 10.0) * _g(Y + 2.0, 15.0)
+                   - 1.5 * _g(ax - 95.0, 10.0) * _g(Y + 22.0, 14.0))
     b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 62.0, 14.0)
     mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)
     b["upper_lip"] = 2.6 * _g(Y - 0.5 * (upper_vermilion_top(X) + lip_line(X)) - 0.6, 2.8) * mouth

@@ -366,20 +366,47 @@ def _softmin(rs, k):
     return -torch.logsumexp(torch.stack([-k * r for r in rs]), 0) / k
 
 
+#: top view of the face (vertical elliptic cylinder): front depth at the midline, centre depth, half width (mm)
+_FACE_FRONT_Z, _FACE_CENTRE_Z, _FACE_HALF_W, _FACE_BACK = -10.0, 35.0, 74.0, 55.0
+
+
+def _face_cylinder(dx, dy, dz, h):
+    """Radius (mm from C) of the face cylinder along unit directions (dx, dy, dz).
+
+    In top view the face is an egg of two half-ellipses (front half 45 mm deep, back half 55 mm) centred
+    ~35 mm behind the eyeball centres, so its surface turns back gradually from the nose bridge over the
+    eyes, temples and cheekbones toward the ears (with the shape bases: outer eye corners ~15 mm behind the
+    nasion, zygion ~35 mm behind the midline face plane) instead of a flat front with sharp corners. It
+    narrows toward the jaw (jaw taper ``h[5]``); ``h[3]`` scales its width.
+    """
+    A = _FACE_HALF_W * h[3] * (1.0 - (0.38 + h[5]) * dy.clamp_min(0.0))
+    zc = _FACE_CENTRE_Z * (0.75 + 0.25 * h[2])
+    bf = zc - _FACE_FRONT_Z
+    c0 = C[2] - zc                        # ray origin relative to the ellipse centre (inside: 0 < c0 < bf, bb)
+    rs = []
+    for b in (bf, torch.full_like(bf, _FACE_BACK)):
+        qa = ((dx / A) ** 2 + (dz / b) ** 2).clamp_min(1e-9)
+        qb = c0 * dz / b ** 2
+        qc = (c0 / b) ** 2 - 1.0
+        rs.append((-qb + torch.sqrt((qb * qb - qa * qc).clamp_min(0.0))) / qa)
+    front = c0 + rs[0] * dz < 0
+    return torch.where(front, rs[0], rs[1])
+
+
 def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """Skull + face + neck radius (mm from C) along unit directions d (n,V,3); head (n,8) identity factors.
 
-    The cranium is a super-ellipsoid around C whose front recedes below the forehead; the lower face is a
-    vertical elliptic cylinder cut by a jaw plane (bottom) and a brow plane (top); the neck is a vertical
-    cylinder. They are united with a smooth maximum.
+    The cranium is a super-ellipsoid around C whose front recedes below the forehead; the face is a vertical
+    cylinder with an egg-shaped (two half-ellipses) cross-section (:func:`_face_cylinder`) cut by a jaw plane
+    (bottom) and a plane at the hairline (top); the neck is a vertical cylinder. They are united with a smooth
+    maximum.
     """
     h = [head[:, i, None] for i in range(head.shape[1])]
     dx, dy, dz = d[..., 0], d[..., 1], d[..., 2]
     az_front = 93.0 - 45.0 * _smoothstep(-0.55, 0.15, dy)
     cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 84.0, az_front, 112.0 * h[2], 2.4)
     big = torch.full_like(dx, 1e4)
-    ax_face = 60.0 * h[3] * (1.0 - (0.26 + h[5]) * dy.clamp_min(0.0))
-    cyl = ((dx / ax_face).abs() ** 3.5 + (dz / 85.0).abs() ** 3.5 + 1e-12) ** (-1 / 3.5)
+    cyl = _face_cylinder(dx, dy, dz, h)
     den = dy + 0.1 * dz + 0.24 * torch.sqrt(dx * dx + 0.003)
     bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
     top = torch.where(dy < -0.02, (C[1] + 75.0) / (-dy).clamp_min(0.02), big)

@@ -319,3 +319,52 @@ def test_batch_indexing(heads):
     assert len(heads[2:5]) == 3 and len(heads.to("cpu")) == len(heads)
     ids = sample_identities(4, 1)
     assert len(ids[0]) == 1 and len(ids[1:3]) == 2 and len(HeadIdentity.cat([ids, ids[0]])) == 5
+
+
+# ------------------------------------------------------------------ head shape in oblique views
+@pytest.fixture(scope="module")
+def straight_heads() -> HeadBatch:
+    return build_heads(sample_identities(16, 7), _targets(16))
+
+
+def _far_margin(h: HeadBatch, yaw_deg: float, corner: int, band: tuple[float, float]) -> torch.Tensor:
+    """Orthographic view at ``yaw_deg`` with the eye of ``corner`` (36 or 45) on the far side: how far (mm) the
+    face silhouette in the horizontal band ``band`` (mm below the corner) lies beyond the projected corner."""
+    th = math.radians(yaw_deg)
+    sgn = 1.0 if corner == 45 else -1.0                     # eye 45 is at +x
+    v, L = h.verts.double(), h.landmarks.double()
+    u = sgn * v[..., 0] * math.cos(th) - v[..., 2] * math.sin(th)     # image axis toward the far side
+    uc = sgn * L[:, corner, 0] * math.cos(th) - L[:, corner, 2] * math.sin(th)
+    dy = v[..., 1] - L[:, corner, 1:2]
+    surf = (h.part_ids < PART["sclera"]) & (dy > band[0]) & (dy < band[1])
+    return torch.where(surf, u, torch.full_like(u, -1e9)).max(1).values - uc
+
+
+def test_face_is_round_in_top_view(straight_heads):
+    """The face turns back gradually like a real head, not as a flat mask with sharp sides: the eyes sit in a
+    face that curves back from the nose bridge, the cheekbones carry volume lateral to and below the outer eye
+    corners, and at 40 deg yaw the far cheekbone still shows beyond the far outer eye corner."""
+    h = straight_heads
+    L = h.landmarks.double()
+    v = h.verts.double()
+    # outer eye corners well behind the nose bridge (real faces: ~15-20 mm)
+    back = L[:, [36, 45], 2] - L[:, 27:28, 2]
+    assert (back > 10).all() and back.median() > 13
+    # cheekbone: the surface 15 mm below and 15 mm lateral of the outer eye corner is at most a little behind it
+    # (a flat face with sharp sides puts it ~30 mm behind)
+    depth = []
+    for k, s in ((36, -1.0), (45, 1.0)):
+        xt, yt = L[:, k, 0] + 15 * s, L[:, k, 1] + 15
+        near = (h.part_ids < PART["sclera"]) & ((v[..., 0] - xt[:, None]).abs() < 2) & \
+            ((v[..., 1] - yt[:, None]).abs() < 2)
+        zf = torch.where(near, v[..., 2], torch.full_like(v[..., 2], 1e9)).min(1).values
+        assert (zf < 1e8).all()
+        depth.append(zf - L[:, k, 2])
+    depth = torch.cat(depth)
+    assert depth.median() < 8 and (depth < 14).all(), depth
+    # 40 deg yaw: the far cheekbone (5-25 mm below the eye corner) and temple (5-25 mm above) reach beyond the
+    # far outer eye corner (a flat face: ~3 mm, down to ~1 mm)
+    cheek = torch.cat([_far_margin(h, 40, 45, (5, 25)), _far_margin(h, 40, 36, (5, 25))])
+    assert cheek.median() > 7 and (cheek > 4).all(), cheek
+    temple = torch.cat([_far_margin(h, 40, 45, (-25, -5)), _far_margin(h, 40, 36, (-25, -5))])
+    assert temple.median() > 6 and (temple > 3).all(), temple
