@@ -133,7 +133,8 @@ class CacheWriter:
         self._tex_rows: list[tuple] = []    # (offset, h, w)
         self._rows: dict[str, list] = {k: [] for k in (
             "subject", "frame", "camera", "origin", "vert_offset", "vert_count", "topology_id", "texture_id",
-            "has_vertex_colors", "has_face_region", "vert_origin", "landmarks", "head_rotation", "face_centre", "face_centre_rule",
+            "has_vertex_colors", "has_face_region", "vert_origin", "landmarks", "head_rotation", "face_centre",
+            "face_centre_rule",
             "gaze_target", "gaze_direction", "K", "image_size")}
         self._closed = False
 

@@ -41,9 +41,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: keys of a batch (besides the ``param_*`` appearance parameters); see :class:`OnTheFlyGazeDataset`
-BATCH_KEYS = ("image", "mask", "coverage", "gaze", "head_pose", "gaze_vector", "face_mat_norm", "rotation_matrix",
-              "landmarks_2d", "landmarks_3d", "frame_index", "subject_index", "target_pose", "drawn_target",
-              "source_head_pose", "epoch", "batch_index")
+BATCH_KEYS = ("image", "mask", "coverage", "gaze", "head_pose", "gaze_vector", "face_mat_norm",
+              "rotation_matrix", "landmarks_2d", "landmarks_3d", "frame_index", "subject_index", "target_pose",
+              "drawn_target", "source_head_pose", "epoch", "batch_index")
 
 
 def distributed_info() -> tuple[int, int]:
@@ -123,6 +123,12 @@ class OnTheFlyGazeDataset(IterableDataset):
         ssaa: render at ``ssaa``× resolution and average (anti-aliasing; 1 = off).
         shared_appearance: with ``views_per_frame > 1``, the K views of a frame share one background, light and
             jitter draw (MPII-NV uses one background, colour and ambient for all views of a source).
+
+    Batches are dicts with the keys :data:`BATCH_KEYS` (documented in ``docs/dataset.md``) plus the ``param_*``
+    appearance parameters. ``mask`` (B,1,H,W) is the **face mask** (MPII-NV's ``face_mask``: brows to chin between
+    the face contours, no hair, ears or neck) when the cache stores face regions (``vert_face_region``; frames
+    without one count as all face), else the coverage; ``coverage`` (B,1,H,W) is always the coverage of the whole
+    rendered mesh (what the background is composited against). Both are fractional at edges with ``ssaa > 1``.
     """
 
     def __init__(self, cache, batch_size: int = 32, seed: int = 0, device=None, *,
@@ -428,9 +434,8 @@ class OnTheFlyGazeDataset(IterableDataset):
         res = render(verts, faces, st["K"].expand(n, 3, 3), (H, W), textures=tex,
                      lights=self.appearance.lights(app_d), material=self.appearance.material(n, dev),
                      background=None, ssaa=self.ssaa, check=False)
-        t0 = self._tick("render", t0)
         mask = res.mask if st["face"] is None else self._face_mask(res.fragments, faces, st["face"][fr])
-        t0 = self._tick("face_mask", t0)
+        t0 = self._tick("render", t0)
         img = self.appearance.composite(res.image, res.mask, app_d)  # backgrounds: the whole mesh's coverage
         t0 = self._tick("background", t0)
         img = self.appearance.jitter(img, app_d)
@@ -447,7 +452,8 @@ class OnTheFlyGazeDataset(IterableDataset):
         lm2 = q[..., :2] / q[..., 2:]
         rot = V @ st["R_src"][fr].transpose(-1, -2)
         f32 = torch.float32
-        out = {"image": img, "mask": mask, "coverage": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32), "head_pose": hp.to(f32),
+        out = {"image": img, "mask": mask, "coverage": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32),
+               "head_pose": hp.to(f32),
                "gaze_vector": g.to(f32), "face_mat_norm": V.to(f32), "rotation_matrix": rot.to(f32),
                "landmarks_2d": lm2.to(f32), "landmarks_3d": lm3.to(f32), "frame_index": st["cache_index"][fr],
                "subject_index": st["subject_index"][fr], "target_pose": hp.clone(),

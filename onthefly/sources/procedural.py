@@ -103,7 +103,8 @@ class ProceduralSource:
             s = int(self._subject_of[i])
             self._cache[i] = FrameRecord(
                 verts=(verts[k] @ R.T + t).astype(np.float32), faces=faces,
-                vert_colors=heads.vert_colors[k].numpy(), vert_face_region=face[k], landmarks=lm[k] @ R.T + t, head_rotation=R,
+                vert_colors=heads.vert_colors[k].numpy(), vert_face_region=face[k], landmarks=lm[k] @ R.T + t,
+                head_rotation=R,
                 face_centre=self.centre[i].copy(), face_centre_rule="eye_nose", gaze_target=R @ tgt[k] + t,
                 K=self.K.copy(), image_size=(w, h), subject=f"proc{s:04d}", frame=f"f{int(self._frame_of[i]):04d}",
                 camera="cam0", origin=f"procedural(seed={self.seed})[{i}]")
