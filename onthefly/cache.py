@@ -680,9 +680,10 @@ def cache_info(path: str | Path) -> dict:
 def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
     """Check every record of a cache; returns a list of problems (empty: valid), each naming the frame.
 
-    Checks: version/completeness, dataset presence and shapes, offsets, per-frame vertex counts against the
-    topology, face and UV index ranges, finite vertices, landmarks, rotations (orthonormal, det +1), face centre in
-    front of the camera, unit gaze directions consistent with the targets, intrinsics, texture sizes and ids.
+    Checks: version/completeness, dataset presence and shapes, offsets, face-region rows and flags (optional
+    datasets), per-frame vertex counts against the topology, face and UV index ranges, finite vertices, landmarks,
+    rotations (orthonormal, det +1), face centre in front of the camera, unit gaze directions consistent with the
+    targets, intrinsics, texture sizes and ids.
     """
     problems: list[str] = []
     try:
