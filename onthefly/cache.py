@@ -122,6 +122,7 @@ class CacheWriter:
             f.attrs[k] = v
         self._verts = _Packed(f, "verts", 3, np.dtype(vertex_dtype))
         self._colors = _Packed(f, "vert_colors", 3, np.uint8)
+        self._face = _Packed(f, "vert_face_region", None, np.uint8)
         t = f.create_group("topologies")
         self._faces = _Packed(t, "faces", 3, np.int32)
         self._faces_uv = _Packed(t, "faces_uv", 3, np.int32)
@@ -132,7 +133,8 @@ class CacheWriter:
         self._tex_rows: list[tuple] = []    # (offset, h, w)
         self._rows: dict[str, list] = {k: [] for k in (
             "subject", "frame", "camera", "origin", "vert_offset", "vert_count", "topology_id", "texture_id",
-            "has_vertex_colors", "vert_origin", "landmarks", "head_rotation", "face_centre", "face_centre_rule",
+            "has_vertex_colors", "has_face_region", "vert_origin", "landmarks", "head_rotation", "face_centre",
+            "face_centre_rule",
             "gaze_target", "gaze_direction", "K", "image_size")}
         self._closed = False
 
@@ -178,6 +180,8 @@ class CacheWriter:
         vo = self._verts.append((rec.verts.astype(np.float64) - origin).astype(self.vertex_dtype))
         has_c = rec.vert_colors is not None
         self._colors.append(rec.vert_colors if has_c else np.zeros((len(rec.verts), 3), np.uint8))
+        has_f = rec.vert_face_region is not None
+        self._face.append(rec.vert_face_region.astype(np.uint8) if has_f else np.ones(len(rec.verts), np.uint8))
         r = self._rows
         r["subject"].append(str(rec.subject))
         r["frame"].append(str(rec.frame))
@@ -188,6 +192,7 @@ class CacheWriter:
         r["topology_id"].append(tid)
         r["texture_id"].append(texture_id)
         r["has_vertex_colors"].append(has_c)
+        r["has_face_region"].append(has_f)
         r["vert_origin"].append(origin)
         r["landmarks"].append(rec.landmarks)
         r["head_rotation"].append(rec.head_rotation)
@@ -206,7 +211,7 @@ class CacheWriter:
         """Write the frame and topology tables, mark the file complete and rename it into place."""
         if self._closed:
             return self.path
-        for p in (self._verts, self._colors, self._faces, self._faces_uv, self._uv, self._tex):
+        for p in (self._verts, self._colors, self._face, self._faces, self._faces_uv, self._uv, self._tex):
             p.flush()
         f, r = self._f, self._rows
         n = len(r["subject"])
@@ -218,6 +223,7 @@ class CacheWriter:
         g.create_dataset("topology_id", data=np.array(r["topology_id"], np.int32))
         g.create_dataset("texture_id", data=np.array(r["texture_id"], np.int32))
         g.create_dataset("has_vertex_colors", data=np.array(r["has_vertex_colors"], bool))
+        g.create_dataset("has_face_region", data=np.array(r["has_face_region"], bool))
         shapes = {"vert_origin": (3,), "landmarks": (68, 3), "head_rotation": (3, 3), "face_centre": (3,),
                   "gaze_target": (3,), "gaze_direction": (3,), "K": (3, 3)}
         for k, s in shapes.items():
@@ -318,6 +324,9 @@ class PackedFrames:
     ``face_centre`` (n,3), ``face_centre_rule`` (n,) index into ``FACE_CENTRE_RULES``, ``gaze_target`` (n,3) (NaN
     where only a direction is known), ``gaze_direction`` (n,3), ``K`` (n,3,3), ``image_size`` (n,2) (w, h);
     ``index`` (n,) the frames' indices in the cache; ``subject``/``frame``/``camera`` lists of str.
+    ``vert_face_region`` (total_V,) bool: the face vertices (brows to chin, no hair/ears/neck), or None when no
+    loaded frame has a face region (frames without one count as all face); ``has_face_region`` (n,) bool (None
+    for caches written before face regions were stored).
     """
 
     verts: torch.Tensor
@@ -342,6 +351,8 @@ class PackedFrames:
     subject: list[str]
     frame: list[str]
     camera: list[str]
+    vert_face_region: torch.Tensor | None = None
+    has_face_region: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -438,6 +449,9 @@ class MeshCache:
         self._vo = fr["vert_offset"][()]
         self._tid = fr["topology_id"][()]
         self._xid = fr["texture_id"][()]
+        # caches written before face regions were stored have neither dataset: treated as absent
+        self._has_face = fr["has_face_region"][()].astype(bool) \
+            if "has_face_region" in fr and "vert_face_region" in self._f else None
 
     # ------------------------------------------------------------------ basics
     def close(self) -> None:
@@ -518,6 +532,8 @@ class MeshCache:
             frame=_strs(fr["frame"][i:i + 1])[0], camera=_strs(fr["camera"][i:i + 1])[0],
             gaze_target=None if np.isnan(gt).any() else gt, gaze_direction=fr["gaze_direction"][i],
             vert_colors=f["vert_colors"][a:b] if fr["has_vertex_colors"][i] else None,
+            vert_face_region=f["vert_face_region"][a:b].astype(bool)
+            if self._has_face is not None and self._has_face[i] else None,
             uv=uv, faces_uv=faces_uv, texture=texture, origin=_strs(fr["origin"][i:i + 1])[0])
 
     def _texture(self, xid: int) -> np.ndarray:
@@ -606,6 +622,15 @@ class MeshCache:
         elif len(idx):
             v.add_(torch.repeat_interleave(origin, torch.from_numpy(counts).to(device), dim=0))
         tens = (lambda a, dt=torch.float64: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt))
+        face = has_face = None
+        if self._has_face is not None:
+            hf = self._has_face[idx]
+            has_face = tens(hf, torch.bool)
+            if hf.any():
+                fr_np = _read_ranges(f["vert_face_region"], vranges).astype(bool)
+                if not hf.all():  # frames without a face region count as all face
+                    fr_np |= np.repeat(~hf, counts)
+                face = torch.from_numpy(fr_np).to(device)
         return PackedFrames(
             verts=v, vert_colors=torch.from_numpy(colors).to(device), vert_offsets=tens(offsets, torch.int64),
             faces=faces_list, uv=uv_list, faces_uv=fuv_list,
@@ -618,7 +643,8 @@ class MeshCache:
             gaze_target=tens(frame_rows["gaze_target"], dtype),
             gaze_direction=tens(frame_rows["gaze_direction"], dtype), K=tens(frame_rows["K"], dtype),
             image_size=tens(frame_rows["image_size"], torch.int64), index=tens(idx, torch.int64),
-            subject=[str(s) for s in self._subject[idx]], frame=ids["frame"], camera=ids["camera"])
+            subject=[str(s) for s in self._subject[idx]], frame=ids["frame"], camera=ids["camera"],
+            vert_face_region=face, has_face_region=has_face)
 
     # ------------------------------------------------------------------ summary
     def info(self) -> dict:
@@ -638,6 +664,7 @@ class MeshCache:
                 np.diff(f["topologies/face_offset"][()])))),
             "textures": self.n_textures, "texture_bytes": int(f["textures/data"].shape[0]),
             "vertex_colour_frames": int(f["frames/has_vertex_colors"][()].sum()),
+            "face_region_frames": int(self._has_face.sum()) if self._has_face is not None else 0,
             "file_bytes": self.path.stat().st_size,
             "bytes_per_frame": self.path.stat().st_size / max(1, len(self)),
         }
@@ -653,9 +680,10 @@ def cache_info(path: str | Path) -> dict:
 def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
     """Check every record of a cache; returns a list of problems (empty: valid), each naming the frame.
 
-    Checks: version/completeness, dataset presence and shapes, offsets, per-frame vertex counts against the
-    topology, face and UV index ranges, finite vertices, landmarks, rotations (orthonormal, det +1), face centre in
-    front of the camera, unit gaze directions consistent with the targets, intrinsics, texture sizes and ids.
+    Checks: version/completeness, dataset presence and shapes, offsets, face-region rows and flags (optional
+    datasets), per-frame vertex counts against the topology, face and UV index ranges, finite vertices, landmarks,
+    rotations (orthonormal, det +1), face centre in front of the camera, unit gaze directions consistent with the
+    targets, intrinsics, texture sizes and ids.
     """
     problems: list[str] = []
     try:
@@ -685,6 +713,23 @@ def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
             return problems
         if f["vert_colors"].shape[0] != nV:
             problems.append(f"{path}: vert_colors has {f['vert_colors'].shape[0]} rows, verts {nV}")
+        # face regions: optional (caches written before them have neither dataset), but both or none
+        has_vfr, has_flag = "vert_face_region" in f, "has_face_region" in fr
+        if has_vfr != has_flag:
+            problems.append(f"{path}: {'vert_face_region' if has_vfr else 'frames/has_face_region'} without "
+                            f"{'frames/has_face_region' if has_vfr else 'vert_face_region'}")
+        if has_vfr:
+            ds = f["vert_face_region"]
+            if ds.ndim != 1 or ds.shape[0] != nV:
+                problems.append(f"{path}: vert_face_region has shape {ds.shape}, expected ({nV},) (one row per vertex)")
+            else:
+                for a in range(0, nV, 1 << 22):
+                    if (ds[a:a + (1 << 22)] > 1).any():
+                        problems.append(f"{path}: vert_face_region has values other than 0 and 1")
+                        break
+        if has_flag and fr["has_face_region"].shape != (n,):
+            problems.append(f"{path}: frames/has_face_region has shape {fr['has_face_region'].shape}, "
+                            f"expected ({n},)")
         t = f["topologies"]
         fo, vc = t["face_offset"][()], t["vertex_count"][()]
         uo = t["uv_offset"][()]

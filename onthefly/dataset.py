@@ -41,9 +41,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: keys of a batch (besides the ``param_*`` appearance parameters); see :class:`OnTheFlyGazeDataset`
-BATCH_KEYS = ("image", "mask", "gaze", "head_pose", "gaze_vector", "face_mat_norm", "rotation_matrix",
-              "landmarks_2d", "landmarks_3d", "frame_index", "subject_index", "target_pose", "drawn_target",
-              "source_head_pose", "epoch", "batch_index")
+BATCH_KEYS = ("image", "mask", "coverage", "gaze", "head_pose", "gaze_vector", "face_mat_norm",
+              "rotation_matrix", "landmarks_2d", "landmarks_3d", "frame_index", "subject_index", "target_pose",
+              "drawn_target", "source_head_pose", "epoch", "batch_index")
 
 
 def distributed_info() -> tuple[int, int]:
@@ -123,6 +123,12 @@ class OnTheFlyGazeDataset(IterableDataset):
         ssaa: render at ``ssaa``× resolution and average (anti-aliasing; 1 = off).
         shared_appearance: with ``views_per_frame > 1``, the K views of a frame share one background, light and
             jitter draw (MPII-NV uses one background, colour and ambient for all views of a source).
+
+    Batches are dicts with the keys :data:`BATCH_KEYS` (documented in ``docs/dataset.md``) plus the ``param_*``
+    appearance parameters. ``mask`` (B,1,H,W) is the **face mask** (MPII-NV's ``face_mask``: brows to chin between
+    the face contours, no hair, ears or neck) when the cache stores face regions (``vert_face_region``; frames
+    without one count as all face), else the coverage; ``coverage`` (B,1,H,W) is always the coverage of the whole
+    rendered mesh (what the background is composited against). Both are fractional at edges with ``ssaa > 1``.
     """
 
     def __init__(self, cache, batch_size: int = 32, seed: int = 0, device=None, *,
@@ -250,15 +256,22 @@ class OnTheFlyGazeDataset(IterableDataset):
         hR = pf.head_rotation.to(f64)
         # float32 vertices relative to their face centre, padded to the largest topology
         f32 = torch.float32
+        # face region (n, V, 1) float32 flags (None: no loaded frame has one, the mask is the coverage)
+        has_face = pf.vert_face_region is not None
         if bool((counts == Vmax).all()):
             verts = pf.verts.view(n, Vmax, 3).to(f32) - c.to(f32)[:, None]
             colors = pf.vert_colors.view(n, Vmax, 3)
+            face = pf.vert_face_region.view(n, Vmax, 1).to(f32) if has_face else None
         else:
             verts = torch.zeros(n, Vmax, 3, dtype=f32, device=dev)
             colors = torch.zeros(n, Vmax, 3, dtype=torch.uint8, device=dev)
             local = torch.arange(len(pf.verts), device=dev) - pf.vert_offsets[pf.vert_frame]
             verts[pf.vert_frame, local] = pf.verts.to(f32) - c.to(f32)[pf.vert_frame]
             colors[pf.vert_frame, local] = pf.vert_colors
+            face = None
+            if has_face:
+                face = torch.zeros(n, Vmax, 1, dtype=f32, device=dev)
+                face[pf.vert_frame, local, 0] = pf.vert_face_region.to(f32)
         verts = verts.contiguous()
         if len(pf.faces) == 1:
             faces, faces_pad = pf.faces[0], None
@@ -275,7 +288,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         src_pose = rotation_to_pitchyaw(R_src @ hR)
         subj_of = {s: i for i, s in enumerate(self.subjects)}
         self._state = dict(
-            verts=verts, colors=None if use_uv else colors, uv=uv_tex, texture_id=pf.texture_id, faces=faces,
+            verts=verts, colors=None if use_uv else colors, face=face, uv=uv_tex, texture_id=pf.texture_id, faces=faces,
             faces_pad=faces_pad, topology=pf.topology_id,
             hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src,
             src_pose_cpu=src_pose.cpu(), gaze_head_cpu=(hR.transpose(-1, -2) @ g[..., None])[..., 0].cpu(),
@@ -421,8 +434,9 @@ class OnTheFlyGazeDataset(IterableDataset):
         res = render(verts, faces, st["K"].expand(n, 3, 3), (H, W), textures=tex,
                      lights=self.appearance.lights(app_d), material=self.appearance.material(n, dev),
                      background=None, ssaa=self.ssaa, check=False)
+        mask = res.mask if st["face"] is None else self._face_mask(res.fragments, faces, st["face"][fr])
         t0 = self._tick("render", t0)
-        img = self.appearance.composite(res.image, res.mask, app_d)
+        img = self.appearance.composite(res.image, res.mask, app_d)  # backgrounds: the whole mesh's coverage
         t0 = self._tick("background", t0)
         img = self.appearance.jitter(img, app_d)
         if self.image_format == "imagenet":
@@ -438,7 +452,8 @@ class OnTheFlyGazeDataset(IterableDataset):
         lm2 = q[..., :2] / q[..., 2:]
         rot = V @ st["R_src"][fr].transpose(-1, -2)
         f32 = torch.float32
-        out = {"image": img, "mask": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32), "head_pose": hp.to(f32),
+        out = {"image": img, "mask": mask, "coverage": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32),
+               "head_pose": hp.to(f32),
                "gaze_vector": g.to(f32), "face_mat_norm": V.to(f32), "rotation_matrix": rot.to(f32),
                "landmarks_2d": lm2.to(f32), "landmarks_3d": lm3.to(f32), "frame_index": st["cache_index"][fr],
                "subject_index": st["subject_index"][fr], "target_pose": hp.clone(),
@@ -446,6 +461,22 @@ class OnTheFlyGazeDataset(IterableDataset):
         out.update(app_d.as_dict("param_"))
         self._tick("labels", t0)
         return out
+
+    def _face_mask(self, fragments, faces: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+        """(n,1,H,W) face mask: covered pixels whose interpolated per-vertex face flag ``face`` (n,V,1) is
+        >= 0.5, computed on the rasterizer's (super-sampled) fragments and averaged like the coverage."""
+        import torch.nn.functional as Fnn
+
+        from .render.interpolate import face_vertex_ids, foreground, interpolate_compact
+
+        fg = foreground(fragments)
+        B, Hr, Wr = fg.shape
+        vids = face_vertex_ids(faces, fg.batch, fg.face)
+        vals = interpolate_compact(face, vids, fg.batch, fg.bary.to(torch.float32))[:, 0]
+        m = torch.zeros(B * Hr * Wr, dtype=torch.float32, device=face.device)
+        m[fg.pidx] = (vals >= 0.5).to(torch.float32)
+        m = m.view(B, 1, Hr, Wr)
+        return Fnn.avg_pool2d(m, self.ssaa) if self.ssaa > 1 else m
 
     def _shape_views(self, out: dict) -> dict:
         K = self.views_per_frame

@@ -28,6 +28,8 @@ def format_info(info: dict) -> str:
         f"topology   {share}",
         f"texture    {info['vertex_colour_frames']:,} frames with vertex colours; {info['textures']} UV textures "
         f"({_size(info['texture_bytes'])})",
+        f"face       {info.get('face_region_frames', 0):,} frames with a face region"
+        + ("" if info.get("face_region_frames", 0) else " (batch masks cover the whole mesh)"),
         f"size       {_size(info['file_bytes'])} ({_size(info['bytes_per_frame'])} per frame)",
     ]
     return "\n".join(lines)

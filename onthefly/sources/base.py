@@ -47,6 +47,9 @@ class FrameRecord:
     the direction is derived from the target when both are not given). ``K`` (3,3) source intrinsics,
     ``image_size`` (width, height) px of the source image.
 
+    Optional ``vert_face_region`` (V,) bool: the vertices of the face (brows to chin, between the face contours;
+    no hair, ears, neck), used for the batches' face ``mask``; None means unknown (the whole mesh counts as face).
+
     Identifiers: ``subject``, ``frame``, ``camera`` (strings); ``origin`` is the file (or record) it came from,
     used in error messages.
     """
@@ -68,6 +71,7 @@ class FrameRecord:
     uv: np.ndarray | None = None
     faces_uv: np.ndarray | None = None
     texture: np.ndarray | None = None
+    vert_face_region: np.ndarray | None = None
     origin: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -119,7 +123,7 @@ def check_record(rec: FrameRecord) -> FrameRecord:
     """Validate a record (shapes, finiteness, index ranges, rotation, intrinsics) and normalise its dtypes.
 
     Raises :class:`SourceError` naming ``rec.origin`` and the record key. Returns the record with float32 verts,
-    int64 faces, uint8 colours/texture and float64 labels.
+    int64 faces, uint8 colours/texture, bool face region and float64 labels.
     """
     rec.verts = _arr(rec, "verts", (None, 3), np.float32)
     V = rec.verts.shape[0]
@@ -135,6 +139,11 @@ def check_record(rec: FrameRecord) -> FrameRecord:
         c = np.asarray(rec.vert_colors)
         if c.shape != (V, 3) or c.dtype != np.uint8:
             raise SourceError(f"{_where(rec)}: vert_colors must be ({V}, 3) uint8, got {c.shape} {c.dtype}")
+    if rec.vert_face_region is not None:
+        m = np.asarray(rec.vert_face_region)
+        if m.shape != (V,) or m.dtype != np.bool_:
+            raise SourceError(f"{_where(rec)}: vert_face_region must be ({V},) bool, got {m.shape} {m.dtype}")
+        rec.vert_face_region = m
     if rec.texture is not None or rec.uv is not None or rec.faces_uv is not None:
         if rec.texture is None or rec.uv is None or rec.faces_uv is None:
             raise SourceError(f"{_where(rec)}: a UV texture needs uv, faces_uv and texture together")

@@ -15,8 +15,13 @@ needs ``NAME.json`` next to it. The mesh carries vertex colours (OBJ ``v x y z r
       "face_centre_rule": "eye_nose" | "eye_mouth",         optional, default "eye_nose"
       "mesh_to_camera": {"R": 3x3, "t": [3]},               optional: mesh vertices are X_cam = R·X + t
       "texture": "file.png",                                optional: overrides the material's map_Kd
+      "face_region": [i, ...] vertex indices | [true, false, ...] one per vertex,   optional: the face vertices
       "subject": "...", "frame": "...", "camera": "..."     optional: default parent folder name, file stem, ""
     }
+
+``face_region`` marks the face (brows to chin, between the face contours; no hair, ears, neck): the batches'
+``mask`` is then the face mask instead of the whole mesh's coverage. JSON booleans are per-vertex flags (one per
+mesh vertex), numbers are 0-based vertex indices.
 
 Frames are yielded in sorted path order (keep a subject's meshes in one folder so they are stored together).
 """
@@ -49,6 +54,26 @@ def _get(meta: dict, key: str, path: Path, shape, required=True):
     if not np.isfinite(a).all():
         raise SourceError(f"{path}: {key!r} contains NaN or inf")
     return a
+
+
+def _face_region(meta: dict, path: Path, n_verts: int) -> np.ndarray:
+    """The sidecar's ``face_region``: (V,) bool from per-vertex booleans or from vertex indices."""
+    v = meta["face_region"]
+    if not isinstance(v, list):
+        raise SourceError(f"{path}: 'face_region' must be a list of vertex indices or of booleans")
+    if v and all(isinstance(x, bool) for x in v):
+        if len(v) != n_verts:
+            raise SourceError(f"{path}: 'face_region' has {len(v)} flags, the mesh has {n_verts} vertices")
+        return np.array(v, dtype=bool)
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        raise SourceError(f"{path}: 'face_region' must be a list of vertex indices or of booleans")
+    idx = np.asarray(v, dtype=np.int64)
+    if len(idx) and (idx.min() < 0 or idx.max() >= n_verts):
+        raise SourceError(f"{path}: 'face_region' indices must lie in [0, {n_verts}), found "
+                          f"[{int(idx.min())}, {int(idx.max())}]")
+    out = np.zeros(n_verts, bool)
+    out[idx] = True
+    return out
 
 
 def read_sidecar(path: Path) -> dict:
@@ -116,8 +141,9 @@ def load_mesh_frame(mesh_path: str | Path) -> FrameRecord:
         texture = read_texture(tex_path)
     elif mesh.colors is None:
         raise SourceError(f"{mesh_path}: no vertex colours and no UV texture")
+    face_region = _face_region(meta, side, len(verts)) if "face_region" in meta else None
     return FrameRecord(
-        verts=verts.astype(np.float32), faces=mesh.faces, vert_colors=mesh.colors,
+        verts=verts.astype(np.float32), faces=mesh.faces, vert_colors=mesh.colors, vert_face_region=face_region,
         uv=None if texture is None else mesh.uv.astype(np.float32), faces_uv=None if texture is None else mesh.faces_uv,
         texture=texture, landmarks=lm, head_rotation=hR, face_centre=fc, face_centre_rule=rule, gaze_target=target,
         gaze_direction=direction if target is None else None, K=K, image_size=(int(size[0]), int(size[1])),

@@ -13,6 +13,8 @@
   head's own 68 landmarks) on that ray.
 
 The record's labels are exact: landmarks are mesh vertices, the gaze target is the point the eyeballs fixate.
+``vert_face_region`` is the heads' shared ``face_region`` (brows to chin, between the face contours; no ears, neck
+or back of the head) without the vertices of the identity's hair (``part_ids`` 1).
 """
 from __future__ import annotations
 
@@ -92,6 +94,8 @@ class ProceduralSource:
         lm = lm.numpy()
         tgt = heads.gaze_targets.double().numpy()
         faces = heads.faces.numpy()
+        # face region: the shared face vertices minus this identity's hair (a low hairline overlaps the top)
+        face = (heads.face_region[None] & (heads.part_ids != 1)).numpy()
         w, h = SOURCE_CAMERA[1:]
         for k, i in enumerate(range(start, stop)):
             R = self.head_rotation[i]
@@ -99,7 +103,8 @@ class ProceduralSource:
             s = int(self._subject_of[i])
             self._cache[i] = FrameRecord(
                 verts=(verts[k] @ R.T + t).astype(np.float32), faces=faces,
-                vert_colors=heads.vert_colors[k].numpy(), landmarks=lm[k] @ R.T + t, head_rotation=R,
+                vert_colors=heads.vert_colors[k].numpy(), vert_face_region=face[k], landmarks=lm[k] @ R.T + t,
+                head_rotation=R,
                 face_centre=self.centre[i].copy(), face_centre_rule="eye_nose", gaze_target=R @ tgt[k] + t,
                 K=self.K.copy(), image_size=(w, h), subject=f"proc{s:04d}", frame=f"f{int(self._frame_of[i]):04d}",
                 camera="cam0", origin=f"procedural(seed={self.seed})[{i}]")

@@ -45,7 +45,7 @@ def test_presets_mix_and_background_is_never_lit(proc_cache, bg_dir):
     light = b["param_light"]
     assert set(bg.tolist()) <= {0, 1, 3} and (bg == 3).sum() > 10
     assert set(light.tolist()) <= {0, 1}
-    img, mask = b["image"], b["mask"]
+    img, mask = b["image"], b["coverage"]  # the background is composited outside the whole mesh
     out = mask[:, 0] == 0
     for s in range(len(img)):  # solid backgrounds keep their colour exactly, even with dark light
         if int(bg[s]) in (0, 1):
@@ -66,7 +66,7 @@ def test_xgaze3d_green(proc_cache, bg_dir):
     green = b["param_background"] == BACKGROUNDS.index("green")
     assert 0 < green.sum() < 16
     s = int(green.nonzero()[0])
-    out = b["mask"][s, 0] == 0
+    out = b["coverage"][s, 0] == 0
     assert torch.allclose(b["image"][s][:, out].mean(1), torch.tensor(GREEN), atol=1e-6)
     assert (b["param_light"][~green] == LIGHTS.index("low")).all()
 

@@ -156,3 +156,21 @@ def test_skip_bad_keeps_the_rest(tmp_path, capsys):
     with MeshCache(out) as c:
         assert len(c) == len(recs) - 1
     assert build_cache(MeshSource(root), tmp_path / "d.h5", skip_bad=True).written == len(recs) - 1
+
+
+def test_face_region_sidecar(tmp_path):
+    rec = procedural_records()[0]
+    assert rec.vert_face_region is not None and 0 < rec.vert_face_region.sum() < len(rec.verts)
+    idx = np.flatnonzero(rec.vert_face_region)
+    got = load_mesh_frame(_write(tmp_path / "idx", rec, face_region=idx.tolist()).with_suffix(".obj"))
+    np.testing.assert_array_equal(got.vert_face_region, rec.vert_face_region)
+    got = load_mesh_frame(_write(tmp_path / "flags", rec,
+                                 face_region=rec.vert_face_region.tolist()).with_suffix(".obj"))
+    np.testing.assert_array_equal(got.vert_face_region, rec.vert_face_region)
+    assert load_mesh_frame(_write(tmp_path / "none", rec).with_suffix(".obj")).vert_face_region is None
+    stem = _write(tmp_path / "bad", rec, face_region=[0, len(rec.verts)])
+    with pytest.raises(SourceError, match=r"bad.*json: 'face_region' indices must lie in"):
+        load_mesh_frame(stem.with_suffix(".obj"))
+    stem = _write(tmp_path / "short", rec, face_region=[True, False])
+    with pytest.raises(SourceError, match=r"short.*json: 'face_region' has 2 flags"):
+        load_mesh_frame(stem.with_suffix(".obj"))
