@@ -40,17 +40,14 @@ def main(argv=None) -> int:
     ap.add_argument("--camera", default="xgaze224")
     ap.add_argument("--appearance", default="default")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--tune-malloc", action="store_true",
-                    help="onthefly.render.tune_malloc() first (keeps freed memory for reuse; CPU)")
+    ap.add_argument("--no-tune-malloc", dest="tune_malloc", action="store_false",
+                    help="pass tune_malloc=False to the dataset (glibc's default allocator thresholds; on CPU the "
+                         "dataset tunes them by default)")
     ap.add_argument("--cache", default=None, help="use this cache instead of building one")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "dataset.json"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.tune_malloc:
-        from onthefly.render import tune_malloc
-
-        tune_malloc()
     sizes = args.batch_sizes or ([8, 32] if args.quick else [32, 256])
     repeats = args.repeats or (2 if args.quick else 5)
     n_frames = args.frames or (32 if args.quick else 128)
@@ -79,7 +76,7 @@ def main(argv=None) -> int:
         rows = []
         for B in sizes:
             ds = OnTheFlyGazeDataset(cache, batch_size=B, seed=0, device=args.device, camera=args.camera,
-                                     appearance=args.appearance, background_dir=bg)
+                                     appearance=args.appearance, background_dir=bg, tune_malloc=args.tune_malloc)
             t = time.perf_counter()
             ds.batch(0)  # warm-up: loads the frames and the background pool
             load_s = time.perf_counter() - t
@@ -103,7 +100,7 @@ def main(argv=None) -> int:
                   f"CPU {row['cpu_s_median']:.2f} s/batch)", flush=True)
     cam = args.camera
     print(f"\nOnTheFlyGazeDataset, {cam}, appearance {args.appearance!r}, device {args.device}, "
-          f"torch threads {torch.get_num_threads()}, tune_malloc {args.tune_malloc}, median of {repeats} batches")
+          f"torch threads {torch.get_num_threads()}, tune_malloc {args.tune_malloc and args.device == 'cpu'}, median of {repeats} batches")
     head = f"{'batch':>6} {'samples/s':>10} {'best/s':>8} {'batch s':>8} " + " ".join(f"{k:>10}" for k in STAGES)
     print(head)
     for r in rows:

@@ -16,7 +16,7 @@ import numpy as np
 #: constructor arguments the config may set (``cache`` comes from ``--cache``)
 _ALLOWED = ("batch_size", "seed", "device", "camera", "target", "appearance", "background_dir", "views_per_frame",
             "epoch_length", "subjects", "split", "val_subjects", "val_fraction", "split_seed", "max_rotation_deg",
-            "max_head_pose_deg", "max_rounds", "image_format", "ssaa", "shared_appearance")
+            "max_head_pose_deg", "max_rounds", "image_format", "ssaa", "shared_appearance", "tune_malloc")
 
 
 def add_arguments(p) -> None:
