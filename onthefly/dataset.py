@@ -125,8 +125,9 @@ class OnTheFlyGazeDataset(IterableDataset):
             jitter draw (MPII-NV uses one background, colour and ambient for all views of a source).
         tune_malloc: on CPU, call :func:`onthefly.render.tune_malloc` once in the iterating process before the
             first batch (default ``None`` = yes on CPU, no on CUDA). Rendering allocates and frees tens of MB per
-            batch; with glibc's default thresholds every batch page-faults its working set back in, which
-            measured 30× slower here (``benchmarks/dataset.py``: 1.8 vs 54.6 samples/s at batch 32, 2 threads).
+            batch; with glibc's default thresholds every batch page-faults its working set back in. Measured with
+            ``benchmarks/dataset.py`` (batch 32, 2 threads): 58 vs 43 samples/s on a quiet machine, and 55 vs 1.8
+            on the same machine under load (the default allocator's page-fault storms collapse it).
             It changes process-wide allocator thresholds (``M_MMAP_THRESHOLD``, ``M_TRIM_THRESHOLD``); pass
             ``False`` to leave the allocator alone.
 
