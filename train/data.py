@@ -148,11 +148,13 @@ class TrainStream(IterableDataset):
     """The training stream: on-the-fly batches of this rank (optionally mixed with real h5 samples), with the
     epoch taken from the trainer at every ``iter`` (so resumed runs continue the exact batch sequence)."""
 
-    def __init__(self, dm: "GazeDataModule", ds: OnTheFlyGazeDataset, real: H5GazeDataset | None, n_real: int):
+    def __init__(self, dm: "GazeDataModule", ds: OnTheFlyGazeDataset, real: H5GazeDataset | None, n_real: int,
+                 mirror_repeat: bool = False):
         self.dm, self.ds, self.real, self.n_real = dm, ds, real, n_real
+        self.mirror_repeat = bool(mirror_repeat)
 
     def __len__(self) -> int:
-        return len(self.ds)
+        return len(self.ds) * (2 if self.mirror_repeat else 1)
 
     def __iter__(self):
         epoch = self.dm.current_epoch()
@@ -171,6 +173,20 @@ class TrainStream(IterableDataset):
             out["batch_index"] = batch["batch_index"][:1].expand(out["gaze"].shape[0])
             out["frame_index"] = batch["frame_index"]
             yield out
+            if self.mirror_repeat:
+                yield mirror(out)
+
+
+def mirror(batch: dict) -> dict:
+    """The horizontally mirrored batch with exact labels: mirroring the scene through the camera's y-z plane
+    negates x, so yaw → -yaw and pitch is unchanged (gaze and head pose). (The principal point is W/2 while the
+    flip maps pixel x → W-1-x: a half-pixel shift of the image, irrelevant to direction labels.)"""
+    out = dict(batch)
+    sign = torch.tensor([1.0, -1.0], device=batch["gaze"].device)
+    out["image"] = batch["image"].flip(-1)
+    out["gaze"] = batch["gaze"] * sign
+    out["head_pose"] = batch["head_pose"] * sign
+    return out
 
 
 class GazeDataModule(L.LightningDataModule):
@@ -190,6 +206,8 @@ class GazeDataModule(L.LightningDataModule):
         val_h5, test_h5: real ETH-XGaze-layout h5 files for validation / test (``val_h5_max`` caps each set).
         train_h5, real_ratio: real training samples and the fraction of each batch they fill.
         num_workers: workers for the real h5 val/test loaders.
+        mirror_repeat: train on every rendered batch twice, the second time mirrored (yaw → -yaw, exact): two
+            optimizer steps per render, for CPUs where rendering dominates the step.
     """
 
     def __init__(self, cache: str | None = None, batch_size: int = 64, seed: int = 0, camera: str = "xgaze224",
@@ -201,7 +219,8 @@ class GazeDataModule(L.LightningDataModule):
                  val_batch_size: int | None = None, val_seed: int = 1_000_003, val_target: dict | str | None = None,
                  val_appearance: dict | str | None = None, val_h5: list[str] | None = None,
                  test_h5: list[str] | None = None, val_h5_max: int | None = None,
-                 train_h5: list[str] | None = None, real_ratio: float = 0.0, num_workers: int = 0):
+                 train_h5: list[str] | None = None, real_ratio: float = 0.0, num_workers: int = 0,
+                 mirror_repeat: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.seed, self.epoch = int(seed), 0
@@ -277,7 +296,7 @@ class GazeDataModule(L.LightningDataModule):
                 if self._n_real else None
             if hp.cache is None:
                 raise ValueError("data.cache: real-only training (real_ratio = 1) is not supported by the stream")
-            self._train = TrainStream(self, self.train_dataset(), real, self._n_real)
+            self._train = TrainStream(self, self.train_dataset(), real, self._n_real, hp.mirror_repeat)
         if stage in ("fit", "validate", None) and self._val is None:
             self._val = self._eval_sets(hp.val_h5, synthetic=hp.cache is not None and hp.val_batches > 0)
         if stage in ("test", None) and self._test is None:

@@ -195,3 +195,14 @@ def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
     r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 ranks, batches per rank [2, 2], disjoint" in r.stdout + r.stderr
+
+
+def test_mirror_repeat_yields_the_mirrored_batch_with_exact_labels(tiny_cache):
+    dm = GazeDataModule(str(tiny_cache), mirror_repeat=True, **TINY)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert len(loader) == 6
+    a, b = list(loader)[:2]
+    assert torch.equal(b["image"], a["image"].flip(-1))
+    assert torch.equal(b["gaze"][:, 0], a["gaze"][:, 0]) and torch.equal(b["gaze"][:, 1], -a["gaze"][:, 1])
+
