@@ -23,6 +23,7 @@ setup(
         "opencv-python>=4.8",
         "scipy>=1.10",
         "lightning>=2.2",
+        "jsonargparse[signatures]>=4.27",  # LightningCLI (python -m train / onthefly train)
         "tqdm>=4.60",
     ],
     extras_require={

@@ -70,6 +70,13 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device to render on (default cpu; e.g. cuda)")
 
 
+@command("train", "train a gaze regressor on on-the-fly batches (LightningCLI: 'train fit --config "
+         "configs/demo.yaml', 'train demo' = the CPU demo end to end; docs/training.md)", "onthefly.commands.train:run")
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs=argparse.REMAINDER,
+                   help="LightningCLI arguments (fit/validate/test/predict --config ...) or 'demo [--out DIR ...]'")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onthefly",

@@ -1,0 +1,117 @@
+"""Fraction of each training step spent waiting for data: on-the-fly rendering vs the same samples from memory.
+
+For a model and image size, runs ``--steps`` optimizer steps twice: (1) batches from ``OnTheFlyGazeDataset``
+rendered in the training process on the training device (the ``train.data`` design), (2) the same batches,
+pre-rendered and held in a device tensor. Per step it times the wait for the next batch and the
+forward/backward/optimizer step (CUDA synchronized) and reports medians and ``wait / (wait + compute)``.
+Results go to ``benchmarks/results/train.json``.
+
+    python benchmarks/train.py                                  # small CNN, CPU, 64 px, batch 64 (the demo)
+    python benchmarks/train.py --device cuda --model resnet50 --image-size 224 --batch-size 256
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def run_steps(model, opt, batches_iter, steps: int, dev, amp: bool):
+    waits, computes = [], []
+    it = iter(batches_iter)
+    for _ in range(steps):
+        _sync(dev)
+        t0 = time.perf_counter()
+        batch = next(it)
+        _sync(dev)
+        t1 = time.perf_counter()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.l1_loss(model(batch["image"]).float(), batch["gaze"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _sync(dev)
+        t2 = time.perf_counter()
+        waits.append(t1 - t0)
+        computes.append(t2 - t1)
+    return waits, computes
+
+
+def main(argv=None) -> int:
+    from onthefly.cache import build_cache
+    from onthefly.dataset import OnTheFlyGazeDataset
+    from onthefly.sources.procedural import ProceduralSource
+    from train.data import make_camera
+    from train.models import build_model
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--model", default="small")
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per mode (after 2 warm-up steps)")
+    ap.add_argument("--appearance", default="default")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast for the model")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "train.json"))
+    args = ap.parse_args(argv)
+    dev = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache.h5"
+        build_cache(ProceduralSource(count=128, seed=0, subjects=32), cache)
+        ds = OnTheFlyGazeDataset(cache, batch_size=args.batch_size, seed=0, device=dev,
+                                 camera=make_camera("xgaze224", args.image_size), appearance=args.appearance,
+                                 epoch_length=args.steps + 2)
+        model = build_model(args.model).to(dev)
+        opt = torch.optim.Adam(model.parameters(), 1e-4)
+        n = args.steps + 2
+
+        def onthefly():
+            for b in ds:
+                yield {"image": b["image"], "gaze": b["gaze"]}
+
+        ds.set_epoch(0)
+        w1, c1 = run_steps(model, opt, onthefly(), n, dev, args.amp)
+        ds.set_epoch(0)
+        held = [{"image": b["image"].clone(), "gaze": b["gaze"].clone()} for b in ds]
+        images = torch.stack([b["image"] for b in held])
+        gazes = torch.stack([b["gaze"] for b in held])
+
+        def memory():
+            for i in range(len(images)):
+                yield {"image": images[i], "gaze": gazes[i]}
+
+        w2, c2 = run_steps(model, opt, memory(), n, dev, args.amp)
+    res = {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
+           platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "model": args.model,
+           "image_size": args.image_size, "batch_size": args.batch_size, "appearance": args.appearance,
+           "amp": args.amp, "timed_steps": args.steps}
+    for name, w, c in (("onthefly", w1[2:], c1[2:]), ("memory", w2[2:], c2[2:])):
+        mw, mc = statistics.median(w), statistics.median(c)
+        res[name] = {"wait_s": round(mw, 5), "compute_s": round(mc, 5), "wait_fraction": round(mw / (mw + mc), 4),
+                     "samples_per_s": round(args.batch_size / (mw + mc), 1)}
+        print(f"{name:9s} data wait {mw * 1e3:8.1f} ms  step {mc * 1e3:8.1f} ms  wait fraction "
+              f"{100 * mw / (mw + mc):5.1f} %  ({args.batch_size / (mw + mc):.0f} samples/s)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    allres = json.loads(out.read_text()) if out.is_file() else {}
+    allres[f"{args.device}-{args.model}-{args.image_size}-b{args.batch_size}"] = res
+    out.write_text(json.dumps(allres, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

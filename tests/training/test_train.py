@@ -1,0 +1,208 @@
+"""The training package: models, the Lightning module, the data module, checkpoints and configuration errors."""
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from train.data import GazeDataModule, H5GazeDataset, make_camera
+from train.models import build_model
+from train.module import GazeRegressor
+
+from .conftest import write_xgaze_h5
+
+TINY = dict(batch_size=8, image_size=32, epoch_length=3, val_batches=1, val_fraction=0.25)
+
+
+def _trainer(tmp_path=None, **kw):
+    base = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False)
+    base.update(kw)
+    return L.Trainer(default_root_dir=tmp_path, **base)
+
+
+@pytest.mark.parametrize("name,size", [("small", 32), ("resnet18", 32), ("resnet50", 32)])
+def test_models_output_pitch_yaw(name, size):
+    m = build_model(name)
+    assert m(torch.rand(2, 3, size, size)).shape == (2, 2)
+
+
+def test_small_cnn_pools_large_inputs():
+    m = build_model("small", width=8, input_size=32)
+    assert m(torch.rand(2, 3, 128, 128)).shape == (2, 2)
+
+
+def test_unknown_or_missing_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown"):
+        build_model("vgg")
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="timm is not installed"):
+            build_model("timm:resnet18")
+
+
+def test_datamodule_batches_keys_and_shapes(tiny_cache):
+    dm = GazeDataModule(str(tiny_cache), **TINY)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 3
+    b = batches[0]
+    assert b["image"].shape == (8, 3, 32, 32) and b["image"].dtype == torch.float32
+    assert b["gaze"].shape == (8, 2) and b["head_pose"].shape == (8, 2) and b["subject_index"].shape == (8,)
+    assert 0 <= float(b["image"].min()) and float(b["image"].max()) <= 1
+    val = list(dm.val_dataloader())
+    assert len(val) == 1 and val[0]["image"].shape == (8, 3, 32, 32)
+    # the validation set is fixed: the same images on a second build
+    dm2 = GazeDataModule(str(tiny_cache), **TINY)
+    assert torch.equal(dm2.val_batches()[0]["image"], val[0]["image"])
+    # held-out subjects are disjoint from the training subjects
+    train_subj = set(dm.train_dataset().subjects)
+    val_subj = set(dm._dataset("val", 0, 1, "cpu").subjects)
+    assert train_subj and val_subj and not train_subj & val_subj
+
+
+def test_make_camera_rescales_the_preset():
+    cam = make_camera("xgaze224", 56)
+    assert (cam.width, cam.height) == (56, 56) and cam.focal == pytest.approx(960 * 56 / 224)
+
+
+def test_training_steps_reduce_the_loss_on_a_fixed_batch(tiny_cache):
+    torch.manual_seed(0)
+    dm = GazeDataModule(str(tiny_cache), **TINY)
+    batch = dm.val_batches()[0]
+    model = GazeRegressor("small", {"width": 8}, lr=3e-3, scheduler="none")
+    opt = model.configure_optimizers()
+    model.train()
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.l1_loss(model(batch["image"]), batch["gaze"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_fit_logs_angular_error_and_checkpoint_keeps_seed_and_epoch(tiny_cache, tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    dm = GazeDataModule(str(tiny_cache), seed=7, **TINY)
+    model = GazeRegressor("small", {"width": 8}, lr=1e-3)
+    ck = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    tr = _trainer(tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[ck])
+    tr.fit(model, dm)
+    assert "val/angular_error" in tr.callback_metrics and "train/loss" in tr.callback_metrics
+    assert 0 <= float(tr.callback_metrics["val/angular_error"]) < 180
+    state = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=False)
+    saved = state["GazeDataModule"]
+    assert saved["seed"] == 7 and saved["epoch"] == 1
+    # resume with a different configured seed: the checkpoint's generator state wins, training continues at epoch 2
+    dm2 = GazeDataModule(str(tiny_cache), seed=99, **TINY)
+    seen = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(int(batch["batch_index"][0]))
+
+    tr2 = _trainer(tmp_path, max_epochs=3, callbacks=[Spy()])
+    with pytest.warns(UserWarning, match="seed"):
+        tr2.fit(GazeRegressor("small", {"width": 8}), dm2, ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
+    assert dm2.seed == 7 and dm2.epoch == 2 and tr2.current_epoch == 3
+    # the resumed stream is the stream of an uninterrupted run (seed 7, epoch 2)
+    ref = dm.train_dataset()
+    got = dm2.train_dataset()
+    assert torch.equal(ref.batch(0, 2)["image"], got.batch(0, 2)["image"])
+
+
+def test_missing_cache_is_a_clear_error_before_training(tmp_path):
+    with pytest.raises(ValueError, match="mesh cache not found"):
+        GazeDataModule(str(tmp_path / "nope.h5"))
+    from train.cli import main
+
+    assert main(["fit", "--data.cache", str(tmp_path / "nope.h5"), "--trainer.accelerator", "cpu"]) == 2
+
+
+def test_h5_errors_before_training(tiny_cache, tmp_path, xgaze_h5):
+    with pytest.raises(ValueError, match="h5 file not found"):
+        GazeDataModule(str(tiny_cache), val_h5=[str(tmp_path / "missing.h5")], **TINY)
+    bad = write_xgaze_h5(tmp_path / "nogaze.h5", gaze=False)
+    with pytest.raises(ValueError, match="face_gaze"):
+        GazeDataModule(str(tiny_cache), val_h5=[str(bad)], **TINY)
+    with pytest.raises(ValueError, match="32x32 .* 64x64"):
+        GazeDataModule(str(tiny_cache), val_h5=[str(xgaze_h5)], **{**TINY, "image_size": 64})
+
+
+def test_h5_loader_reads_bgr_as_rgb(xgaze_h5):
+    import h5py
+
+    ds = H5GazeDataset([xgaze_h5])
+    item = ds[3]
+    with h5py.File(xgaze_h5) as f:
+        bgr = f["face_patch"][3]
+        gaze = f["face_gaze"][3]
+    assert item["image"].shape == (3, 32, 32)
+    assert torch.allclose(item["image"][0] * 255, torch.from_numpy(bgr[..., 2]).float())
+    assert torch.allclose(item["gaze"], torch.from_numpy(gaze))
+    b = ds.take([5, 1, 5])
+    assert torch.equal(b["gaze"][0], b["gaze"][2]) and torch.equal(b["gaze"][1], ds[1]["gaze"])
+
+
+def test_real_synthetic_mix_and_h5_validation(tiny_cache, xgaze_h5):
+    dm = GazeDataModule(str(tiny_cache), train_h5=[str(xgaze_h5)], real_ratio=0.25, val_h5=[str(xgaze_h5)], **TINY)
+    dm.setup("fit")
+    b = next(iter(dm.train_dataloader()))
+    assert b["image"].shape == (8, 3, 32, 32)
+    assert (b["subject_index"] == -1).sum() == 2  # 25 % real
+    loaders = dm.val_dataloader()
+    assert len(loaders) == 2  # synthetic held-out + real h5
+    model = GazeRegressor("small", {"width": 8})
+    _trainer(max_epochs=1, limit_train_batches=1).fit(model, dm)
+    assert "val/angular_error/dataloader_idx_1" in _trainer_metrics(model)
+
+
+def _trainer_metrics(model):
+    return model.trainer.callback_metrics
+
+
+def test_cli_fit_runs_from_a_config(tiny_cache, tmp_path):
+    from train.cli import main
+
+    rc = main(["fit", "--config", "configs/demo.yaml", "--data.cache", str(tiny_cache),
+               "--data.batch_size", "8", "--data.image_size", "32", "--data.epoch_length", "2",
+               "--data.val_batches", "1", "--model.model_args", "{width: 8}", "--trainer.max_epochs", "1",
+               "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+               "--trainer.enable_progress_bar", "false", "--trainer.callbacks", "[]"])
+    assert rc == 0
+
+
+def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
+    """A 2-process CPU DDP run (gloo) through the CLI; AssertDisjointShards gathers what each rank trained on."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "train", "fit", "--config", "configs/demo.yaml", "--data.cache", str(tiny_cache),
+           "--data.batch_size", "4", "--data.image_size", "32", "--data.epoch_length", "4", "--data.val_batches", "1",
+           "--model.model_args", "{width: 8}", "--trainer.max_epochs", "1", "--trainer.strategy", "ddp",
+           "--trainer.devices", "2", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+           "--trainer.default_root_dir", str(tmp_path),
+           "--trainer.callbacks", "[{class_path: train.callbacks.AssertDisjointShards}]"]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 ranks, batches per rank [2, 2], disjoint" in r.stdout + r.stderr
+
+
+def test_mirror_repeat_yields_the_mirrored_batch_with_exact_labels(tiny_cache):
+    dm = GazeDataModule(str(tiny_cache), mirror_repeat=True, **TINY)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert len(loader) == 6
+    a, b = list(loader)[:2]
+    assert torch.equal(b["image"], a["image"].flip(-1))
+    assert torch.equal(b["gaze"][:, 0], a["gaze"][:, 0]) and torch.equal(b["gaze"][:, 1], -a["gaze"][:, 1])
+

@@ -1,0 +1,352 @@
+"""``GazeDataModule``: on-the-fly training batches, fixed validation sets, real ETH-XGaze-layout h5 files.
+
+* **train**: :class:`~onthefly.dataset.OnTheFlyGazeDataset` rendered *on the module's device* in the main process
+  (``DataLoader(batch_size=None, num_workers=0)``; batches are whole, already on the device), optionally mixed with
+  real samples from h5 files (``train_h5`` + ``real_ratio``: that fraction of every batch is real, as MPII-NV).
+* **val / test**: (a) a fixed-seed synthetic set from held-out subjects (``split="val"``), rendered once into memory
+  at ``setup`` (the same images every epoch and every run), and/or (b) real normalized h5 files in the ETH-XGaze
+  layout (``face_patch`` (N,H,W,3) BGR uint8, ``face_gaze`` (N,2) pitch-yaw radians).
+
+Every configuration error (missing cache or h5, an h5 without ``face_gaze``/``face_patch``, an image size that does
+not match the camera) is raised by :meth:`GazeDataModule.check`, called from ``__init__`` — before any training.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from onthefly.dataset import IMAGENET_MEAN, IMAGENET_STD, OnTheFlyGazeDataset, batch_generator, distributed_info
+from onthefly.normalization import NormalizedCamera, get_camera
+
+#: the keys the training and evaluation code uses (the rest of the on-the-fly batch is dropped from held sets)
+KEYS = ("image", "gaze", "head_pose", "subject_index")
+
+
+def make_camera(camera="xgaze224", image_size: int | None = None) -> NormalizedCamera:
+    """A normalized camera preset, optionally rescaled to ``image_size`` px (same field of view and distance:
+    ``focal · image_size / width``), e.g. 64 px for the CPU demo (about 4-12x cheaper to render than 224)."""
+    cam = get_camera(camera)
+    if image_size is None or image_size == cam.width:
+        return cam
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size: expected an int >= 8 or None, got {image_size!r}")
+    s = image_size / cam.width
+    return NormalizedCamera(cam.focal * s, cam.distance, image_size, round(cam.height * s), f"{cam.name}@{image_size}")
+
+
+# ----------------------------------------------------------------------------------------------- real h5 files
+def check_h5(path, image_size: tuple[int, int] | None = None) -> int:
+    """Check an ETH-XGaze-layout h5 file; returns its sample count. Clear ``ValueError`` otherwise."""
+    import h5py
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"h5 file not found: {p}")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as e:
+        raise ValueError(f"{p}: not a readable h5 file ({e})") from None
+    with f:
+        for key in ("face_patch", "face_gaze"):
+            if key not in f:
+                raise ValueError(f"{p}: no '{key}' dataset (the ETH-XGaze layout has face_patch (N,H,W,3) BGR uint8 "
+                                 f"and face_gaze (N,2) pitch-yaw radians; it has {sorted(f.keys())[:8]})")
+        fp, fg = f["face_patch"], f["face_gaze"]
+        if fp.ndim != 4 or fp.shape[-1] != 3 or fp.dtype != np.uint8:
+            raise ValueError(f"{p}: face_patch must be (N,H,W,3) uint8 BGR, got {fp.shape} {fp.dtype}")
+        if fg.ndim != 2 or fg.shape[1] != 2 or fg.shape[0] != fp.shape[0]:
+            raise ValueError(f"{p}: face_gaze must be (N,2) matching face_patch's N={fp.shape[0]}, got {fg.shape}")
+        if image_size is not None and tuple(fp.shape[1:3]) != tuple(image_size):
+            raise ValueError(f"{p}: face_patch is {fp.shape[1]}x{fp.shape[2]} (HxW) but the configured camera gives "
+                             f"{image_size[0]}x{image_size[1]} images: set data.image_size / data.camera to match")
+        if fp.shape[0] == 0:
+            raise ValueError(f"{p}: no samples")
+        return int(fp.shape[0])
+
+
+def _to_images(patch: np.ndarray, image_format: str) -> torch.Tensor:
+    """(N,H,W,3) BGR uint8 → (N,3,H,W) float RGB in [0,1] or ImageNet-normalized."""
+    x = torch.from_numpy(np.ascontiguousarray(patch[..., ::-1])).permute(0, 3, 1, 2).float().div_(255)
+    if image_format == "imagenet":
+        x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return x
+
+
+class H5GazeDataset(Dataset):
+    """Real normalized samples from ETH-XGaze-layout h5 files; item i → ``{"image", "gaze", ("head_pose")}``.
+
+    ``take(indices)`` reads a sorted batch at once (fast h5 fancy indexing). Files open lazily per process."""
+
+    def __init__(self, paths, image_format: str = "unit", image_size: tuple[int, int] | None = None,
+                 max_samples: int | None = None):
+        self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        if not self.paths:
+            raise ValueError("h5: no files given")
+        self.counts = [check_h5(p, image_size) for p in self.paths]
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        self.n = int(self.offsets[-1]) if max_samples is None else min(int(self.offsets[-1]), int(max_samples))
+        self.image_format = image_format
+        self._files = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _open(self):
+        import h5py
+
+        if self._files is None:
+            self._files = [h5py.File(p, "r") for p in self.paths]
+        return self._files
+
+    def take(self, indices) -> dict[str, torch.Tensor]:
+        idx = np.asarray(indices, dtype=np.int64)
+        files, out = self._open(), {"image": [], "gaze": [], "head_pose": []}
+        order = np.argsort(idx, kind="stable")
+        sidx = idx[order]
+        fi = np.searchsorted(self.offsets, sidx, side="right") - 1
+        for k in np.unique(fi):
+            rows = sidx[fi == k] - self.offsets[k]
+            uniq, inv = np.unique(rows, return_inverse=True)
+            f = files[k]
+            out["image"].append(_to_images(f["face_patch"][uniq][inv], self.image_format))
+            out["gaze"].append(torch.from_numpy(f["face_gaze"][uniq][inv].astype(np.float32)))
+            hp = f["face_head_pose"][uniq][inv].astype(np.float32) if "face_head_pose" in f else \
+                np.full((len(rows), 2), np.nan, np.float32)
+            out["head_pose"].append(torch.from_numpy(hp))
+        inverse = torch.from_numpy(np.argsort(order))
+        return {k: torch.cat(v)[inverse] for k, v in out.items()}
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.take([i]).items()}
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_files"] = None
+        return d
+
+
+class _Batches(Dataset):
+    """A list of whole batches (``DataLoader(batch_size=None)``)."""
+
+    def __init__(self, batches: list[dict]):
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        return self.batches[i]
+
+
+class TrainStream(IterableDataset):
+    """The training stream: on-the-fly batches of this rank (optionally mixed with real h5 samples), with the
+    epoch taken from the trainer at every ``iter`` (so resumed runs continue the exact batch sequence)."""
+
+    def __init__(self, dm: "GazeDataModule", ds: OnTheFlyGazeDataset, real: H5GazeDataset | None, n_real: int,
+                 mirror_repeat: bool = False):
+        self.dm, self.ds, self.real, self.n_real = dm, ds, real, n_real
+        self.mirror_repeat = bool(mirror_repeat)
+
+    def __len__(self) -> int:
+        return len(self.ds) * (2 if self.mirror_repeat else 1)
+
+    def __iter__(self):
+        epoch = self.dm.current_epoch()
+        self.ds.seed = self.dm.seed  # a restored checkpoint's seed (load_state_dict runs after setup)
+        self.ds.set_epoch(epoch)
+        self.dm.epoch = epoch
+        dev = self.ds.device
+        for i, batch in enumerate(self.ds):
+            out = {k: batch[k] for k in KEYS}
+            if self.real is not None and self.n_real > 0:
+                g = batch_generator(self.dm.seed, epoch, int(batch["batch_index"][0]), 7)
+                idx = torch.randint(len(self.real), (self.n_real,), generator=g).numpy()
+                r = self.real.take(idx)
+                r["subject_index"] = torch.full((self.n_real,), -1, dtype=torch.int64)
+                out = {k: torch.cat([out[k], r[k].to(dev)]) for k in KEYS}
+            out["batch_index"] = batch["batch_index"][:1].expand(out["gaze"].shape[0])
+            out["frame_index"] = batch["frame_index"]
+            yield out
+            if self.mirror_repeat:
+                yield mirror(out)
+
+
+def mirror(batch: dict) -> dict:
+    """The horizontally mirrored batch with exact labels: mirroring the scene through the camera's y-z plane
+    negates x, so yaw → -yaw and pitch is unchanged (gaze and head pose). (The principal point is W/2 while the
+    flip maps pixel x → W-1-x: a half-pixel shift of the image, irrelevant to direction labels.)"""
+    out = dict(batch)
+    sign = torch.tensor([1.0, -1.0], device=batch["gaze"].device)
+    out["image"] = batch["image"].flip(-1)
+    out["gaze"] = batch["gaze"] * sign
+    out["head_pose"] = batch["head_pose"] * sign
+    return out
+
+
+class GazeDataModule(L.LightningDataModule):
+    """Data for :class:`~train.module.GazeRegressor` (see the module docstring and ``docs/training.md``).
+
+    Args:
+        cache: mesh cache of the synthetic subjects (``onthefly reconstruct`` / ``onthefly demo``); None only
+            with ``train_h5`` and ``real_ratio = 1``.
+        batch_size: samples per training batch (real + synthetic).
+        seed: seed of the training stream (saved in checkpoints with the epoch).
+        camera, image_size: normalized camera preset and optional rescaled size (``make_camera``).
+        device: where training batches are rendered: ``"auto"`` = the module's device (the trainer's root device).
+        epoch_length: training batches per epoch (over all ranks); default one pass over the training frames.
+        target, appearance, background_dir, image_format, ssaa, max_rotation_deg: passed to the dataset.
+        val_subjects / val_fraction / split_seed: held-out subjects (never rendered for training).
+        val_batches, val_batch_size, val_seed, val_target, val_appearance: the fixed synthetic validation set.
+        val_h5, test_h5: real ETH-XGaze-layout h5 files for validation / test (``val_h5_max`` caps each set).
+        train_h5, real_ratio: real training samples and the fraction of each batch they fill.
+        num_workers: workers for the real h5 val/test loaders.
+        mirror_repeat: train on every rendered batch twice, the second time mirrored (yaw → -yaw, exact): two
+            optimizer steps per render, for CPUs where rendering dominates the step.
+    """
+
+    def __init__(self, cache: str | None = None, batch_size: int = 64, seed: int = 0, camera: str = "xgaze224",
+                 image_size: int | None = None, device: str = "auto", epoch_length: int | None = None,
+                 target: dict | str | None = None, appearance: dict | str = "default",
+                 background_dir: str | None = None, image_format: str = "unit", ssaa: int = 1,
+                 max_rotation_deg: float | None = 60.0, val_subjects: list[str] | None = None,
+                 val_fraction: float = 0.2, split_seed: int = 0, val_batches: int = 8,
+                 val_batch_size: int | None = None, val_seed: int = 1_000_003, val_target: dict | str | None = None,
+                 val_appearance: dict | str | None = None, val_h5: list[str] | None = None,
+                 test_h5: list[str] | None = None, val_h5_max: int | None = None,
+                 train_h5: list[str] | None = None, real_ratio: float = 0.0, num_workers: int = 0,
+                 mirror_repeat: bool = False):
+        super().__init__()
+        self.save_hyperparameters()
+        self.seed, self.epoch = int(seed), 0
+        self.cam = make_camera(camera, image_size)
+        self._train = self._val = self._test = None
+        self._trainer_epoch = None
+        self.check()
+
+    # ------------------------------------------------------------------------------------------- checks
+    def check(self) -> None:
+        """Validate the configuration (files, keys, sizes) without rendering; raises a clear ``ValueError``."""
+        hp = self.hparams
+        if not 0.0 <= hp.real_ratio <= 1.0:
+            raise ValueError(f"data.real_ratio: expected 0 <= r <= 1, got {hp.real_ratio}")
+        if hp.real_ratio > 0 and not hp.train_h5:
+            raise ValueError("data.real_ratio > 0 needs data.train_h5 (real ETH-XGaze-layout h5 files)")
+        if hp.cache is None:
+            if hp.real_ratio < 1.0:
+                raise ValueError("data.cache: a mesh cache is required unless real_ratio = 1")
+        elif not Path(hp.cache).is_file():
+            raise ValueError(f"data.cache: mesh cache not found: {hp.cache} (build one with `onthefly reconstruct "
+                             f"--out {hp.cache}` or `onthefly demo`)")
+        size = (self.cam.height, self.cam.width)
+        for name in ("train_h5", "val_h5", "test_h5"):
+            for p in getattr(hp, name) or []:
+                check_h5(p, size)
+        self._n_real = round(hp.batch_size * hp.real_ratio) if hp.train_h5 else 0
+        if hp.cache is not None and hp.real_ratio < 1 and hp.batch_size - self._n_real < 1:
+            raise ValueError(f"data.batch_size {hp.batch_size} with real_ratio {hp.real_ratio}: no synthetic samples")
+
+    def current_epoch(self) -> int:
+        t = self._trainer_ref()
+        return int(t.current_epoch) if t is not None else self.epoch
+
+    def _trainer_ref(self):
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
+    def _device(self) -> torch.device:
+        if self.hparams.device != "auto":
+            return torch.device(self.hparams.device)
+        t = self._trainer_ref()
+        return t.strategy.root_device if t is not None else torch.device("cpu")
+
+    def _dataset(self, split: str, seed: int, batch_size: int, device, **over) -> OnTheFlyGazeDataset:
+        hp = self.hparams
+        kw = dict(camera=self.cam, target=hp.target, appearance=hp.appearance, background_dir=hp.background_dir,
+                  image_format=hp.image_format, ssaa=hp.ssaa, max_rotation_deg=hp.max_rotation_deg,
+                  split=split, val_subjects=hp.val_subjects, val_fraction=hp.val_fraction, split_seed=hp.split_seed)
+        kw.update({k: v for k, v in over.items() if v is not None})
+        return OnTheFlyGazeDataset(hp.cache, batch_size=batch_size, seed=seed, device=device, **kw)
+
+    # ------------------------------------------------------------------------------------------- set-up
+    def train_dataset(self) -> OnTheFlyGazeDataset:
+        hp = self.hparams
+        return self._dataset("train", self.seed, hp.batch_size - self._n_real, self._device(),
+                             epoch_length=hp.epoch_length)
+
+    def val_batches(self) -> list[dict]:
+        """The fixed synthetic validation set: ``val_batches`` batches of held-out subjects, rendered once on the
+        CPU (the same for every rank, epoch and run: seeded by ``val_seed``, epoch 0)."""
+        hp = self.hparams
+        ds = self._dataset("val", hp.val_seed, hp.val_batch_size or hp.batch_size, "cpu",
+                           target=hp.val_target, appearance=hp.val_appearance, epoch_length=hp.val_batches)
+        return [{k: b[k] for k in KEYS} for b in (ds.batch(i, 0) for i in range(hp.val_batches))]
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if stage in ("fit", None) and self._train is None:
+            real = H5GazeDataset(hp.train_h5, hp.image_format, (self.cam.height, self.cam.width)) \
+                if self._n_real else None
+            if hp.cache is None:
+                raise ValueError("data.cache: real-only training (real_ratio = 1) is not supported by the stream")
+            self._train = TrainStream(self, self.train_dataset(), real, self._n_real, hp.mirror_repeat)
+        if stage in ("fit", "validate", None) and self._val is None:
+            self._val = self._eval_sets(hp.val_h5, synthetic=hp.cache is not None and hp.val_batches > 0)
+        if stage in ("test", None) and self._test is None:
+            self._test = self._eval_sets(hp.test_h5, synthetic=hp.cache is not None and hp.val_batches > 0)
+
+    def _eval_sets(self, h5_paths, synthetic: bool) -> list[Dataset]:
+        hp = self.hparams
+        sets = []
+        if synthetic:
+            sets.append(_Batches(self.val_batches()))
+        for p in h5_paths or []:
+            sets.append(H5GazeDataset([p], hp.image_format, (self.cam.height, self.cam.width), hp.val_h5_max))
+        return sets
+
+    # ------------------------------------------------------------------------------------------- loaders
+    def train_dataloader(self):
+        if self._train is None:
+            self.setup("fit")
+        return DataLoader(self._train, batch_size=None, num_workers=0)
+
+    def _eval_loaders(self, sets):
+        hp = self.hparams
+        loaders = []
+        for s in sets:
+            if isinstance(s, _Batches):
+                loaders.append(DataLoader(s, batch_size=None, num_workers=0))
+            else:
+                loaders.append(DataLoader(s, batch_size=hp.val_batch_size or hp.batch_size, shuffle=False,
+                                          num_workers=hp.num_workers))
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def val_dataloader(self):
+        if self._val is None:
+            self.setup("validate")
+        return self._eval_loaders(self._val) if self._val else []
+
+    def test_dataloader(self):
+        if self._test is None:
+            self.setup("test")
+        return self._eval_loaders(self._test) if self._test else []
+
+    # ------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: the generator's seed and the epoch (the stream is a pure function of both)."""
+        return {"seed": self.seed, "epoch": self.current_epoch(), "camera": [self.cam.focal, self.cam.distance,
+                                                                             self.cam.width, self.cam.height]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["seed"]) != self.seed:
+            warnings.warn(f"checkpoint was trained with data seed {state['seed']}, this run uses {self.seed}: "
+                          "restoring the checkpoint's seed so the stream continues", stacklevel=2)
+            self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])

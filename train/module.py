@@ -1,0 +1,95 @@
+"""``GazeRegressor``: the ETH-XGaze baseline recipe as a LightningModule.
+
+backbone (``train.models.build_model``) → (pitch, yaw) radians, L1 loss, Adam (lr 1e-4 as the baseline), StepLR;
+logs ``train/loss``, ``train/angular_error`` and ``val/angular_error`` / ``test/angular_error`` (mean, degrees,
+``onthefly.geometry.angular_error``).
+"""
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from onthefly.geometry import angular_error
+
+from .models import build_model
+
+
+class GazeRegressor(L.LightningModule):
+    """Gaze regressor: images (B,3,H,W) → (pitch, yaw) in radians.
+
+    Args:
+        model: backbone name (``small``, ``resnet18``, ``resnet50``, ``timm:<arch>``, ``torchvision:<arch>``).
+        model_args: keyword arguments of the backbone (e.g. ``{"width": 32}`` for ``small``).
+        lr, weight_decay: Adam.
+        scheduler: ``step`` (StepLR(step_size, gamma), the baseline: 10 epochs, 0.1), ``cosine`` (to
+            ``max_steps`` of the trainer, stepped per batch) or ``none``.
+        step_size, gamma: StepLR.
+        warmup_steps: linear learning-rate warm-up (per batch) before the schedule.
+        pretrained: external backbones only.
+    """
+
+    def __init__(self, model: str = "small", model_args: dict | None = None, lr: float = 1e-4,
+                 weight_decay: float = 0.0, scheduler: str = "step", step_size: int = 10, gamma: float = 0.1,
+                 warmup_steps: int = 0, pretrained: bool = False):
+        super().__init__()
+        if scheduler not in ("step", "cosine", "none"):
+            raise ValueError(f"scheduler: expected 'step', 'cosine' or 'none', got {scheduler!r}")
+        self.save_hyperparameters()
+        self.net: nn.Module = build_model(model, pretrained=pretrained, **(model_args or {}))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        pred = self(batch["image"])
+        gaze = batch["gaze"].to(pred.dtype)
+        loss = nn.functional.l1_loss(pred, gaze)
+        err = angular_error(pred.detach().float(), gaze.float()).mean()
+        n = gaze.shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=n, sync_dist=not on_step,
+                 prog_bar=on_step)
+        self.log(f"{stage}/angular_error", err, on_step=on_step, on_epoch=True, batch_size=n,
+                 sync_dist=not on_step, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        return self(batch["image"])
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none" and not hp.warmup_steps:
+            return opt
+        if hp.scheduler == "step":
+            main = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
+            sched = {"scheduler": main, "interval": "epoch"}
+            if hp.warmup_steps:  # warm-up per step on top of the epoch schedule via a lambda on the base lr
+                raise ValueError("warmup_steps: use scheduler='cosine' (warm-up is per step)")
+            return {"optimizer": opt, "lr_scheduler": sched}
+        total = max(1, int(getattr(self.trainer, "max_steps", -1) or -1))
+        if total <= 1:
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = int(hp.warmup_steps)
+
+        def factor(step: int) -> float:
+            import math
+            if step < warm:
+                return (step + 1) / warm
+            if hp.scheduler == "none":
+                return 1.0
+            t = min(1.0, (step - warm) / max(1, total - warm))
+            return 0.5 * (1 + math.cos(math.pi * t)) * (1 - 0.01) + 0.01
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
