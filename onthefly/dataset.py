@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .augment import Appearance, AppearanceParams
-from .camera import novel_view
+from .camera import novel_view, project_points
 from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_rotation, rotation_to_pitchyaw
 from .normalization import _normalization_rotation, get_camera
 from .poses import make_sampler, sample_targets
@@ -211,8 +212,6 @@ class OnTheFlyGazeDataset(IterableDataset):
         """Add the time since ``t0`` to ``stage`` (synchronizing CUDA) when timing is on; returns now."""
         if self.stage_times is None:
             return t0
-        import time
-
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t = time.perf_counter()
@@ -390,8 +389,6 @@ class OnTheFlyGazeDataset(IterableDataset):
 
     def batch(self, index: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """Batch ``index`` of ``epoch`` (default: the current epoch): a pure function of (seed, epoch, index)."""
-        import time
-
         t0 = time.perf_counter()
         p = self.sample_parameters(index, epoch)
         self._tick("sample", t0)
@@ -420,8 +417,6 @@ class OnTheFlyGazeDataset(IterableDataset):
     def render(self, frames: torch.Tensor, head_pose: torch.Tensor, app: AppearanceParams) -> dict:
         """Render local frames (n,) at head poses (n, 2) (radians) with appearance parameters: flat batch dict."""
         from .render import UVTexture, VertexColors, render
-
-        import time
 
         st = self._load()
         t0 = time.perf_counter()
@@ -459,9 +454,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         # labels (float64 maths, float32 out)
         g = (V @ st["g"][fr][..., None])[..., 0]
         lm3 = view.apply(st["lm"][fr])
-        Kd = cam.K(dtype=torch.float64, device=dev)
-        q = lm3 @ Kd.T
-        lm2 = q[..., :2] / q[..., 2:]
+        lm2 = project_points(lm3, cam.K(dtype=torch.float64, device=dev))
         rot = V @ st["R_src"][fr].transpose(-1, -2)
         f32 = torch.float32
         out = {"image": img, "mask": mask, "coverage": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32),
