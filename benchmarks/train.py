@@ -1,10 +1,12 @@
 """Fraction of each training step spent waiting for data: on-the-fly rendering vs the same samples from memory.
 
-For a model and image size, runs ``--steps`` optimizer steps twice: (1) batches from ``OnTheFlyGazeDataset``
-rendered in the training process on the training device (the ``train.data`` design), (2) the same batches,
-pre-rendered and held in a device tensor. Per step it times the wait for the next batch and the
-forward/backward/optimizer step (CUDA synchronized) and reports medians and ``wait / (wait + compute)``.
-Results go to ``benchmarks/results/train.json``.
+For a model and image size, runs ``--steps`` optimizer steps in each mode: (1) batches from
+``OnTheFlyGazeDataset`` rendered in the training process on the training device (the ``train.data`` design),
+(2) the same batches, pre-rendered and held in a device tensor, and with ``--repeat K`` (3) the replay stream of
+``train.data.replay`` (K steps per rendered batch drawn from the last ``--pool`` batches, mirrored at random: the
+CPU demo's setting). Per step it times the wait for the next batch and the forward/backward/optimizer step (CUDA
+synchronized). The wait fraction is total wait / total step time (with replay only every K-th step waits for a
+render, so a median would hide it); medians per step are printed too. Results go to ``benchmarks/results/train.json``.
 
     python benchmarks/train.py                                  # small CNN, CPU, 64 px, batch 64 (the demo)
     python benchmarks/train.py --device cuda --model resnet50 --image-size 224 --batch-size 256
@@ -66,6 +68,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per mode (after 2 warm-up steps)")
     ap.add_argument("--appearance", default="default")
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast for the model")
+    ap.add_argument("--repeat", type=int, default=1, help="also time the replay stream: steps per rendered batch")
+    ap.add_argument("--pool", type=int, default=4, help="replay pool in rendered batches (default 4)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "train.json"))
     args = ap.parse_args(argv)
     dev = torch.device(args.device)
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
         build_cache(ProceduralSource(count=128, seed=0, subjects=32), cache)
         ds = OnTheFlyGazeDataset(cache, batch_size=args.batch_size, seed=0, device=dev,
                                  camera=make_camera("xgaze224", args.image_size), appearance=args.appearance,
-                                 epoch_length=args.steps + 2)
+                                 epoch_length=args.steps + 2 + (args.steps // max(1, args.repeat) + 3))
         model = build_model(args.model).to(dev)
         opt = torch.optim.Adam(model.parameters(), 1e-4)
         n = args.steps + 2
@@ -95,16 +99,30 @@ def main(argv=None) -> int:
                 yield {"image": images[i], "gaze": gazes[i]}
 
         w2, c2 = run_steps(model, opt, memory(), n, dev, args.amp)
+        modes = [("onthefly", w1[2:], c1[2:]), ("memory", w2[2:], c2[2:])]
+        if args.repeat > 1:
+            from train.data import replay
+            from onthefly.dataset import batch_generator
+
+            ds.set_epoch(1)
+            m = 2 * args.repeat + args.steps
+            w3, c3 = run_steps(model, opt, replay(onthefly(), args.repeat, args.pool, True,
+                                                  lambda i: batch_generator(0, 1, 0, i, 11)), m, dev, args.amp)
+            modes.append((f"replay{args.repeat}", w3[2 * args.repeat:], c3[2 * args.repeat:]))
     res = {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
            platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "model": args.model,
            "image_size": args.image_size, "batch_size": args.batch_size, "appearance": args.appearance,
            "amp": args.amp, "timed_steps": args.steps}
-    for name, w, c in (("onthefly", w1[2:], c1[2:]), ("memory", w2[2:], c2[2:])):
+    print(f"{'mode':9s} {'wait median':>12s} {'step median':>12s} {'wait mean':>10s} {'wait fraction':>14s} "
+          f"{'samples/s':>10s}")
+    for name, w, c in modes:
         mw, mc = statistics.median(w), statistics.median(c)
-        res[name] = {"wait_s": round(mw, 5), "compute_s": round(mc, 5), "wait_fraction": round(mw / (mw + mc), 4),
-                     "samples_per_s": round(args.batch_size / (mw + mc), 1)}
-        print(f"{name:9s} data wait {mw * 1e3:8.1f} ms  step {mc * 1e3:8.1f} ms  wait fraction "
-              f"{100 * mw / (mw + mc):5.1f} %  ({args.batch_size / (mw + mc):.0f} samples/s)")
+        tw, tc = sum(w) / len(w), sum(c) / len(c)
+        res[name] = {"wait_median_s": round(mw, 5), "compute_median_s": round(mc, 5), "wait_mean_s": round(tw, 5),
+                     "compute_mean_s": round(tc, 5), "wait_fraction": round(tw / (tw + tc), 4),
+                     "samples_per_s": round(args.batch_size / (tw + tc), 1)}
+        print(f"{name:9s} {mw * 1e3:9.1f} ms {mc * 1e3:9.1f} ms {tw * 1e3:7.1f} ms {100 * tw / (tw + tc):12.1f} % "
+              f"{args.batch_size / (tw + tc):10.0f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     allres = json.loads(out.read_text()) if out.is_file() else {}

@@ -124,6 +124,10 @@ class OnTheFlyGazeDataset(IterableDataset):
         ssaa: render at ``ssaa``× resolution and average (anti-aliasing; 1 = off).
         shared_appearance: with ``views_per_frame > 1``, the K views of a frame share one background, light and
             jitter draw (MPII-NV uses one background, colour and ambient for all views of a source).
+        cull_backfaces: skip faces turned away from the camera before rasterizing. Exact (the same image) for
+            closed, outward-oriented meshes such as the procedural heads, and about 2x faster to render on the CPU
+            (the rasterizer's cost is dominated by the faces at low resolution); off by default because a mesh
+            with inconsistent winding (some scans) would lose visible faces.
         tune_malloc: on CPU, call :func:`onthefly.render.tune_malloc` once in the iterating process before the
             first batch (default ``None`` = yes on CPU, no on CUDA). Rendering allocates and frees tens of MB per
             batch; with glibc's default thresholds every batch page-faults its working set back in. Measured with
@@ -145,7 +149,7 @@ class OnTheFlyGazeDataset(IterableDataset):
                  val_subjects=None, val_fraction: float = 0.2, split_seed: int = 0,
                  max_rotation_deg: float | None = 60.0, max_head_pose_deg: float | None = 80.0,
                  max_rounds: int = 64, image_format: str = "unit", ssaa: int = 1,
-                 shared_appearance: bool = False, tune_malloc: bool | None = None):
+                 shared_appearance: bool = False, tune_malloc: bool | None = None, cull_backfaces: bool = False):
         super().__init__()
         from .cache import MeshCache
 
@@ -173,6 +177,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         self.max_rotation_deg, self.max_head_pose_deg = max_rotation_deg, max_head_pose_deg
         self.max_rounds, self.image_format, self.ssaa = int(max_rounds), image_format, int(ssaa)
         self.shared_appearance = bool(shared_appearance)
+        self.cull_backfaces = bool(cull_backfaces)
         self.tune_malloc = (self.device.type == "cpu") if tune_malloc is None else bool(tune_malloc)
         self.epoch = 0
         # cheap validation now (open, read the subject list, close: nothing survives into forked workers)
@@ -440,7 +445,7 @@ class OnTheFlyGazeDataset(IterableDataset):
             tex = UVTexture(maps, vuv, fuv, texture_index=st["texture_id"][fr])
         res = render(verts, faces, st["K"].expand(n, 3, 3), (H, W), textures=tex,
                      lights=self.appearance.lights(app_d), material=self.appearance.material(n, dev),
-                     background=None, ssaa=self.ssaa, check=False)
+                     background=None, ssaa=self.ssaa, cull_backfaces=self.cull_backfaces, check=False)
         mask = res.mask if st["face"] is None else self._face_mask(res.fragments, faces, st["face"][fr])
         t0 = self._tick("render", t0)
         img = self.appearance.composite(res.image, res.mask, app_d)  # backgrounds: the whole mesh's coverage

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -146,23 +147,35 @@ class _Batches(Dataset):
 
 class TrainStream(IterableDataset):
     """The training stream: on-the-fly batches of this rank (optionally mixed with real h5 samples), with the
-    epoch taken from the trainer at every ``iter`` (so resumed runs continue the exact batch sequence)."""
+    epoch taken from the trainer at every ``iter`` (so resumed runs continue the exact batch sequence).
+
+    ``repeat`` > 1 turns it into a replay stream for machines where rendering costs more than a training step:
+    every rendered batch is followed by ``repeat`` optimizer steps, each drawing ``batch_size`` samples at random
+    from the last ``pool`` rendered batches, each mirrored with probability 0.5 when ``mirror`` (exact labels,
+    :func:`mirror`). Draws are seeded by ``(seed, epoch, rank, batch, 11)``, so the stream stays a pure function of
+    the seed and the epoch. ``mirror_repeat`` is the simpler deterministic scheme: each batch, then its mirror."""
 
     def __init__(self, dm: "GazeDataModule", ds: OnTheFlyGazeDataset, real: H5GazeDataset | None, n_real: int,
-                 mirror_repeat: bool = False):
+                 mirror_repeat: bool = False, repeat: int = 1, pool: int = 1, mirror: bool = False,
+                 cull_backfaces: bool = False):
         self.dm, self.ds, self.real, self.n_real = dm, ds, real, n_real
         self.mirror_repeat = bool(mirror_repeat)
+        self.repeat, self.pool, self.mirror = int(repeat), int(pool), bool(mirror)
+
+    def steps_per_render(self) -> int:
+        return self.repeat if self.repeat > 1 else 2 if self.mirror_repeat else 1
 
     def __len__(self) -> int:
-        return len(self.ds) * (2 if self.mirror_repeat else 1)
+        return len(self.ds) * self.steps_per_render()
 
-    def __iter__(self):
+    def _rendered(self):
+        """This rank's rendered batches of the current epoch (with the real rows when mixing)."""
         epoch = self.dm.current_epoch()
         self.ds.seed = self.dm.seed  # a restored checkpoint's seed (load_state_dict runs after setup)
         self.ds.set_epoch(epoch)
         self.dm.epoch = epoch
         dev = self.ds.device
-        for i, batch in enumerate(self.ds):
+        for batch in self.ds:
             out = {k: batch[k] for k in KEYS}
             if self.real is not None and self.n_real > 0:
                 g = batch_generator(self.dm.seed, epoch, int(batch["batch_index"][0]), 7)
@@ -173,19 +186,50 @@ class TrainStream(IterableDataset):
             out["batch_index"] = batch["batch_index"][:1].expand(out["gaze"].shape[0])
             out["frame_index"] = batch["frame_index"]
             yield out
+
+    def __iter__(self):
+        if self.repeat > 1:
+            seed, epoch, rank = self.dm.seed, self.dm.current_epoch(), distributed_info()[0]
+            yield from replay(self._rendered(), self.repeat, self.pool, self.mirror,
+                              lambda i: batch_generator(seed, epoch, rank, i, 11))
+            return
+        for out in self._rendered():
+            yield out
             if self.mirror_repeat:
                 yield mirror(out)
 
 
-def mirror(batch: dict) -> dict:
+def replay(batches, repeat: int, pool: int, mirror_p: bool, generator_for) -> Iterator[dict]:
+    """After each batch of ``batches``, ``repeat`` batches of the same size drawn at random (without replacement
+    within a draw) from the last ``pool`` batches, each sample mirrored with probability 0.5 when ``mirror_p``;
+    ``generator_for(i)`` seeds the draws after batch i (so the stream stays a pure function of its seed)."""
+    recent: list[dict] = []
+    for i, out in enumerate(batches):
+        recent = (recent + [out])[-pool:]
+        keys = [k for k in out if all(k in b for b in recent)]
+        cat = {k: torch.cat([b[k] for b in recent]) for k in keys} if len(recent) > 1 else out
+        n, bs = cat["gaze"].shape[0], out["gaze"].shape[0]
+        g = generator_for(i)
+        for _ in range(repeat):
+            idx = torch.randperm(n, generator=g)[:bs]
+            flip = torch.rand(bs, generator=g) < 0.5 if mirror_p else torch.zeros(bs, dtype=torch.bool)
+            drawn = {k: cat[k].index_select(0, idx.to(cat[k].device)) for k in keys}
+            yield mirror(drawn, flip)
+
+
+def mirror(batch: dict, which: torch.Tensor | None = None) -> dict:
     """The horizontally mirrored batch with exact labels: mirroring the scene through the camera's y-z plane
-    negates x, so yaw → -yaw and pitch is unchanged (gaze and head pose). (The principal point is W/2 while the
-    flip maps pixel x → W-1-x: a half-pixel shift of the image, irrelevant to direction labels.)"""
+    negates x, so yaw → -yaw and pitch is unchanged (gaze and head pose). ``which`` (B,) bool mirrors only those
+    samples. (The principal point is W/2 while the flip maps pixel x → W-1-x: a half-pixel shift of the image,
+    irrelevant to direction labels.)"""
     out = dict(batch)
-    sign = torch.tensor([1.0, -1.0], device=batch["gaze"].device)
-    out["image"] = batch["image"].flip(-1)
-    out["gaze"] = batch["gaze"] * sign
-    out["head_pose"] = batch["head_pose"] * sign
+    dev = batch["gaze"].device
+    sign = torch.tensor([1.0, -1.0], device=dev)
+    w = torch.ones(len(batch["gaze"]), dtype=torch.bool, device=dev) if which is None else which.to(dev)
+    out["image"] = torch.where(w.view(-1, 1, 1, 1), batch["image"].flip(-1), batch["image"])
+    for k in ("gaze", "head_pose"):
+        if k in batch:
+            out[k] = torch.where(w.view(-1, 1), batch[k] * sign, batch[k])
     return out
 
 
@@ -200,7 +244,8 @@ class GazeDataModule(L.LightningDataModule):
         camera, image_size: normalized camera preset and optional rescaled size (``make_camera``).
         device: where training batches are rendered: ``"auto"`` = the module's device (the trainer's root device).
         epoch_length: training batches per epoch (over all ranks); default one pass over the training frames.
-        target, appearance, background_dir, image_format, ssaa, max_rotation_deg: passed to the dataset.
+        target, appearance, background_dir, image_format, ssaa, max_rotation_deg, cull_backfaces: passed to the
+            dataset (training and the synthetic validation set).
         val_subjects / val_fraction / split_seed: held-out subjects (never rendered for training).
         val_batches, val_batch_size, val_seed, val_target, val_appearance: the fixed synthetic validation set.
         val_h5, test_h5: real ETH-XGaze-layout h5 files for validation / test (``val_h5_max`` caps each set).
@@ -208,6 +253,9 @@ class GazeDataModule(L.LightningDataModule):
         num_workers: workers for the real h5 val/test loaders.
         mirror_repeat: train on every rendered batch twice, the second time mirrored (yaw → -yaw, exact): two
             optimizer steps per render, for CPUs where rendering dominates the step.
+        repeat, pool, mirror: replay (see :class:`TrainStream`): ``repeat`` optimizer steps per rendered batch,
+            each drawing a batch from the last ``pool`` rendered batches, mirroring each sample with probability
+            0.5 when ``mirror``. ``repeat = 1`` (default) trains on every rendered batch once, as rendered.
     """
 
     def __init__(self, cache: str | None = None, batch_size: int = 64, seed: int = 0, camera: str = "xgaze224",
@@ -220,7 +268,8 @@ class GazeDataModule(L.LightningDataModule):
                  val_appearance: dict | str | None = None, val_h5: list[str] | None = None,
                  test_h5: list[str] | None = None, val_h5_max: int | None = None,
                  train_h5: list[str] | None = None, real_ratio: float = 0.0, num_workers: int = 0,
-                 mirror_repeat: bool = False):
+                 mirror_repeat: bool = False, repeat: int = 1, pool: int = 1, mirror: bool = False,
+                 cull_backfaces: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.seed, self.epoch = int(seed), 0
@@ -233,6 +282,12 @@ class GazeDataModule(L.LightningDataModule):
     def check(self) -> None:
         """Validate the configuration (files, keys, sizes) without rendering; raises a clear ``ValueError``."""
         hp = self.hparams
+        for name in ("repeat", "pool"):
+            v = getattr(hp, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"data.{name}: expected an int >= 1, got {v!r}")
+        if hp.mirror_repeat and hp.repeat > 1:
+            raise ValueError("data.mirror_repeat and data.repeat > 1 exclude each other (use repeat + mirror)")
         if not 0.0 <= hp.real_ratio <= 1.0:
             raise ValueError(f"data.real_ratio: expected 0 <= r <= 1, got {hp.real_ratio}")
         if hp.real_ratio > 0 and not hp.train_h5:
@@ -271,7 +326,8 @@ class GazeDataModule(L.LightningDataModule):
         hp = self.hparams
         kw = dict(camera=self.cam, target=hp.target, appearance=hp.appearance, background_dir=hp.background_dir,
                   image_format=hp.image_format, ssaa=hp.ssaa, max_rotation_deg=hp.max_rotation_deg,
-                  split=split, val_subjects=hp.val_subjects, val_fraction=hp.val_fraction, split_seed=hp.split_seed)
+                  split=split, val_subjects=hp.val_subjects, val_fraction=hp.val_fraction, split_seed=hp.split_seed,
+                  cull_backfaces=hp.cull_backfaces)
         kw.update({k: v for k, v in over.items() if v is not None})
         return OnTheFlyGazeDataset(hp.cache, batch_size=batch_size, seed=seed, device=device, **kw)
 
@@ -296,7 +352,8 @@ class GazeDataModule(L.LightningDataModule):
                 if self._n_real else None
             if hp.cache is None:
                 raise ValueError("data.cache: real-only training (real_ratio = 1) is not supported by the stream")
-            self._train = TrainStream(self, self.train_dataset(), real, self._n_real, hp.mirror_repeat)
+            self._train = TrainStream(self, self.train_dataset(), real, self._n_real, hp.mirror_repeat,
+                                      hp.repeat, hp.pool, hp.mirror)
         if stage in ("fit", "validate", None) and self._val is None:
             self._val = self._eval_sets(hp.val_h5, synthetic=hp.cache is not None and hp.val_batches > 0)
         if stage in ("test", None) and self._test is None:

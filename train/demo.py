@@ -9,23 +9,62 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from pathlib import Path
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
 
-def learning_curve(log_dir: Path) -> list[tuple[int, int, float]]:
-    """(epoch, step, val/angular_error) rows from the CSVLogger's metrics.csv."""
-    rows = []
+def learning_curve(log_dir: Path) -> list[dict]:
+    """Per-epoch rows ``{epoch, step, val, train}`` (mean angular errors in degrees; ``train`` is the epoch mean
+    of the training batches, None when not logged) from the CSVLogger's newest metrics.csv."""
     files = sorted(log_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
     if not files:
-        return rows
+        return []
+    rows: dict[int, dict] = {}
     with open(files[-1]) as f:
         for r in csv.DictReader(f):
+            e = int(r["epoch"])
+            row = rows.setdefault(e, {"epoch": e, "step": None, "val": None, "train": None})
             if r.get("val/angular_error"):
-                rows.append((int(r["epoch"]), int(r["step"]), float(r["val/angular_error"])))
-    return rows
+                row["val"], row["step"] = float(r["val/angular_error"]), int(r["step"])
+            if r.get("train/angular_error_epoch"):
+                row["train"] = float(r["train/angular_error_epoch"])
+    return [rows[e] for e in sorted(rows) if rows[e]["val"] is not None]
+
+
+def curve_plot(rows: list[dict], size: tuple[int, int] = (640, 360)) -> "np.ndarray":
+    """The learning curve as an RGB image (OpenCV): held-out (red) and training (blue) error per epoch."""
+    import cv2
+    import numpy as np
+
+    W, H = size
+    img = np.full((H, W, 3), 255, np.uint8)
+    m, top = 50, 30
+    vals = [r[k] for r in rows for k in ("val", "train") if r[k] is not None]
+    ymax = max(5.0, float(np.ceil(max(vals) / 5) * 5)) if vals else 5.0
+    n = max(1, len(rows) - 1)
+
+    def xy(i: int, v: float) -> tuple[int, int]:
+        return int(m + i * (W - 2 * m) / n), int(H - m - v / ymax * (H - m - top))
+
+    for v in np.arange(0, ymax + 1e-9, ymax / 5):
+        y = xy(0, v)[1]
+        cv2.line(img, (m, y), (W - m, y), (225, 225, 225), 1)
+        cv2.putText(img, f"{v:.0f}", (8, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    for k, colour in (("train", (40, 90, 220)), ("val", (220, 40, 40))):
+        pts = [xy(i, r[k]) for i, r in enumerate(rows) if r[k] is not None]
+        for a, b in zip(pts, pts[1:]):
+            cv2.line(img, a, b, colour, 2, cv2.LINE_AA)
+        for p in pts:
+            cv2.circle(img, p, 3, colour, -1, cv2.LINE_AA)
+    for i, r in enumerate(rows):
+        cv2.putText(img, str(r["epoch"]), (xy(i, 0)[0] - 4, H - m + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+    cv2.putText(img, "mean angular error (deg) per epoch: held-out (red), training (blue)", (m, 18),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    cv2.putText(img, "epoch", (W // 2 - 20, H - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    return img
 
 
 def evaluate(model, batches) -> tuple[float, "torch.Tensor", "torch.Tensor"]:
@@ -108,14 +147,19 @@ def main(argv=None) -> int:
           f"in {t_fit:.0f} s", flush=True)
 
     curve = learning_curve(out / "logs")
-    print("[3/4] learning curve (held-out subjects, novel head poses):")
-    for epoch, step, err in curve:
-        print(f"      epoch {epoch:3d}  step {step:5d}  val angular error {err:6.2f} deg")
+    print("[3/4] learning curve (held-out subjects at novel head poses; training batches):")
+    for r in curve:
+        train = f"{r['train']:6.2f}" if r["train"] is not None else "   n/a"
+        print(f"      epoch {r['epoch']:3d}  step {r['step']:5d}  held-out {r['val']:6.2f} deg  train {train} deg")
+    (out / "learning_curve.json").write_text(json.dumps(curve, indent=1))
+    from onthefly import viz
+
+    viz.save_png(out / "learning_curve.png", curve_plot(curve))
     batches = cli.datamodule.val_batches()
     err, pred, gaze = evaluate(cli.model.cpu(), batches)
     png = write_preview(out / "predictions.png", batches, pred, gaze)
     n_subj = len(cli.datamodule._dataset("val", 0, 1, "cpu").subjects)
     print(f"[4/4] {len(gaze)} held-out samples of {n_subj} unseen subjects; predictions (green true, red predicted): "
-          f"{png}; total {time.perf_counter() - t0:.0f} s")
+          f"{png}; learning curve: {out / 'learning_curve.png'}; total {time.perf_counter() - t0:.0f} s")
     print(f"held-out angular error: {err:.2f} deg")
     return 0

@@ -1,6 +1,9 @@
 """The training package: models, the Lightning module, the data module, checkpoints and configuration errors."""
 from __future__ import annotations
 
+import json
+
+import cv2
 import lightning as L
 import pytest
 import torch
@@ -206,3 +209,82 @@ def test_mirror_repeat_yields_the_mirrored_batch_with_exact_labels(tiny_cache):
     assert torch.equal(b["image"], a["image"].flip(-1))
     assert torch.equal(b["gaze"][:, 0], a["gaze"][:, 0]) and torch.equal(b["gaze"][:, 1], -a["gaze"][:, 1])
 
+
+
+def test_replay_draws_mirrored_samples_from_the_last_rendered_batches(tiny_cache):
+    dm = GazeDataModule(str(tiny_cache), repeat=3, pool=2, mirror=True, **TINY)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert len(loader) == 9  # 3 rendered batches x 3 steps
+    steps = list(loader)
+    assert len(steps) == 9
+    rendered = list(dm.train_dataset())  # the same seed and epoch: the batches the replay drew from
+    seen_flip = seen_plain = 0
+    for s, step in enumerate(steps):
+        r = s // 3
+        pool = rendered[max(0, r - 1):r + 1]
+        imgs = torch.cat([b["image"] for b in pool])
+        gaze = torch.cat([b["gaze"] for b in pool])
+        for img, g in zip(step["image"], step["gaze"]):
+            plain = (imgs == img).flatten(1).all(1)
+            flipped = (imgs.flip(-1) == img).flatten(1).all(1)
+            assert bool(plain.any() or flipped.any()), f"step {s}: a sample that is not in the last 2 batches"
+            if plain.any():
+                seen_plain += 1
+                assert torch.equal(gaze[plain.nonzero()[0, 0]], g)
+            else:  # mirrored: pitch kept, yaw negated
+                seen_flip += 1
+                src = gaze[flipped.nonzero()[0, 0]]
+                assert torch.equal(src[0], g[0]) and torch.equal(-src[1], g[1])
+    assert seen_flip > 0 and seen_plain > 0
+    # a pure function of the seed and epoch
+    again = list(dm.train_dataloader())
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(steps, again))
+
+
+def test_replay_options_are_checked():
+    with pytest.raises(ValueError, match="repeat"):
+        GazeDataModule(None, repeat=0, real_ratio=1.0, train_h5=None)
+    with pytest.raises(ValueError, match="exclude"):
+        GazeDataModule(None, repeat=2, mirror_repeat=True)
+
+
+def test_ema_and_mirror_tta_drive_evaluation():
+    torch.manual_seed(0)
+    m = GazeRegressor(model="small", model_args={"width": 8}, ema_decay=0.5, tta_mirror=True)
+    x = torch.rand(4, 3, 32, 32)
+    # eval uses the EMA copy: it only moves after an update
+    with torch.no_grad():
+        for p in m.net.parameters():
+            p.add_(0.1)
+    m.eval()
+    before = m(x)
+    m.on_train_batch_end(None, None, 0)
+    after = m(x)
+    assert not torch.allclose(before, after)
+    # mirror averaging: the prediction of the mirror image is the prediction with yaw negated
+    px, pm = m(x), m(x.flip(-1))
+    assert torch.allclose(px[:, 0], pm[:, 0], atol=1e-6) and torch.allclose(px[:, 1], -pm[:, 1], atol=1e-6)
+    m.train()
+    assert torch.equal(m(x), m.net(x))
+    with pytest.raises(ValueError, match="ema_decay"):
+        GazeRegressor(ema_decay=1.0)
+
+
+def test_train_demo_end_to_end_reports_error_curve_and_pictures(tmp_path, capsys):
+    from train.demo import main
+
+    out = tmp_path / "demo"
+    assert main(["--out", str(out), "--subjects", "4", "--views", "2", "--max-epochs", "2", "--epoch-length", "2",
+                 "--data.image_size", "32", "--data.val_batches", "1", "--data.batch_size", "8",
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("held-out angular error: ") and lines[-1].endswith(" deg")
+    err = float(lines[-1].split(": ")[1].split()[0])
+    assert 0 < err < 180
+    curve = json.loads((out / "learning_curve.json").read_text())
+    assert [r["epoch"] for r in curve] == [0, 1] and all(r["val"] > 0 for r in curve)
+    for png in ("predictions.png", "learning_curve.png"):
+        img = cv2.imread(str(out / png))
+        assert img is not None and img.std() > 5, png
+    assert (out / "checkpoints" / "last.ckpt").is_file()
