@@ -47,7 +47,7 @@ KEYS = ("face_patch", "face_mask", "face_gaze", "face_head_pose", "face_mat_norm
 IMAGE_CHUNK_ROWS = 1
 #: attributes that must match for ``--resume`` to continue a file
 _FINGERPRINT = ("format_version", "schema", "subject", "n_rows", "seed", "views_per_frame", "batch_size", "epoch",
-                "config", "onthefly_version")
+                "config", "onthefly_version", "cache_created")
 #: config keys that select subjects (the export exports every selected subject, one file each)
 _SELECTION = ("subjects", "split", "val_subjects", "val_fraction", "split_seed")
 #: config keys the export sets itself or that do not change the rows
