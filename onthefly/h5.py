@@ -91,19 +91,19 @@ def _to_images(patch: np.ndarray, image_format: str) -> torch.Tensor:
     return x
 
 
-def _optional_keys(paths: list[Path]) -> list[tuple[str, str]]:
-    """(h5 key, item key) pairs of the optional datasets every file holds (one h5 key per item key)."""
-    common: set[str] | None = None
+def _optional_keys(paths: list[Path]) -> list[dict[str, str]]:
+    """Per file, {item key: h5 key} of the optional datasets that every file holds (under one of their names)."""
+    per_file = []
     for p in paths:
         with open_h5(p) as f:
             keys = set(f.keys())
-        common = keys if common is None else common & keys
-    out, seen = [], set()
-    for h5_key, item_key in _OPTIONAL:
-        if h5_key in (common or set()) and item_key not in seen:
-            out.append((h5_key, item_key))
-            seen.add(item_key)
-    return out
+        m: dict[str, str] = {}
+        for h5_key, item_key in _OPTIONAL:
+            if h5_key in keys and item_key not in m:
+                m[item_key] = h5_key
+        per_file.append(m)
+    common = set.intersection(*(set(m) for m in per_file))
+    return [{k: v for k, v in m.items() if k in common} for m in per_file]
 
 
 class H5GazeDataset(Dataset):
@@ -157,7 +157,7 @@ class H5GazeDataset(Dataset):
         hp = f["face_head_pose"][uniq][inv].astype(np.float32)[:, :2] if "face_head_pose" in f else \
             np.full((len(rows), 2), np.nan, np.float32)
         out["head_pose"] = torch.from_numpy(np.ascontiguousarray(hp))
-        for h5_key, key in self.optional:
+        for key, h5_key in self.optional[k].items():
             a = f[h5_key][uniq][inv]
             if key == "mask":
                 out[key] = torch.from_numpy(a[:, None].astype(np.float32) / 255.0)
