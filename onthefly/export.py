@@ -24,6 +24,7 @@ import math
 import os
 import queue
 import re
+import socket
 import sys
 import threading
 import time
@@ -668,7 +669,7 @@ def write_index(out: str | Path) -> Path:
              "subjects": {e["file"]: e["subject"] for e in entries},
              "total_rows": sum(e["rows"] for e in entries), "files": entries}
     path = out / INDEX_NAME
-    tmp = out / f".{INDEX_NAME}.{os.getpid()}.tmp"
+    tmp = out / f".{INDEX_NAME}.{socket.gethostname()}.{os.getpid()}.tmp"  # shards may finish together
     try:
         tmp.write_text(json.dumps(index, indent=1))
         os.replace(tmp, path)

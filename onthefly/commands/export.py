@@ -67,7 +67,12 @@ def _export(args) -> int:
     cfg = load_config(args.config) if args.config else {}
     st = ExportSettings(args.cache, args.out, args.seed, args.views_per_frame, args.schema, args.image_size, cfg,
                         args.compression, args.device)
-    rep = export(st, shard=parse_shard(args.shard), resume=args.resume, progress=args.progress)
+    try:
+        rep = export(st, shard=parse_shard(args.shard), resume=args.resume, progress=args.progress)
+    except KeyboardInterrupt:
+        print(f"onthefly export: interrupted; the rows written so far are kept in {st.out}/*.h5.tmp: rerun the same "
+              "command with --resume to continue", file=sys.stderr)
+        return 130
     i, n = rep.shard
     print(f"{rep.out}: shard {i}/{n}: wrote {len(rep.written)} file(s) ({rep.rows} rows) in {rep.seconds:.1f} s"
           + (f", {len(rep.skipped)} already complete" if rep.skipped else "")

@@ -136,10 +136,11 @@ def _run_cli(args, **kw):
                             stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, **kw)
 
 
-@pytest.mark.parametrize("trigger", ["p00.h5: 8/8 rows", "p01.h5: 2/8 rows"])
-def test_kill9_then_resume_equals_uninterrupted(proc_cache, tmp_path, config_file, trigger):
+@pytest.mark.parametrize("sig,trigger", [(signal.SIGKILL, "p00.h5: 8/8 rows"), (signal.SIGKILL, "p01.h5: 2/8 rows"),
+                                         (signal.SIGINT, "p01.h5: 4/8 rows")])
+def test_kill9_then_resume_equals_uninterrupted(proc_cache, tmp_path, config_file, sig, trigger):
     """kill -9 right after the first subject's last batch (before or after its rename) or in the middle of the
-    second subject; --resume then yields exactly the uninterrupted export."""
+    second subject, or Ctrl-C (SIGINT: exit status 130); --resume then yields exactly the uninterrupted export."""
     cfg = tmp_path / "b1.json"
     cfg.write_text(json.dumps({**CONFIG, "batch_size": 1}))  # one frame per batch: many batches per subject
     out, ref = tmp_path / "killed", tmp_path / "ref"
@@ -151,11 +152,15 @@ def test_kill9_then_resume_equals_uninterrupted(proc_cache, tmp_path, config_fil
     for line in proc.stdout:
         seen.append(line.strip())
         if line.strip() == trigger:
-            os.kill(proc.pid, signal.SIGKILL)
+            os.kill(proc.pid, sig)
             break
     proc.wait(timeout=120)
-    assert trigger in seen, (seen, proc.stderr.read())
-    assert proc.returncode == -signal.SIGKILL, "the export finished before it could be killed"
+    err = proc.stderr.read()
+    assert trigger in seen, (seen, err)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, "the export finished before it could be killed"
+    else:
+        assert proc.returncode == 130 and "rerun the same command with --resume" in err, (proc.returncode, err)
     assert not (out / "index.json").exists()
     assert verify_export(out)  # an interrupted export never verifies
     assert not (out / "p03.h5").exists()
