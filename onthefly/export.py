@@ -317,9 +317,11 @@ class _SubjectFile:
     def _guard(self, fn, *args):
         try:
             return fn(*args)
-        except OSError as exc:
+        except BaseException as exc:  # close the file whatever failed; the .tmp stays for --resume
             self.close_quietly()
-            raise _write_error(self.tmp, exc, self.final.parent) from exc
+            if isinstance(exc, OSError):
+                raise _write_error(self.tmp, exc, self.final.parent) from exc
+            raise
 
     def create(self) -> None:
         self._guard(self._create)
@@ -411,7 +413,7 @@ def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
     try:
         f = h5py.File(tmp, "r+")
     except OSError as exc:
-        if "lock" in str(exc).lower():
+        if "unable to lock" in str(exc).lower():  # HDF5's file lock: another live process has it open
             raise ExportError(f"{tmp}: locked; is another export process writing it? ({exc})") from None
         raise _Unreadable(f"cannot be opened ({exc})") from None
     try:
