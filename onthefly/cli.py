@@ -57,6 +57,13 @@ def _preview_args(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+@command("export", "write a fixed h5 dataset in the anchors' schema (one file per subject; resumable, sharded), "
+         "or --verify / --index an export directory", "onthefly.commands.export:run")
+def _export_args(p: argparse.ArgumentParser) -> None:
+    from .commands.export import add_arguments
+    add_arguments(p)
+
+
 @command("demo", "the main job on the embedded procedural heads: cache -> on-the-fly batches -> preview",
          "onthefly.commands.demo:run")
 def _demo_args(p: argparse.ArgumentParser) -> None:
