@@ -12,17 +12,17 @@ not match the camera) is raised by :meth:`GazeDataModule.check`, called from ``_
 """
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from onthefly.dataset import IMAGENET_MEAN, IMAGENET_STD, OnTheFlyGazeDataset, batch_generator, distributed_info
+from onthefly.dataset import OnTheFlyGazeDataset, batch_generator, distributed_info
+# the h5 reader lives in onthefly.h5 (exports and ETH-XGaze-layout files); re-exported for existing imports
+from onthefly.h5 import H5GazeDataset, check_h5  # noqa: F401
 from onthefly.normalization import NormalizedCamera, get_camera
 
 #: the keys the training and evaluation code uses (the rest of the on-the-fly batch is dropped from held sets)
@@ -39,11 +39,6 @@ def make_camera(camera="xgaze224", image_size: int | None = None) -> NormalizedC
         raise ValueError(f"image_size: expected an int >= 8 or None, got {image_size!r}")
     s = image_size / cam.width
     return NormalizedCamera(cam.focal * s, cam.distance, image_size, round(cam.height * s), f"{cam.name}@{image_size}")
-
-
-# ----------------------------------------------------------------------------------------------- real h5 files
-# the reader lives in onthefly.h5 (exports and ETH-XGaze-layout files); re-exported here for existing imports
-from onthefly.h5 import H5GazeDataset, _to_images, check_h5  # noqa: E402,F401
 
 
 class _Batches(Dataset):

@@ -12,6 +12,11 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
