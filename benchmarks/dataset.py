@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-tune-malloc", dest="tune_malloc", action="store_false",
                     help="pass tune_malloc=False to the dataset (glibc's default allocator thresholds; on CPU the "
                          "dataset tunes them by default)")
+    ap.add_argument("--cull", choices=("off", "on", "both"), default="off",
+                    help="cull_backfaces: off (default), on, or both (interleaved in one run, for the ratio)")
     ap.add_argument("--cache", default=None, help="use this cache instead of building one")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "dataset.json"))
     args = ap.parse_args(argv)
@@ -74,38 +76,48 @@ def main(argv=None) -> int:
             small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
             cv2.imwrite(str(bg / f"{i:03d}.jpg"), cv2.resize(small, (256, 256), interpolation=cv2.INTER_CUBIC))
         rows = []
+        culls = {"off": [False], "on": [True], "both": [False, True]}[args.cull]
         for B in sizes:
-            ds = OnTheFlyGazeDataset(cache, batch_size=B, seed=0, device=args.device, camera=args.camera,
-                                     appearance=args.appearance, background_dir=bg, tune_malloc=args.tune_malloc)
-            t = time.perf_counter()
-            ds.batch(0)  # warm-up: loads the frames and the background pool
-            load_s = time.perf_counter() - t
-            totals, stages, cpu = [], [], []
-            for r in range(repeats):
-                ds.stage_times = {}
-                t, c = time.perf_counter(), time.process_time()
-                ds.batch(r + 1)
-                if ds.device.type == "cuda":
-                    torch.cuda.synchronize()
-                totals.append(time.perf_counter() - t)
-                cpu.append(time.process_time() - c)
-                stages.append(ds.stage_times)
-            med = statistics.median(totals)
-            row = {"batch_size": B, "samples_per_s": B / med, "batch_s_median": med, "batch_s": totals,
-                   "cpu_s_median": statistics.median(cpu), "best_samples_per_s": B / min(totals),
-                   "first_batch_s": load_s,
-                   "stages_s_median": {k: statistics.median(s.get(k, 0.0) for s in stages) for k in STAGES}}
-            rows.append(row)
-            print(f"batch {B}: {row['samples_per_s']:.1f} samples/s (best {row['best_samples_per_s']:.1f}; "
-                  f"CPU {row['cpu_s_median']:.2f} s/batch)", flush=True)
+            dss, load_s = {}, {}
+            for cull in culls:
+                dss[cull] = OnTheFlyGazeDataset(cache, batch_size=B, seed=0, device=args.device, camera=args.camera,
+                                                appearance=args.appearance, background_dir=bg,
+                                                tune_malloc=args.tune_malloc, cull_backfaces=cull)
+                t = time.perf_counter()
+                dss[cull].batch(0)  # warm-up: loads the frames and the background pool
+                load_s[cull] = time.perf_counter() - t
+            timed = {cull: ([], [], []) for cull in culls}
+            for r in range(repeats):  # interleaved, so both settings see the same machine load
+                for cull, ds in dss.items():
+                    totals, stages, cpu = timed[cull]
+                    ds.stage_times = {}
+                    t, c = time.perf_counter(), time.process_time()
+                    ds.batch(r + 1)
+                    if ds.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    totals.append(time.perf_counter() - t)
+                    cpu.append(time.process_time() - c)
+                    stages.append(ds.stage_times)
+            for cull in culls:
+                totals, stages, cpu = timed[cull]
+                med = statistics.median(totals)
+                row = {"batch_size": B, "cull_backfaces": cull, "samples_per_s": B / med, "batch_s_median": med,
+                       "batch_s": totals,
+                       "cpu_s_median": statistics.median(cpu), "best_samples_per_s": B / min(totals),
+                       "first_batch_s": load_s[cull],
+                       "stages_s_median": {k: statistics.median(s.get(k, 0.0) for s in stages) for k in STAGES}}
+                rows.append(row)
+                print(f"batch {B}{' cull' if cull else ''}: {row['samples_per_s']:.1f} samples/s "
+                      f"(best {row['best_samples_per_s']:.1f}; CPU {row['cpu_s_median']:.2f} s/batch)", flush=True)
     cam = args.camera
     print(f"\nOnTheFlyGazeDataset, {cam}, appearance {args.appearance!r}, device {args.device}, "
           f"torch threads {torch.get_num_threads()}, tune_malloc {args.tune_malloc and args.device == 'cpu'}, median of {repeats} batches")
-    head = f"{'batch':>6} {'samples/s':>10} {'best/s':>8} {'batch s':>8} " + " ".join(f"{k:>10}" for k in STAGES)
+    head = f"{'batch':>6} {'cull':>5} {'samples/s':>10} {'best/s':>8} {'batch s':>8} " + " ".join(f"{k:>10}" for k in STAGES)
     print(head)
     for r in rows:
         st = r["stages_s_median"]
-        print(f"{r['batch_size']:>6} {r['samples_per_s']:>10.1f} {r['best_samples_per_s']:>8.1f} "
+        print(f"{r['batch_size']:>6} {'on' if r['cull_backfaces'] else 'off':>5} {r['samples_per_s']:>10.1f} "
+              f"{r['best_samples_per_s']:>8.1f} "
               f"{r['batch_s_median']:>8.3f} "
               + " ".join(f"{st[k]:>10.4f}" for k in STAGES))
     result = {"camera": cam, "appearance": args.appearance, "device": args.device,
