@@ -45,6 +45,8 @@ class GazeRegressor(L.LightningModule):
         ema_decay: keep an exponential moving average of the weights and BatchNorm statistics
             (``torch.optim.swa_utils.AveragedModel``, decay warmed up as ``min(decay, (1+n)/(10+n))``), updated after
             every optimizer step, and evaluate / predict with it; 0 (default) disables it. Short, noisy runs at a high learning rate gain most.
+        channels_last: keep the network and its inputs in channels-last memory format (faster convolutions on
+            CPUs with oneDNN and on GPUs with tensor cores, above all with ``precision: bf16-mixed``).
         tta_mirror: at evaluation and prediction, average the prediction of each image with the yaw-negated
             prediction of its mirror image (exact for gaze: mirroring negates yaw).
     """
@@ -52,7 +54,7 @@ class GazeRegressor(L.LightningModule):
     def __init__(self, model: str = "small", model_args: dict | None = None, lr: float = 1e-4,
                  weight_decay: float = 0.0, scheduler: str = "step", step_size: int = 10, gamma: float = 0.1,
                  warmup_steps: int = 0, pretrained: bool = False, ema_decay: float = 0.0,
-                 tta_mirror: bool = False):
+                 tta_mirror: bool = False, channels_last: bool = False):
         super().__init__()
         if scheduler not in ("step", "cosine", "none"):
             raise ValueError(f"scheduler: expected 'step', 'cosine' or 'none', got {scheduler!r}")
@@ -60,6 +62,8 @@ class GazeRegressor(L.LightningModule):
             raise ValueError(f"ema_decay: expected 0 <= decay < 1, got {ema_decay}")
         self.save_hyperparameters()
         self.net: nn.Module = build_model(model, pretrained=pretrained, **(model_args or {}))
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.ema: nn.Module | None = None
         if ema_decay > 0:
             from torch.optim.swa_utils import AveragedModel
@@ -70,6 +74,8 @@ class GazeRegressor(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Training mode: the trained network. Eval mode: the EMA network when kept, with mirror averaging when
         ``tta_mirror``."""
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         if self.training:
             return self.net(images)
         net = self.ema if self.ema is not None else self.net
@@ -85,8 +91,8 @@ class GazeRegressor(L.LightningModule):
             self.ema.update_parameters(self.net)
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        pred = self(batch["image"])
-        gaze = batch["gaze"].to(pred.dtype)
+        pred = self(batch["image"]).float()  # float32 loss and labels also under bf16 autocast
+        gaze = batch["gaze"].float()
         loss = nn.functional.l1_loss(pred, gaze)
         err = angular_error(pred.detach().float(), gaze.float()).mean()
         n = gaze.shape[0]

@@ -288,3 +288,15 @@ def test_train_demo_end_to_end_reports_error_curve_and_pictures(tmp_path, capsys
         img = cv2.imread(str(out / png))
         assert img is not None and img.std() > 5, png
     assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_channels_last_gives_the_same_predictions():
+    torch.manual_seed(0)
+    a = GazeRegressor(model="small", model_args={"width": 8})
+    b = GazeRegressor(model="small", model_args={"width": 8}, channels_last=True)
+    b.net.load_state_dict(a.net.state_dict())
+    x = torch.rand(3, 3, 32, 32)
+    a.eval(), b.eval()
+    assert next(b.net.parameters()).ndim == 4 and next(b.net.parameters()).is_contiguous(
+        memory_format=torch.channels_last)
+    assert torch.allclose(a(x), b(x), atol=1e-5)
