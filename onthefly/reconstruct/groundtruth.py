@@ -16,10 +16,9 @@ import numpy as np
 import torch
 
 from .metrics import masked_psnr, masked_ssim
-from .pipeline import Reconstruction
 
 __all__ = ["GT_CAMERA", "GroundTruthFrame", "groundtruth_frames", "rotate_about", "render_truth",
-           "render_reconstruction", "compare_view", "BACKGROUND"]
+           "render_reconstruction", "compare_view", "BACKGROUND", "view_rotation", "camera_K", "write_manifest"]
 
 #: (focal px, width px, height px) of the ground-truth source camera; principal point at the image centre
 GT_CAMERA = (1200.0, 640, 640)
@@ -107,6 +106,11 @@ def groundtruth_frames(n: int, seed: int = 1, *, max_yaw: float = 15.0, max_pitc
     return out
 
 
+def view_rotation(pitch_deg: float, yaw_deg: float) -> np.ndarray:
+    """The rotation ``Ry(yaw)·Rx(-pitch)`` (camera frame) of a novel view."""
+    return _rot(math.radians(pitch_deg), math.radians(yaw_deg))
+
+
 def rotate_about(verts: np.ndarray, centre: np.ndarray, pitch_deg: float, yaw_deg: float) -> np.ndarray:
     """Rotate points rigidly about ``centre`` by ``Ry(yaw)·Rx(-pitch)`` (camera frame, degrees)."""
     R = _rot(math.radians(pitch_deg), math.radians(yaw_deg))
@@ -124,20 +128,47 @@ def render_truth(gt: GroundTruthFrame, pitch: float, yaw: float) -> tuple[np.nda
     return img, (cov > 0.5) & (m[..., 0] > 0.999)
 
 
-def render_reconstruction(rec: Reconstruction, K: np.ndarray, size: tuple[int, int], centre: np.ndarray,
+def render_reconstruction(rec, K: np.ndarray, size: tuple[int, int], centre: np.ndarray,
                           pitch: float, yaw: float, ssaa: int = 2) -> np.ndarray:
-    """View of a reconstruction (UV texture) rotated about ``centre``, rendered with ``K`` at ``size`` (w, h)."""
+    """View of a reconstruction (a :class:`Reconstruction` or a :class:`~onthefly.sources.base.FrameRecord`: UV
+    texture) rotated about ``centre``, rendered with ``K`` at ``size`` (w, h)."""
     from ..render import UVTexture
 
-    v = rotate_about(rec.verts, centre, pitch, yaw)
-    tex = UVTexture(torch.from_numpy(rec.texture)[None], torch.from_numpy(rec.uv)[None],
-                    torch.from_numpy(rec.faces_uv))
+    v = rotate_about(np.asarray(rec.verts, np.float64), centre, pitch, yaw)
+    tex = UVTexture(torch.from_numpy(np.ascontiguousarray(rec.texture))[None],
+                    torch.from_numpy(np.asarray(rec.uv, np.float32))[None], torch.from_numpy(np.asarray(rec.faces_uv)))
     return render_image(v, rec.faces, K, size, tex, ssaa=ssaa)[0]
 
 
-def compare_view(gt: GroundTruthFrame, rec: Reconstruction, pitch: float, yaw: float) -> dict:
-    """Face-region PSNR (dB) and SSIM of the reconstruction's view against the truth's."""
-    truth, mask = render_truth(gt, pitch, yaw)
+def compare_view(gt: GroundTruthFrame, rec, pitch: float, yaw: float, truth=None) -> dict:
+    """Face-region PSNR (dB) and SSIM of the reconstruction's view against the truth's (``truth``: a
+    precomputed :func:`render_truth` result)."""
+    truth, mask = render_truth(gt, pitch, yaw) if truth is None else truth
     img = render_reconstruction(rec, gt.K, GT_CAMERA[1:], gt.face_centre, pitch, yaw)
     return {"psnr": masked_psnr(img, truth, mask), "ssim": masked_ssim(img, truth, mask),
             "mask_pixels": int(mask.sum())}
+
+
+def write_manifest(frames: list[GroundTruthFrame], folder, *, subject: str = "gt", face_centre: bool = True):
+    """Write the frames as PNGs plus ``frames.jsonl`` (exact 2-D landmarks, gaze target, optionally the true face
+    centre) into ``folder``; returns the manifest path."""
+    import json
+    from pathlib import Path
+
+    import cv2
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"defaults": {"K": frames[0].K.tolist(), "subject": subject,
+                                      "image_size": list(GT_CAMERA[1:])}})]
+    for i, g in enumerate(frames):
+        name = f"frame{i:03d}.png"
+        if not cv2.imwrite(str(folder / name), np.ascontiguousarray(g.image[..., ::-1])):
+            raise OSError(f"{folder / name}: cannot write")
+        row = {"image": name, "landmarks": np.round(g.landmarks_2d, 4).tolist(), "gaze_target": g.gaze_target.tolist()}
+        if face_centre:
+            row["face_centre"] = g.face_centre.tolist()
+        lines.append(json.dumps(row))
+    path = folder / "frames.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -66,7 +66,7 @@ def vertex_visibility(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, image
     Kc[:2] *= s  # (OpenCV centres; a sub-pixel shift of the z-buffer grid is irrelevant at tol_mm)
     Hc, Wc = int(np.ceil((y1 - y0 + 1) * s)), int(np.ceil((x1 - x0 + 1) * s))
     frags = rasterize(torch.from_numpy(verts.astype(np.float32))[None], torch.from_numpy(faces),
-                      torch.from_numpy(Kc.astype(np.float32))[None], (Hc, Wc), check=False)
+                      torch.from_numpy(Kc.astype(np.float32))[None], (Hc, Wc), cull_backfaces=True, check=False)
     zbuf = frags.zbuf[0].numpy().astype(np.float64)
     zbuf[frags.pix_to_face[0].numpy() < 0] = np.inf
     pc = project(verts, Kc)
