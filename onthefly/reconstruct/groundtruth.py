@@ -71,10 +71,12 @@ def render_image(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, size: tupl
 
 
 def groundtruth_frames(n: int, seed: int = 1, *, max_yaw: float = 15.0, max_pitch: float = 10.0,
-                       max_roll: float = 5.0, distance: float = 650.0) -> list[GroundTruthFrame]:
+                       max_roll: float = 5.0, distance: float = 650.0,
+                       poses: list[tuple[float, float, float]] | None = None) -> list[GroundTruthFrame]:
     """``n`` procedural heads of identities ``sample_identities(n, seed)`` (seed != the template's) with head
-    pitch/yaw/roll uniform in ±max (degrees, from ``default_rng(seed)``), face centre ``distance`` mm in front of
-    :data:`GT_CAMERA` on its optical axis, eyes fixating ``sample_gaze_targets(n, seed)``."""
+    pitch/yaw/roll uniform in ±max (degrees, from ``default_rng(seed)``; or the given ``poses``, (pitch, yaw, roll)
+    degrees per head), face centre ``distance`` mm in front of :data:`GT_CAMERA` on its optical axis, eyes
+    fixating ``sample_gaze_targets(n, seed + 1)``."""
     from ..normalization import face_centre
     from ..render import VertexColors
     from ..synthetic import build_heads, sample_gaze_targets, sample_identities
@@ -86,8 +88,10 @@ def groundtruth_frames(n: int, seed: int = 1, *, max_yaw: float = 15.0, max_pitc
     K = camera_K()
     out = []
     for k in range(n):
-        R = _rot(rng.uniform(-max_pitch, max_pitch) * deg, rng.uniform(-max_yaw, max_yaw) * deg,
-                 rng.uniform(-max_roll, max_roll) * deg)
+        pyr = (rng.uniform(-max_pitch, max_pitch), rng.uniform(-max_yaw, max_yaw), rng.uniform(-max_roll, max_roll))
+        if poses is not None:
+            pyr = poses[k]
+        R = _rot(pyr[0] * deg, pyr[1] * deg, pyr[2] * deg)
         v = heads.verts[k].double().numpy()
         lm = heads.landmarks[k].double().numpy()
         c = face_centre(torch.from_numpy(lm), "eye_nose").numpy()
