@@ -2,8 +2,8 @@
 
 Input: a JSON Lines manifest (:mod:`onthefly.reconstruct.manifest`, ``docs/reconstruction.md``). Landmarks come from
 the manifest (``landmarks="manifest"``, the default: the dataset's annotations) or a detector (``dlib``,
-``fan2d``, ``fan3d``; :mod:`onthefly.reconstruct.landmarks`), which then also replaces missing manifest landmarks
-only when asked for (the manifest's own landmarks win when both exist, unless ``prefer_detector``).
+``fan2d``, ``fan3d``; :mod:`onthefly.reconstruct.landmarks`). With a detector chosen, frames whose manifest line has
+landmarks keep them (unless ``prefer_detector``) and the others are detected (in the line's ``face_box`` if any).
 
 Each record: the fitted mesh (template topology, camera frame), its UV texture (the cropped source image, UV =
 source pixels, mirror fill), labels: ``head_rotation`` from the annotation or the fit, ``landmarks`` = the fitted
