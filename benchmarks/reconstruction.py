@@ -54,8 +54,8 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 def procedural(args, torch) -> dict:
     from onthefly.reconstruct import ReconstructOptions
-    from onthefly.reconstruct.groundtruth import (compare_view, groundtruth_frames, render_reconstruction,
-                                                  render_truth, view_rotation, write_manifest, GT_CAMERA)
+    from onthefly.reconstruct.groundtruth import (GT_CAMERA, compare_view, groundtruth_frames, render_truth,
+                                                  view_rotation, write_manifest)
     from onthefly.sources.images import ImageSource
 
     from onthefly.reconstruct import reconstruct
