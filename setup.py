@@ -32,6 +32,10 @@ setup(
         "pytorch3d": ["pytorch3d>=0.7.4"],
         "face-alignment": ["face-alignment>=1.4"],
         "dlib": ["dlib-bin>=19.24", "face-recognition-models>=0.3"],
+        # single-image reconstruction (docs/reconstruction.md): both landmark detectors and the test photos
+        # (scikit-image's astronaut); the core reconstruction needs none of them
+        "reconstruct": ["dlib-bin>=19.24", "face-recognition-models>=0.3", "face-alignment>=1.4",
+                        "scikit-image>=0.20"],
         "test": ["pytest>=7"],
     },
     entry_points={"console_scripts": ["onthefly=onthefly.cli:main"]},

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -86,6 +87,24 @@ class _Packed:
         self._buf, self._buffered = [], 0
 
 
+def _quality_of(rec: FrameRecord) -> dict[str, float]:
+    """``rec.extra["quality"]``: a dict of finite-or-NaN numbers with names usable as HDF5 dataset names."""
+    q = rec.extra.get("quality") if rec.extra else None
+    if not q:
+        return {}
+    if not isinstance(q, dict):
+        raise SourceError(f"{rec.origin} ({rec.key}): extra['quality'] must be a dict of numbers")
+    out = {}
+    for k, v in q.items():
+        if not isinstance(k, str) or not k or "/" in k or k.startswith("."):
+            raise SourceError(f"{rec.origin} ({rec.key}): bad quality name {k!r}")
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            raise SourceError(f"{rec.origin} ({rec.key}): quality {k} is not a number ({v!r})") from None
+    return out
+
+
 class CacheWriter:
     """Write records into a new cache, atomically::
 
@@ -136,6 +155,7 @@ class CacheWriter:
             "has_vertex_colors", "has_face_region", "vert_origin", "landmarks", "head_rotation", "face_centre",
             "face_centre_rule",
             "gaze_target", "gaze_direction", "K", "image_size")}
+        self._quality: dict[str, dict[int, float]] = {}   # name -> {frame index: value}
         self._closed = False
 
     # ------------------------------------------------------------------ writing
@@ -202,7 +222,10 @@ class CacheWriter:
         r["gaze_direction"].append(rec.direction())
         r["K"].append(rec.K)
         r["image_size"].append(rec.image_size)
-        return len(r["subject"]) - 1
+        i = len(r["subject"]) - 1
+        for name, value in _quality_of(rec).items():
+            self._quality.setdefault(name, {})[i] = value
+        return i
 
     def __len__(self) -> int:
         return len(self._rows["subject"])
@@ -242,6 +265,12 @@ class CacheWriter:
         x.create_dataset("offset", data=np.append(trows[:, 0], self._tex.n).astype(np.int64))
         x.create_dataset("shape", data=np.concatenate([trows[:, 1:], np.full((len(trows), 1), 3)], 1)
                          .astype(np.int64))
+        if self._quality:  # optional per-frame quality numbers (reconstructed sources), NaN where not given
+            q = g.create_group("quality")
+            for name, vals in sorted(self._quality.items()):
+                col = np.full(n, np.nan)
+                col[list(vals)] = list(vals.values())
+                q.create_dataset(name, data=col)
         f.attrs["n_frames"] = n
         f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         f.attrs["complete"] = True
@@ -308,6 +337,8 @@ def build_cache(source: Source, out: str | Path, *, skip_bad: bool = False, vert
                 skipped.append((str(key), str(exc)))
         if len(w) == 0:
             raise SourceError(f"every record was bad ({len(skipped)} skipped); nothing written")
+        if skipped:  # the reasons travel with the file (JSON list of [record, reason])
+            w._f.attrs["skipped_records"] = json.dumps(skipped)
     return BuildReport(Path(out), len(keys) - len(skipped), skipped, time.perf_counter() - t0)
 
 
@@ -534,7 +565,22 @@ class MeshCache:
             vert_colors=f["vert_colors"][a:b] if fr["has_vertex_colors"][i] else None,
             vert_face_region=f["vert_face_region"][a:b].astype(bool)
             if self._has_face is not None and self._has_face[i] else None,
-            uv=uv, faces_uv=faces_uv, texture=texture, origin=_strs(fr["origin"][i:i + 1])[0])
+            uv=uv, faces_uv=faces_uv, texture=texture, origin=_strs(fr["origin"][i:i + 1])[0],
+            extra=self._quality_row(i))
+
+    def _quality_row(self, i: int) -> dict:
+        """``{"quality": {name: value}}`` of frame i from ``frames/quality/*`` (non-NaN values), or {}."""
+        q = self._f["frames"].get("quality")
+        if q is None:
+            return {}
+        vals = {k: float(q[k][i]) for k in q}
+        vals = {k: v for k, v in vals.items() if not np.isnan(v)}
+        return {"quality": vals} if vals else {}
+
+    def quality(self) -> dict[str, np.ndarray]:
+        """Per-frame quality columns ``frames/quality/*`` (N,) float64 (NaN = not given); {} when none."""
+        q = self._f["frames"].get("quality")
+        return {} if q is None else {k: q[k][()] for k in q}
 
     def _texture(self, xid: int) -> np.ndarray:
         x = self._f["textures"]
@@ -665,6 +711,8 @@ class MeshCache:
             "textures": self.n_textures, "texture_bytes": int(f["textures/data"].shape[0]),
             "vertex_colour_frames": int(f["frames/has_vertex_colors"][()].sum()),
             "face_region_frames": int(self._has_face.sum()) if self._has_face is not None else 0,
+            "skipped_records": len(json.loads(f.attrs["skipped_records"])) if "skipped_records" in f.attrs else 0,
+            "quality_median": {k: float(np.nanmedian(v)) for k, v in self.quality().items() if np.isfinite(v).any()},
             "file_bytes": self.path.stat().st_size,
             "bytes_per_frame": self.path.stat().st_size / max(1, len(self)),
         }

@@ -36,7 +36,7 @@ def _heads_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-obj", action="store_true", help="write only the preview, not the meshes")
 
 
-@command("reconstruct", "build a mesh cache from a source: procedural (default), mesh, nv-gaze or xgaze3d",
+@command("reconstruct", "build a mesh cache from a source: procedural (default), mesh, nv-gaze, xgaze3d or images",
          "onthefly.commands.reconstruct:run")
 def _reconstruct_args(p: argparse.ArgumentParser) -> None:
     from .commands.reconstruct import add_arguments

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-SOURCES = ("procedural", "mesh", "nv-gaze", "xgaze3d")
+SOURCES = ("procedural", "mesh", "nv-gaze", "xgaze3d", "images")
 
 
 def add_arguments(p) -> None:
@@ -18,7 +18,8 @@ def add_arguments(p) -> None:
     g.add_argument("--subjects", type=int, default=8, help="identities; frames are split evenly (default 8)")
     g = p.add_argument_group("file sources (mesh, nv-gaze, xgaze3d)")
     g.add_argument("--input", help="mesh: folder of OBJ/PLY + JSON sidecars (searched recursively); nv-gaze: 3DDFA "
-                   "output root (pXX/dayYY/NNNN.obj); xgaze3d: reconstruction root (subjectXXXX/frameYYYY/final_obj)")
+                   "output root (pXX/dayYY/NNNN.obj); xgaze3d: reconstruction root (subjectXXXX/frameYYYY/final_obj); "
+                   "images: JSON Lines manifest (docs/reconstruction.md)")
     g.add_argument("--annotations", help="nv-gaze: MPIIFaceGaze root (pXX/pXX.txt, pXX/Calibration/Camera.mat); "
                    "xgaze3d: folder of ETH-XGaze subjectXXXX.csv")
     g.add_argument("--calibration", help="xgaze3d: folder of camXX.xml (OpenCV FileStorage)")
@@ -27,6 +28,18 @@ def add_arguments(p) -> None:
                    "(default cam00)")
     g.add_argument("--decimate", type=float, default=None, metavar="MM",
                    help="xgaze3d: vertex-clustering decimation with this cell size in mm (default off)")
+    g = p.add_argument_group("images (single-image reconstruction, docs/reconstruction.md)")
+    g.add_argument("--landmarks", default="manifest", choices=("manifest", "dlib", "fan2d", "fan3d"),
+                   help="where the 68 landmarks come from: the manifest (default), dlib's 68-point predictor, or "
+                   "face-alignment's 2D/3D FAN (local weights only)")
+    g.add_argument("--fan-detector", default="folder", choices=("folder", "dlib"),
+                   help="face detector for fan2d/fan3d: folder (the manifest's face_box) or dlib (default folder)")
+    g.add_argument("--device", default="cpu", help="torch device for FAN (default cpu)")
+    g.add_argument("--prefer-detector", action="store_true",
+                   help="run the detector even where the manifest has landmarks")
+    g.add_argument("--no-mirror-fill", action="store_true",
+                   help="unseen regions take the mean face colour instead of the mirrored side")
+    g.add_argument("--mark-unseen", action="store_true", help="paint unseen regions magenta")
     g = p.add_argument_group("output")
     g.add_argument("--texture-size", type=int, default=None, metavar="PX",
                    help="downsample UV textures so the longer side is at most PX (INTER_AREA), e.g. 2048")
@@ -65,6 +78,16 @@ def make_source(args):
                              _need(args, "calibration", name), _need(args, "face_model", name),
                              camera=getattr(args, "camera", None) or "cam00",
                              decimate=getattr(args, "decimate", None))
+    if name == "images":
+        from ..reconstruct.pipeline import ReconstructOptions
+        from ..sources.images import ImageSource
+
+        opts = ReconstructOptions(mirror_fill=not getattr(args, "no_mirror_fill", False),
+                                  mark_unseen=bool(getattr(args, "mark_unseen", False)))
+        return ImageSource(_need(args, "input", name), landmarks=getattr(args, "landmarks", None) or "manifest",
+                           fan_detector=getattr(args, "fan_detector", None) or "folder",
+                           device=getattr(args, "device", None) or "cpu",
+                           prefer_detector=bool(getattr(args, "prefer_detector", False)), options=opts)
     raise ValueError(f"--source: unknown source {name!r}; choose one of {', '.join(SOURCES)}")
 
 

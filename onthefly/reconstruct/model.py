@@ -1,0 +1,141 @@
+"""A linear face-shape model learned from the project's own procedural heads, and its fit to 2-D landmarks.
+
+:func:`shape_model`: :data:`MODEL_HEADS` identities (``sample_identities`` of :data:`MODEL_SEED`, eyes looking
+straight ahead) are built with :func:`onthefly.synthetic.build_heads`; their vertices (head frame) give a mean
+and the :data:`MODEL_MODES` principal modes (PCA through the small Gram matrix), with their standard deviations.
+Building takes a few seconds, so the model is kept in memory and saved as ``.npz`` (no pickles) under
+``$ONTHEFLY_CACHE_DIR`` (default ``~/.cache/onthefly``), keyed by a hash of the ``onthefly/synthetic`` sources:
+a changed generator builds a new model.
+
+:func:`fit_shape_and_pose`: rotation, translation and mode coefficients minimising the landmark reprojection error
+(``scipy.optimize.least_squares``, Huber loss, starting from the template's PnP pose) with a Gaussian prior on the
+coefficients. A head's depth structure (how far the nose stands out, how deep the eyes sit) changes the PnP pose
+of a rigid template by up to ~10°; fitting the shape along with the pose removes most of that.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .fit import HeadPose, project
+
+__all__ = ["ShapeModel", "shape_model", "fit_shape_and_pose", "MODEL_SEED", "MODEL_HEADS", "MODEL_MODES"]
+
+MODEL_SEED = 4242
+MODEL_HEADS = 160
+MODEL_MODES = 24
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ShapeModel:
+    """``mean`` (V,3), ``modes`` (k,V,3) unit-norm principal directions, ``sd`` (k,) their standard deviations
+    (mm over the whole vector); head frame."""
+
+    mean: np.ndarray
+    modes: np.ndarray
+    sd: np.ndarray
+
+    def shape(self, coeffs: np.ndarray) -> np.ndarray:
+        """Vertices (V,3) of coefficients (k,) (in units of ``sd``)."""
+        return self.mean + np.tensordot(coeffs * self.sd, self.modes, 1)
+
+
+def _source_hash() -> str:
+    h = hashlib.sha1(f"v{_VERSION} {MODEL_SEED} {MODEL_HEADS} {MODEL_MODES}".encode())
+    for p in sorted((Path(__file__).resolve().parents[1] / "synthetic").glob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("ONTHEFLY_CACHE_DIR", Path.home() / ".cache" / "onthefly"))
+
+
+def _build() -> ShapeModel:
+    import torch
+
+    from ..synthetic import build_heads, sample_identities
+
+    ids = sample_identities(MODEL_HEADS, torch.Generator().manual_seed(MODEL_SEED))
+    heads = build_heads(ids, torch.tensor([[0.0, 0.0, -600.0]]).expand(MODEL_HEADS, 3).contiguous())
+    X = heads.verts.double().reshape(MODEL_HEADS, -1).numpy()
+    mean = X.mean(0)
+    D = X - mean
+    w, E = np.linalg.eigh(D @ D.T)                    # Gram matrix: n x n instead of 3V x 3V
+    order = np.argsort(w)[::-1][:MODEL_MODES]
+    w, E = np.maximum(w[order], 1e-12), E[:, order]
+    modes = (E.T @ D) / np.sqrt(w)[:, None]            # unit-norm principal directions
+    sd = np.sqrt(w / (MODEL_HEADS - 1))
+    V = heads.verts.shape[1]
+    return ShapeModel(mean=mean.reshape(V, 3), modes=modes.reshape(-1, V, 3), sd=sd)
+
+
+@functools.lru_cache(maxsize=1)
+def shape_model() -> ShapeModel:
+    """The cached model (built on first use, then read from the on-disk cache)."""
+    path = _cache_dir() / f"reconstruct-shape-model-{_source_hash()}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return ShapeModel(mean=z["mean"], modes=z["modes"], sd=z["sd"])
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: rebuild and overwrite
+    m = _build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, mean=m.mean, modes=m.modes.astype(np.float32), sd=m.sd)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: keep the in-memory model
+    return m
+
+
+def _rodrigues(r: np.ndarray) -> np.ndarray:
+    th = float(np.linalg.norm(r))
+    if th < 1e-12:
+        return np.eye(3)
+    k = r / th
+    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(th) * Kx + (1 - np.cos(th)) * Kx @ Kx
+
+
+def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d: np.ndarray, K: np.ndarray,
+                       pose0: HeadPose, *, sigma_px: float, weights: np.ndarray | None = None,
+                       rotation: np.ndarray | None = None) -> tuple[HeadPose, np.ndarray]:
+    """Pose and coefficients (k,) fitting ``landmarks_2d`` (68,2, undistorted px); ``sigma_px`` is the landmark
+    noise (px) weighing the data against the unit Gaussian prior; ``weights`` (68,) per landmark; a fixed
+    ``rotation`` (annotated) is kept. Returns the pose (its ``rms_px`` over the weighted landmarks) and the
+    coefficients."""
+    import cv2
+    from scipy.optimize import least_squares
+
+    mu = model.mean[landmark_ids]
+    B = model.modes[:, landmark_ids] * model.sd[:, None, None]        # (k,68,3)
+    k = len(model.sd)
+    w = np.ones(68) if weights is None else np.asarray(weights, np.float64)
+    r0 = cv2.Rodrigues(pose0.R)[0][:, 0]
+
+    def unpack(x):
+        R = _rodrigues(x[:3]) if rotation is None else rotation
+        return R, x[3:6], x[6:]
+
+    def residuals(x):
+        R, t, c = unpack(x)
+        P = mu + np.tensordot(c, B, 1)
+        e = (project(P @ R.T + t, K) - landmarks_2d) * (w[:, None] / sigma_px)
+        return np.concatenate([e.ravel(), c])
+
+    x0 = np.concatenate([r0, pose0.t, np.zeros(k)])
+    sol = least_squares(residuals, x0, loss="huber", f_scale=3.0, x_scale="jac", max_nfev=200)
+    R, t, c = unpack(sol.x)
+    P = (mu + np.tensordot(c, B, 1)) @ R.T + t
+    sel = w > 0
+    rms = float(np.sqrt(((project(P, K)[sel] - landmarks_2d[sel]) ** 2).sum(1).mean()))
+    return HeadPose(R=R, t=t, rms_px=rms), c

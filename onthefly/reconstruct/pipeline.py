@@ -1,0 +1,216 @@
+"""One calibrated image + 68 landmarks → a textured face mesh in the source camera frame (stages in order).
+
+1. checks (:func:`check_inputs`): intrinsics consistent with the image, landmarks finite and inside it;
+2. landmarks undistorted (``cv2.undistortPoints``) when the camera has distortion;
+3. head pose (:func:`onthefly.reconstruct.fit.solve_head_pose`): PnP against the template, or the annotated
+   rotation;
+4. geometry (:func:`onthefly.reconstruct.fit.fit_geometry`): the template warped onto the landmarks;
+5. texture (:mod:`onthefly.reconstruct.texture`): visibility from the source view, source/mirror/unseen UVs;
+6. quality: landmark reprojection error and visible fraction (:class:`Reconstruction.quality`).
+
+Every failure raises :class:`ReconstructionError` with the reason (the image source adds the file and line).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fit import HeadPose, fit_geometry, project, solve_head_pose
+from .model import fit_shape_and_pose, shape_model
+from .template import face_template
+from .texture import build_texture, vertex_visibility
+
+__all__ = ["ReconstructionError", "Reconstruction", "ReconstructOptions", "reconstruct", "check_inputs",
+           "distorted_pixels"]
+
+
+class ReconstructionError(ValueError):
+    """The frame cannot be reconstructed (the message says why)."""
+
+
+@dataclass
+class ReconstructOptions:
+    """Knobs of :func:`reconstruct` (defaults are the measured ones of ``docs/reconstruction.md``).
+
+    ``smoothing``: TPS smoothing (px²; 0 = landmarks interpolated exactly). ``min_cos``/``tol_mm``: visibility
+    (see :func:`~onthefly.reconstruct.texture.vertex_visibility`). ``max_pose_error``: largest rigid PnP RMS error
+    allowed, as a fraction of the outer-eye-corner distance in px (larger: the points are not a face seen by this
+    camera). ``shape_model``: fit the pose together with the procedural shape model
+    (:mod:`onthefly.reconstruct.model`) before the warp, with landmark noise ``sigma`` (fraction of the eye-corner
+    distance) and weight ``jaw_weight`` on the jaw contour (0-16); else the mean template and its PnP pose.
+    ``mirror_fill``: fill unseen triangles from the mirrored side (else they take the fill colour).
+    ``mark_unseen``: unseen triangles magenta instead of the mean face colour. ``max_centre_offset`` (fraction of
+    the eye-corner distance) and ``scale_range``: how far an annotated face centre may be from the fitted one's
+    ray, and the face sizes (relative to the template) it may imply.
+    """
+
+    smoothing: float = 0.0
+    min_cos: float = 0.2
+    tol_mm: float = 1.5
+    max_pose_error: float = 0.15
+    mirror_fill: bool = True
+    mark_unseen: bool = False
+    visibility_max_side: int = 384
+    max_centre_offset: float = 0.5
+    shape_model: bool = True
+    sigma: float = 0.02
+    jaw_weight: float = 0.5
+    scale_range: tuple[float, float] = (0.7, 1.4)
+
+
+@dataclass
+class Reconstruction:
+    """A reconstructed frame: mesh (camera frame, mm) with UV texture, labels from the fit, quality numbers."""
+
+    verts: np.ndarray            # (V,3) float64
+    faces: np.ndarray            # (F,3) int64
+    uv: np.ndarray               # (T,2) float32
+    faces_uv: np.ndarray         # (F,3) int64
+    texture: np.ndarray          # (Ht,Wt,3) uint8
+    landmarks: np.ndarray        # (68,3) fitted landmark vertices, camera frame
+    head_rotation: np.ndarray    # (3,3)
+    pose: HeadPose
+    visible: np.ndarray          # (V,) bool
+    face_mode: np.ndarray        # (F,) int8: 0 source, 1 mirror, 2 unseen
+    face_region: np.ndarray      # (V,) bool
+    quality: dict = field(default_factory=dict)
+
+
+def check_inputs(image_size: tuple[int, int], K: np.ndarray, landmarks: np.ndarray,
+                 dist: np.ndarray | None = None) -> None:
+    """Raise :class:`ReconstructionError` for intrinsics inconsistent with a (w, h) image or bad landmarks."""
+    w, h = image_size
+    K = np.asarray(K, np.float64)
+    if K.shape != (3, 3) or not np.isfinite(K).all():
+        raise ReconstructionError(f"K must be a finite 3x3 matrix, got shape {K.shape}")
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or np.abs(K[2] - [0, 0, 1]).max() > 1e-9:
+        raise ReconstructionError("inconsistent intrinsics: K needs positive focal lengths and last row [0, 0, 1]")
+    if not (0 <= K[0, 2] <= w - 1 and 0 <= K[1, 2] <= h - 1):
+        raise ReconstructionError(f"inconsistent intrinsics: principal point ({K[0, 2]:.1f}, {K[1, 2]:.1f}) lies "
+                                  f"outside the {w}x{h} image (K for another resolution?)")
+    if not 0.2 < K[0, 0] / K[1, 1] < 5:
+        raise ReconstructionError(f"inconsistent intrinsics: fx/fy = {K[0, 0] / K[1, 1]:.3f}")
+    if dist is not None and not np.isfinite(dist).all():
+        raise ReconstructionError("distortion coefficients contain NaN or inf")
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim != 2 or lm.shape[0] != 68 or lm.shape[1] not in (2, 3):
+        raise ReconstructionError(f"expected 68 landmarks with 2 or 3 values, got shape {lm.shape}")
+    if not np.isfinite(lm).all():
+        raise ReconstructionError("landmarks contain NaN or inf")
+    out = (lm[:, 0] < -0.5) | (lm[:, 0] > w - 0.5) | (lm[:, 1] < -0.5) | (lm[:, 1] > h - 0.5)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise ReconstructionError(f"{int(out.sum())} landmark(s) outside the {w}x{h} image (first: point {i} at "
+                                  f"({lm[i, 0]:.1f}, {lm[i, 1]:.1f}))")
+    if np.linalg.norm(lm[45, :2] - lm[36, :2]) < 4:
+        raise ReconstructionError("degenerate landmarks: the outer eye corners (36, 45) are less than 4 px apart")
+
+
+def distorted_pixels(X: np.ndarray, K: np.ndarray, dist: np.ndarray | None) -> np.ndarray:
+    """(N,2) pixels of camera-frame points with the lens distortion (as in the source image)."""
+    if dist is None or not np.any(dist):
+        return project(X, K)
+    import cv2
+
+    p, _ = cv2.projectPoints(np.ascontiguousarray(X, np.float64), np.zeros(3), np.zeros(3), K,
+                             np.asarray(dist, np.float64))
+    return p.reshape(-1, 2)
+
+
+def scale_to_face_centre(verts: np.ndarray, landmark_ids: np.ndarray, K: np.ndarray, face_centre: np.ndarray,
+                         rule: str) -> tuple[np.ndarray, float, float]:
+    """Scale the mesh about the camera centre (its image is unchanged) so that its face centre (``rule`` of its
+    landmarks) lands nearest the given one. Returns (scaled verts, scale, pixel offset of the given centre from
+    the fitted one's ray)."""
+    import torch
+
+    from ..normalization import face_centre as centre_of
+
+    fc = centre_of(torch.from_numpy(verts[landmark_ids]), rule).numpy()
+    c = np.asarray(face_centre, np.float64)
+    s = float(fc @ c / (fc @ fc))
+    off = float(np.linalg.norm(project(fc[None], K) - project(c[None], K)))
+    return verts * s, s, off
+
+
+def reconstruct(image: np.ndarray, K: np.ndarray, landmarks: np.ndarray, *, dist: np.ndarray | None = None,
+                head_rotation: np.ndarray | None = None, face_centre: np.ndarray | None = None,
+                face_centre_rule: str = "eye_nose", options: ReconstructOptions | None = None) -> Reconstruction:
+    """Reconstruct one frame. ``image`` (H,W,3) uint8 RGB as taken (distorted); ``K`` (3,3); ``landmarks``
+    (68,2) pixels in the image, or (68,3) with a relative depth (see :func:`~onthefly.reconstruct.fit.fit_geometry`);
+    ``dist`` OpenCV distortion coefficients; ``head_rotation`` (3,3) head → camera from annotations, else PnP.
+
+    ``face_centre`` (3,) the dataset's metric face centre (camera frame, mm), when annotated: a single image
+    cannot tell a small near face from a large far one, so the mesh is scaled about the camera centre (which
+    leaves its image unchanged) until its own face centre (``face_centre_rule``) matches it. Without it the
+    mesh keeps the template's size."""
+    import cv2
+
+    opt = options or ReconstructOptions()
+    t0, c0 = time.perf_counter(), time.process_time()
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ReconstructionError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    K = np.asarray(K, np.float64)
+    dist = None if dist is None or not np.any(dist) else np.asarray(dist, np.float64).ravel()
+    check_inputs((w, h), K, landmarks, dist)
+    lm = np.asarray(landmarks, np.float64)
+    lm2 = lm[:, :2]
+    lm_u = lm2 if dist is None else cv2.undistortPoints(lm2.reshape(-1, 1, 2), K, dist, P=K).reshape(-1, 2)
+    T = face_template()
+    try:
+        pose = solve_head_pose(lm_u, K, T.landmarks, rotation=head_rotation)
+    except ValueError as exc:
+        raise ReconstructionError(f"head pose: {exc}") from None
+    iod = float(np.linalg.norm(lm_u[45] - lm_u[36]))
+    if pose.rms_px > opt.max_pose_error * iod:
+        raise ReconstructionError(f"landmarks do not fit a face seen by this camera: rigid PnP error "
+                                  f"{pose.rms_px:.1f} px > {opt.max_pose_error:g} x eye-corner distance ({iod:.1f} px)")
+    base = T.verts
+    if opt.shape_model:
+        model = shape_model()
+        lw = np.ones(68)
+        lw[:17] = opt.jaw_weight
+        pose, coeffs = fit_shape_and_pose(model, T.landmark_ids, lm_u, K, pose, sigma_px=opt.sigma * iod,
+                                          weights=lw, rotation=head_rotation)
+        base = model.shape(coeffs)
+    verts = fit_geometry(base, T.landmark_ids, pose, K, lm_u, depth=lm[:, 2] if lm.shape[1] == 3 else None,
+                         smoothing=opt.smoothing)
+    if not np.isfinite(verts).all() or (verts[:, 2] <= 0).any():
+        raise ReconstructionError("the fitted mesh has vertices behind the camera or not finite")
+    scale, centre_off = 1.0, 0.0
+    if face_centre is not None:
+        verts, scale, centre_off = scale_to_face_centre(verts, T.landmark_ids, K, face_centre, face_centre_rule)
+        if centre_off > opt.max_centre_offset * iod:
+            raise ReconstructionError(f"the annotated face centre projects {centre_off:.1f} px from the face's "
+                                      f"({face_centre_rule} rule of the landmarks; > {opt.max_centre_offset:g} x "
+                                      f"eye-corner distance): inconsistent annotations or intrinsics")
+        if not opt.scale_range[0] <= scale <= opt.scale_range[1]:
+            raise ReconstructionError(f"the annotated face centre implies a face {scale:.2f} x the template's size "
+                                      f"(allowed {opt.scale_range}): inconsistent annotations or intrinsics")
+    vis = vertex_visibility(verts, T.faces, K, (w, h), min_cos=opt.min_cos, tol_mm=opt.tol_mm,
+                            max_side=opt.visibility_max_side)
+    mirror = T.mirror if opt.mirror_fill else np.arange(T.n_verts)
+    pix = distorted_pixels(verts, K, dist)
+    tex = build_texture(image, pix, T.faces, vis, mirror, T.face_region, mark_unseen=opt.mark_unseen)
+    lm3 = verts[T.landmark_ids]
+    err = np.linalg.norm(pix[T.landmark_ids] - lm2, axis=1)
+    ff = T.face_region[T.faces].all(1)
+    quality = {
+        "landmark_error_px": float(err.mean()),
+        "landmark_error_max_px": float(err.max()),
+        "pose_error_px": float(pose.rms_px),
+        "scale": scale,
+        "face_centre_offset_px": centre_off,
+        "visible_fraction": float(vis[T.face_region].mean()),
+        "mirror_fraction": float((tex.face_mode[ff] == 1).mean()),
+        "unseen_fraction": float((tex.face_mode[ff] == 2).mean()),
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
+    }
+    return Reconstruction(verts=verts, faces=T.faces, uv=tex.uv, faces_uv=tex.faces_uv, texture=tex.texture,
+                          landmarks=lm3, head_rotation=pose.R, pose=pose, visible=vis, face_mode=tex.face_mode,
+                          face_region=T.face_region.copy(), quality=quality)

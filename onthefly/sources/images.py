@@ -1,0 +1,112 @@
+"""``images`` source: calibrated photos reconstructed into textured meshes (:mod:`onthefly.reconstruct`).
+
+Input: a JSON Lines manifest (:mod:`onthefly.reconstruct.manifest`, ``docs/reconstruction.md``). Landmarks come from
+the manifest (``landmarks="manifest"``, the default: the dataset's annotations) or a detector (``dlib``,
+``fan2d``, ``fan3d``; :mod:`onthefly.reconstruct.landmarks`). With a detector chosen, frames whose manifest line has
+landmarks keep them (unless ``prefer_detector``) and the others are detected (in the line's ``face_box`` if any).
+
+Each record: the fitted mesh (template topology, camera frame), its UV texture (the cropped source image, UV =
+source pixels, mirror fill), labels: ``head_rotation`` from the annotation or the fit, ``landmarks`` = the fitted
+mesh's 68 landmark vertices, ``face_centre`` = the manifest's (when given; it also fixes the metric scale) else
+``face_centre_rule`` of those landmarks, gaze target or direction from the manifest, ``vert_face_region`` = the
+template's face region. ``extra["quality"]`` holds the reconstruction-quality record (stored by the cache as
+``frames/quality/*``). Bad input (unreadable image, intrinsics inconsistent with the image, no face found,
+landmarks outside the image, ...) raises :class:`SourceError` naming the manifest line and the image.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import FrameRecord, SourceError
+
+__all__ = ["ImageSource"]
+
+
+def read_image(path: Path, where: str) -> np.ndarray:
+    """(H,W,3) uint8 RGB, or a :class:`SourceError`."""
+    import cv2
+
+    if not path.is_file():
+        raise SourceError(f"{where}: image {path} not found")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SourceError(f"{where}: cannot decode image {path}")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+class ImageSource:
+    """Reconstruct the frames of a manifest; see the module docstring."""
+
+    name = "images"
+
+    def __init__(self, manifest: str | Path, *, landmarks: str = "manifest", fan_detector: str = "folder",
+                 device: str = "cpu", prefer_detector: bool = False, options=None):
+        from ..reconstruct.landmarks import DETECTORS
+        from ..reconstruct.manifest import read_manifest
+
+        if landmarks != "manifest" and landmarks not in DETECTORS:
+            raise ValueError(f"--landmarks: expected manifest or one of {', '.join(DETECTORS)}, got {landmarks!r}")
+        self.manifest = Path(manifest)
+        self.entries = read_manifest(self.manifest)
+        self.landmarks, self.fan_detector, self.device = landmarks, fan_detector, device
+        self.prefer_detector = prefer_detector
+        self.options = options
+        self._detector = None
+        self.attrs = {"images_manifest": str(self.manifest), "images_landmarks": landmarks}
+
+    def keys(self) -> list[int]:
+        return list(range(len(self.entries)))
+
+    def detector(self):
+        """The landmark detector (built on first use)."""
+        if self._detector is None:
+            from ..reconstruct.landmarks import make_detector
+
+            self._detector = make_detector(self.landmarks, fan_detector=self.fan_detector, device=self.device)
+        return self._detector
+
+    def _landmarks(self, e, image: np.ndarray) -> tuple[np.ndarray, str]:
+        from ..reconstruct.landmarks import NoFaceError
+
+        if e.landmarks is not None and (self.landmarks == "manifest" or not self.prefer_detector):
+            return e.landmarks, "manifest"
+        if self.landmarks == "manifest":
+            raise SourceError(f"{e.where}: no landmarks in the manifest (choose a detector with --landmarks)")
+        try:
+            return self.detector()(image, None if e.face_box is None else tuple(e.face_box)), self.landmarks
+        except NoFaceError as exc:
+            raise SourceError(f"{e.where} ({e.image.name}): {exc}") from None
+
+    def load(self, key: int) -> FrameRecord:
+        from ..normalization import face_centre
+        from ..reconstruct.pipeline import ReconstructionError, reconstruct
+
+        if not 0 <= key < len(self.entries):
+            raise SourceError(f"{self.manifest}: no frame {key}")
+        e = self.entries[key]
+        image = read_image(e.image, e.where)
+        h, w = image.shape[:2]
+        if e.image_size is not None and e.image_size != (w, h):
+            raise SourceError(f"{e.where} ({e.image.name}): inconsistent intrinsics: image_size {list(e.image_size)} "
+                              f"but the image is {w}x{h}")
+        lm, lm_from = self._landmarks(e, image)
+        try:
+            rec = reconstruct(image, e.K, lm, dist=e.dist, head_rotation=e.head_rotation, face_centre=e.face_centre,
+                              face_centre_rule=e.face_centre_rule, options=self.options)
+        except ReconstructionError as exc:
+            raise SourceError(f"{e.where} ({e.image.name}): {exc}") from None
+        import torch
+
+        fc = e.face_centre if e.face_centre is not None else \
+            face_centre(torch.from_numpy(rec.landmarks), e.face_centre_rule).numpy()
+        quality = dict(rec.quality)
+        quality["landmarks_detected"] = float(lm_from != "manifest")
+        return FrameRecord(
+            verts=rec.verts.astype(np.float32), faces=rec.faces, uv=rec.uv, faces_uv=rec.faces_uv,
+            texture=rec.texture, vert_face_region=rec.face_region, landmarks=rec.landmarks,
+            head_rotation=rec.head_rotation, face_centre=np.asarray(fc, np.float64),
+            face_centre_rule=e.face_centre_rule, gaze_target=e.gaze_target, gaze_direction=e.gaze_direction,
+            K=e.K, image_size=(w, h), subject=e.subject, frame=e.frame, camera=e.camera,
+            origin=f"{e.where} ({e.image})", extra={"quality": quality})
