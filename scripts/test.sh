@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-bash scripts/install.sh
+# the reconstruction extra too, so the dlib landmark and face-alignment loading tests run instead of skipping
+EXTRAS=test,reconstruct bash scripts/install.sh
 "$PY" -m pytest -q "$@"

@@ -30,6 +30,8 @@ def learning_curve(log_dir: Path) -> list[dict]:
     rows: dict[int, dict] = {}
     with open(files[-1]) as f:
         for r in csv.DictReader(f):
+            if not r.get("epoch"):  # e.g. the learning-rate monitor's rows
+                continue
             e = int(r["epoch"])
             row = rows.setdefault(e, {"epoch": e, "step": None, "val": None, "train": None})
             if r.get("val/angular_error"):

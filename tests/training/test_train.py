@@ -277,7 +277,7 @@ def test_train_demo_end_to_end_reports_error_curve_and_pictures(tmp_path, capsys
     out = tmp_path / "demo"
     assert main(["--out", str(out), "--subjects", "4", "--views", "2", "--max-epochs", "2", "--epoch-length", "2",
                  "--data.image_size", "32", "--data.val_batches", "1", "--data.batch_size", "8",
-                 "--trainer.enable_progress_bar", "false"]) == 0
+                 "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("held-out angular error: ") and lines[-1].endswith(" deg")
     err = float(lines[-1].split(": ")[1].split()[0])
