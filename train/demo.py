@@ -108,6 +108,27 @@ def write_preview(path: Path, batches, pred, gaze, n: int = 16, size: int = 128)
     return viz.save_png(path, viz.grid(tiles, cols=min(8, len(tiles))))
 
 
+def _cache_matches(path: Path, subjects: int, views: int) -> bool:
+    """Whether an existing demo cache holds ``subjects`` x ``views`` frames (else it is rebuilt)."""
+    from onthefly.cache import MeshCache
+
+    try:
+        with MeshCache(path) as mc:
+            return len(mc) == subjects * views and len(mc.subjects) == subjects
+    except (OSError, ValueError):
+        return False
+
+
+def _cpu_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (AVX512-BF16 / AMX); emulated bf16 is slower than float32."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -118,8 +139,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m train demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="out/train-demo", help="output folder (default out/train-demo)")
-    ap.add_argument("--subjects", type=int, default=64, help="procedural identities (default 64; 25%% held out)")
-    ap.add_argument("--views", type=int, default=4, help="source frames per identity (default 4)")
+    ap.add_argument("--subjects", type=int, default=128, help="procedural identities (default 128; 25%% held out)")
+    ap.add_argument("--views", type=int, default=8, help="source frames (gaze targets) per identity (default 8)")
     ap.add_argument("--config", default=str(CONFIG), help="LightningCLI config (default configs/demo.yaml)")
     ap.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs")
     ap.add_argument("--epoch-length", type=int, default=None, help="override data.epoch_length (batches)")
@@ -131,6 +152,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     cache = out / "cache.h5"
+    if cache.is_file() and not _cache_matches(cache, args.subjects, args.views):
+        print(f"      {cache} holds another set of frames: rebuilding it", flush=True)
+        cache.unlink()
     if not cache.is_file():
         build_cache(ProceduralSource(count=args.subjects * args.views, seed=0, subjects=args.subjects), cache,
                     skip_bad=False)
@@ -146,6 +170,9 @@ def main(argv=None) -> int:
         cli_args += ["--trainer.max_epochs", str(args.max_epochs)]
     if args.epoch_length is not None:
         cli_args += ["--data.epoch_length", str(args.epoch_length)]
+    if "bf16" in text and not any(a.startswith("--trainer.precision") for a in extra) and not _cpu_bf16():
+        print("      this CPU has no native bfloat16: training in float32 (slower)", flush=True)
+        cli_args += ["--trainer.precision", "32-true"]
     cli = cli_main(cli_args + list(extra), run=False)
     t1 = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)

@@ -70,6 +70,7 @@ class GazeRegressor(L.LightningModule):
 
             self._ema_fn = _WarmEMA(ema_decay)
             self.ema = AveragedModel(self.net, avg_fn=self._ema_fn, use_buffers=True)
+            self.ema.requires_grad_(False)  # not trained: outside the optimizer and DDP's gradient reduction
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Training mode: the trained network. Eval mode: the EMA network when kept, with mirror averaging when
@@ -117,7 +118,7 @@ class GazeRegressor(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        opt = torch.optim.Adam(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler == "none" and not hp.warmup_steps:
             return opt
         if hp.scheduler == "step":

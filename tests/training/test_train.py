@@ -267,6 +267,10 @@ def test_ema_and_mirror_tta_drive_evaluation():
     assert torch.allclose(px[:, 0], pm[:, 0], atol=1e-6) and torch.allclose(px[:, 1], -pm[:, 1], atol=1e-6)
     m.train()
     assert torch.equal(m(x), m.net(x))
+    # the average is not trained (so DDP does not wait for its gradients) and not in the optimizer
+    assert not any(p.requires_grad for p in m.ema.parameters())
+    opt = m.configure_optimizers()["optimizer"]  # the default StepLR recipe returns a dict
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(p.numel() for p in m.net.parameters())
     with pytest.raises(ValueError, match="ema_decay"):
         GazeRegressor(ema_decay=1.0)
 
