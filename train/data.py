@@ -29,9 +29,18 @@ from onthefly.normalization import NormalizedCamera, get_camera
 KEYS = ("image", "gaze", "head_pose", "subject_index")
 
 
-def make_camera(camera="xgaze224", image_size: int | None = None) -> NormalizedCamera:
-    """A normalized camera preset, optionally rescaled to ``image_size`` px (same field of view and distance:
-    ``focal · image_size / width``), e.g. 64 px for the CPU demo (about 4-12x cheaper to render than 224)."""
+def make_camera(camera: "str | dict | NormalizedCamera" = "xgaze224", image_size: int | None = None) -> NormalizedCamera:
+    """A normalized camera: a preset name, a dict of :class:`NormalizedCamera` fields (``focal``, ``distance``,
+    ``width``, ``height``, optional ``name``) or a camera, optionally rescaled to ``image_size`` px (same field of
+    view and distance: ``focal · image_size / width``), e.g. 64 px for the CPU demo (about 4-12x cheaper to render
+    than 224)."""
+    if isinstance(camera, dict):
+        unknown = set(camera) - {"focal", "distance", "width", "height", "name"}
+        if unknown or not {"focal", "distance", "width", "height"} <= set(camera):
+            raise ValueError(f"camera: a dict needs focal, distance, width, height (and optionally name), got "
+                             f"{sorted(camera)}")
+        camera = NormalizedCamera(float(camera["focal"]), float(camera["distance"]), int(camera["width"]),
+                                  int(camera["height"]), str(camera.get("name", "custom")))
     cam = get_camera(camera)
     if image_size is None or image_size == cam.width:
         return cam
@@ -150,7 +159,8 @@ class GazeDataModule(L.LightningDataModule):
             with ``train_h5`` and ``real_ratio = 1``.
         batch_size: samples per training batch (real + synthetic).
         seed: seed of the training stream (saved in checkpoints with the epoch).
-        camera, image_size: normalized camera preset and optional rescaled size (``make_camera``).
+        camera, image_size: normalized camera (preset name or dict of ``NormalizedCamera`` fields) and optional
+            rescaled size (``make_camera``).
         device: where training batches are rendered: ``"auto"`` = the module's device (the trainer's root device).
         epoch_length: training batches per epoch (over all ranks); default one pass over the training frames.
         target, appearance, background_dir, image_format, ssaa, max_rotation_deg, cull_backfaces: passed to the
@@ -167,7 +177,8 @@ class GazeDataModule(L.LightningDataModule):
             0.5 when ``mirror``. ``repeat = 1`` (default) trains on every rendered batch once, as rendered.
     """
 
-    def __init__(self, cache: str | None = None, batch_size: int = 64, seed: int = 0, camera: str = "xgaze224",
+    def __init__(self, cache: str | None = None, batch_size: int = 64, seed: int = 0,
+                 camera: str | dict = "xgaze224",
                  image_size: int | None = None, device: str = "auto", epoch_length: int | None = None,
                  target: dict | str | None = None, appearance: dict | str = "default",
                  background_dir: str | None = None, image_format: str = "unit", ssaa: int = 1,

@@ -304,3 +304,10 @@ def test_channels_last_gives_the_same_predictions():
     assert next(b.net.parameters()).ndim == 4 and next(b.net.parameters()).is_contiguous(
         memory_format=torch.channels_last)
     assert torch.allclose(a(x), b(x), atol=1e-5)
+
+
+def test_make_camera_accepts_a_dict_of_fields():
+    cam = make_camera({"focal": 1280, "distance": 600, "width": 224, "height": 224, "name": "tight"}, 112)
+    assert (cam.focal, cam.distance, cam.width, cam.height) == (640.0, 600.0, 112, 112)
+    with pytest.raises(ValueError, match="focal, distance, width, height"):
+        make_camera({"focal": 1280, "distance": 600})
