@@ -42,7 +42,10 @@ def run_steps(model, opt, batches_iter, steps: int, dev, amp: bool):
         _sync(dev)
         t1 = time.perf_counter()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            loss = torch.nn.functional.l1_loss(model(batch["image"]).float(), batch["gaze"])
+            x = batch["image"]
+            if x.dim() == 4 and next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss = torch.nn.functional.l1_loss(model(x).float(), batch["gaze"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -68,6 +71,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per mode (after 2 warm-up steps)")
     ap.add_argument("--appearance", default="default")
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast for the model")
+    ap.add_argument("--cull-backfaces", action="store_true", help="dataset cull_backfaces (the CPU demo's setting)")
+    ap.add_argument("--channels-last", action="store_true", help="model and inputs in channels-last format")
     ap.add_argument("--repeat", type=int, default=1, help="also time the replay stream: steps per rendered batch")
     ap.add_argument("--pool", type=int, default=4, help="replay pool in rendered batches (default 4)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "train.json"))
@@ -78,8 +83,11 @@ def main(argv=None) -> int:
         build_cache(ProceduralSource(count=128, seed=0, subjects=32), cache)
         ds = OnTheFlyGazeDataset(cache, batch_size=args.batch_size, seed=0, device=dev,
                                  camera=make_camera("xgaze224", args.image_size), appearance=args.appearance,
+                                 cull_backfaces=args.cull_backfaces,
                                  epoch_length=args.steps + 2 + (args.steps // max(1, args.repeat) + 3))
         model = build_model(args.model).to(dev)
+        if args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(model.parameters(), 1e-4)
         n = args.steps + 2
 
@@ -112,7 +120,8 @@ def main(argv=None) -> int:
     res = {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
            platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "model": args.model,
            "image_size": args.image_size, "batch_size": args.batch_size, "appearance": args.appearance,
-           "amp": args.amp, "timed_steps": args.steps}
+           "amp": args.amp, "timed_steps": args.steps, "cull_backfaces": args.cull_backfaces,
+           "channels_last": args.channels_last, "repeat": args.repeat, "pool": args.pool}
     print(f"{'mode':9s} {'wait median':>12s} {'step median':>12s} {'wait mean':>10s} {'wait fraction':>14s} "
           f"{'samples/s':>10s}")
     for name, w, c in modes:
@@ -126,7 +135,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     allres = json.loads(out.read_text()) if out.is_file() else {}
-    allres[f"{args.device}-{args.model}-{args.image_size}-b{args.batch_size}"] = res
+    allres[f"{args.device}-{args.model}-{args.image_size}-b{args.batch_size}" + ("-amp" if args.amp else "")] = res
     out.write_text(json.dumps(allres, indent=1))
     return 0
 
