@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=None, help="default 32 (quick: 8)")
     ap.add_argument("--views-per-frame", type=int, default=1)
     ap.add_argument("--subjects", type=int, default=2)
-    ap.add_argument("--frames-per-subject", type=int, default=None, help="default 64 (quick: 16)")
+    ap.add_argument("--frames-per-subject", type=int, default=None, help="default 256 (quick: 16); per-subject set-up is amortized over these")
     ap.add_argument("--repeats", type=int, default=None, help="default 3 (quick: 2)")
     ap.add_argument("--appearance", default="default")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     size = args.image_size or (64 if args.quick else 224)
     B = args.batch_size or (8 if args.quick else 32)
-    fps = args.frames_per_subject or (16 if args.quick else 64)
+    fps = args.frames_per_subject or (16 if args.quick else 256)
     repeats = args.repeats or (2 if args.quick else 3)
 
     from onthefly.cache import MeshCache, build_cache
