@@ -1,9 +1,10 @@
 """The CPU demo end to end: procedural mesh cache → train the small CNN on on-the-fly batches (``configs/demo.yaml``)
-→ held-out angular error on subjects never seen in training → preview PNG of predictions.
+→ held-out angular error on subjects never seen in training → PNGs of predictions and of the learning curve.
 
-    python -m train demo [--out out/train-demo] [--subjects 64] [--views 4] [--max-epochs N] [--config ...]
+    python -m train demo [--out out/train-demo] [--subjects 128] [--views 8] [--max-epochs N] [--config ...]
+                         [--threads N] [any LightningCLI override, e.g. --trainer.precision 32-true]
 
-The last line printed is ``held-out angular error: X.XX deg``.
+The last line printed is ``held-out angular error: X.XX deg``. On a busy machine use ``--threads 1``.
 """
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=str(CONFIG), help="LightningCLI config (default configs/demo.yaml)")
     ap.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs")
     ap.add_argument("--epoch-length", type=int, default=None, help="override data.epoch_length (batches)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice; use 1 on a busy machine)")
     args, extra = ap.parse_known_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
