@@ -18,7 +18,7 @@ from .models import build_model
 class _WarmEMA:
     """EMA update ``avg ← d·avg + (1-d)·x`` with ``d = min(decay, (1+n)/(10+n))`` after n updates, so the average
     does not drag the random initial weights through the first thousand steps. ``step(n)`` sets d once per
-    optimizer step (one host read of the update count, not one per parameter)."""
+    optimizer step from a Python count (no host read of the device counter per step)."""
 
     def __init__(self, decay: float):
         self.decay, self.d = float(decay), 0.0
@@ -69,6 +69,7 @@ class GazeRegressor(L.LightningModule):
             from torch.optim.swa_utils import AveragedModel
 
             self._ema_fn = _WarmEMA(ema_decay)
+            self._ema_updates: int | None = None  # read from the average's counter once (also after a resume)
             self.ema = AveragedModel(self.net, avg_fn=self._ema_fn, use_buffers=True)
             self.ema.requires_grad_(False)  # not trained: outside the optimizer and DDP's gradient reduction
 
@@ -88,8 +89,11 @@ class GazeRegressor(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         if self.ema is not None:
-            self._ema_fn.step(int(self.ema.n_averaged))
+            if self._ema_updates is None:
+                self._ema_updates = int(self.ema.n_averaged)
+            self._ema_fn.step(self._ema_updates)
             self.ema.update_parameters(self.net)
+            self._ema_updates += 1
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         pred = self(batch["image"]).float()  # float32 loss and labels also under bf16 autocast
