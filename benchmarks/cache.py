@@ -20,7 +20,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -35,6 +34,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _results import save_json  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
 
 from onthefly.cache import CacheWriter, MeshCache, build_cache  # noqa: E402
 from onthefly.sources.procedural import ProceduralSource  # noqa: E402
@@ -178,10 +178,7 @@ def main(argv=None) -> int:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name, val, note in rows:
         print(f"  {name:<{w0}}  {val:>{w1}}  {note}")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"saved {out}")
+    save_json(args.json, res)
     tmp.cleanup()
     return 0
 

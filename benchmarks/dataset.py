@@ -13,7 +13,6 @@ jitter). Reports the median over the timed batches (the machine may be shared: m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import save_json  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
 
 STAGES = ("sample", "camera", "render", "background", "jitter", "labels")
 
@@ -126,10 +126,7 @@ def main(argv=None) -> int:
               "cpu_count": os.cpu_count(),
               "frames": n_frames if not args.cache else None, "repeats": repeats, "quick": args.quick,
               "results": rows, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"saved {out}")
+    save_json(args.out, result)
     return 0
 
 

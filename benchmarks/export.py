@@ -18,7 +18,6 @@ Reports medians (the machine may be shared) and bytes/row for lzf and gzip, prin
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import save_json  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
 
 
 def _backgrounds(folder: Path, n: int = 64) -> Path:
@@ -214,10 +214,7 @@ def main(argv=None) -> int:
               "bytes_per_row_lzf": bytes_lzf / rows, "bytes_per_row_gzip": bytes_gzip / rows,
               "export_gzip_rows_per_s": gz_rate, "chunking": chunking,
               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"saved {out}")
+    save_json(args.out, result)
     return 0
 
 

@@ -26,7 +26,6 @@ with ``--threads`` torch threads, excluding image decoding and the landmark dete
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -40,6 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _results import save_json  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
 
 #: (name, pitch°, yaw°) of the novel views relative to the source
 VIEWS = [("source", 0, 0), ("yaw+15", 0, 15), ("yaw-15", 0, -15), ("yaw+30", 0, 30), ("yaw-30", 0, -30),
@@ -240,9 +240,7 @@ def main(argv=None) -> int:
     print(f"reconstruct() median {result['seconds_per_image_median']:.3f} s wall, "
           f"{result['cpu_seconds_per_image_median']:.3f} s CPU per image ({args.threads} threads, excluding decoding "
           f"and the landmark detector; figure <= 1 s; load average {os.getloadavg()[0]:.1f})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    save_json(args.out, result)
     return 0
 
 

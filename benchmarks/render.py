@@ -33,6 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _results import save_json  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
 
 from onthefly.render import PointLights, rasterize, render  # noqa: E402
 from onthefly.render.cameras import pytorch3d_to_opencv  # noqa: E402
@@ -311,12 +312,9 @@ def main(argv=None):
                               f"{med * 1e3:9.1f} {B / med:9.1f} {len(times):2d} {min(times) * 1e3:9.1f} "
                               f"{cmed * 1e3 / B:9.2f} {row['cpu_share']:5.2f}")
                     del verts, K, lights
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = dict(machine=info, args=vars(args), timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   load_before=state_before, load_after=load_state(), results=rows)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"saved {out}")
+    save_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _results import save_json  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
 
 
 def _sync(dev):
@@ -133,10 +134,9 @@ def main(argv=None) -> int:
         print(f"{name:9s} {mw * 1e3:9.1f} ms {mc * 1e3:9.1f} ms {tw * 1e3:7.1f} ms {100 * tw / (tw + tc):12.1f} % "
               f"{args.batch_size / (tw + tc):10.0f}")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    allres = json.loads(out.read_text()) if out.is_file() else {}
+    allres = json.loads(out.read_text()) if out.is_file() else {}  # one entry per configuration
     allres[f"{args.device}-{args.model}-{args.image_size}-b{args.batch_size}" + ("-amp" if args.amp else "")] = res
-    out.write_text(json.dumps(allres, indent=1))
+    save_json(out, allres)
     return 0
 
 

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 bash scripts/install.sh
 "$PY" -m pytest -q --runslow -m slow "$@" || [ $? -eq 5 ]
-for b in benchmarks/*.py; do
+for b in benchmarks/[!_]*.py; do
   echo "== $b"
   "$PY" "$b"
 done
