@@ -125,14 +125,28 @@ def replay(batches, repeat: int, pool: int, mirror_p: bool, generator_for) -> It
     for i, out in enumerate(batches):
         recent = (recent + [out])[-pool:]
         keys = [k for k in out if all(k in b for b in recent)]
-        cat = {k: torch.cat([b[k] for b in recent]) for k in keys} if len(recent) > 1 else out
-        n, bs = cat["gaze"].shape[0], out["gaze"].shape[0]
+        sizes = torch.tensor([b["gaze"].shape[0] for b in recent])
+        n, bs = int(sizes.sum()), out["gaze"].shape[0]
         g = generator_for(i)
         for _ in range(repeat):
             idx = torch.randperm(n, generator=g)[:bs]
             flip = torch.rand(bs, generator=g) < 0.5 if mirror_p else torch.zeros(bs, dtype=torch.bool)
-            drawn = {k: cat[k].index_select(0, idx.to(cat[k].device)) for k in keys}
-            yield mirror(drawn, flip)
+            yield mirror(_take_rows(recent, keys, sizes, idx), flip)
+
+
+def _take_rows(batches: list[dict], keys, sizes: torch.Tensor, idx: torch.Tensor) -> dict:
+    """Rows ``idx`` of the batches' concatenation, without concatenating them (only the drawn rows are copied)."""
+    ends = sizes.cumsum(0)
+    src = torch.bucketize(idx, ends, right=True)  # which batch each row comes from
+    row = idx - (ends - sizes)[src]
+    order = torch.argsort(src, stable=True)
+    inverse = torch.argsort(order)
+    parts: dict[str, list] = {k: [] for k in keys}
+    for j in torch.unique(src).tolist():
+        rows = row[order][src[order] == j]
+        for k in keys:
+            parts[k].append(batches[j][k].index_select(0, rows.to(batches[j][k].device)))
+    return {k: torch.cat(v).index_select(0, inverse.to(v[0].device)) for k, v in parts.items()}
 
 
 def mirror(batch: dict, which: torch.Tensor | None = None) -> dict:
