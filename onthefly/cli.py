@@ -5,6 +5,7 @@ Subcommands are registered below with a one-line summary; their handlers import 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -19,6 +20,13 @@ def command(name: str, summary: str, handler: str):
         _COMMANDS.append((name, summary, add_args, handler))
         return add_args
     return deco
+
+
+def module_command(name: str, summary: str, module: str) -> None:
+    """Register a subcommand whose module defines ``add_arguments(parser)`` and ``run(args)`` (imported lazily)."""
+    def add_args(p: argparse.ArgumentParser) -> None:
+        importlib.import_module(module).add_arguments(p)
+    _COMMANDS.append((name, summary, add_args, f"{module}:run"))
 
 
 @command("info", "print versions, devices and which optional backends are available",
@@ -36,35 +44,18 @@ def _heads_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-obj", action="store_true", help="write only the preview, not the meshes")
 
 
-@command("reconstruct", "build a mesh cache from a source: procedural (default), mesh, nv-gaze, xgaze3d or images",
-         "onthefly.commands.reconstruct:run")
-def _reconstruct_args(p: argparse.ArgumentParser) -> None:
-    from .commands.reconstruct import add_arguments
-    add_arguments(p)
+module_command("reconstruct", "build a mesh cache from a source: procedural (default), mesh, nv-gaze, xgaze3d or "
+               "images", "onthefly.commands.reconstruct")
+module_command("cache", "inspect a mesh cache: 'cache info CACHE' (counts, sizes, subjects, topology sharing) or "
+               "'cache validate CACHE' (checks every record)", "onthefly.commands.cache")
+module_command("preview", "write a grid of dataset samples with gaze and head-pose arrows, and a plot of the sampled "
+               "head-pose and gaze distributions", "onthefly.commands.preview")
+module_command("export", "write a fixed h5 dataset in the anchors' schema (one file per subject; resumable, "
+               "sharded), or --verify / --index an export directory", "onthefly.commands.export")
 
 
-@command("cache", "inspect a mesh cache: 'cache info CACHE' (counts, sizes, subjects, topology sharing) or "
-         "'cache validate CACHE' (checks every record)", "onthefly.commands.cache:run")
-def _cache_args(p: argparse.ArgumentParser) -> None:
-    from .commands.cache import add_arguments
-    add_arguments(p)
-
-
-@command("preview", "write a grid of dataset samples with gaze and head-pose arrows, and a plot of the sampled "
-         "head-pose and gaze distributions", "onthefly.commands.preview:run")
-def _preview_args(p: argparse.ArgumentParser) -> None:
-    from .commands.preview import add_arguments
-    add_arguments(p)
-
-
-@command("export", "write a fixed h5 dataset in the anchors' schema (one file per subject; resumable, sharded), "
-         "or --verify / --index an export directory", "onthefly.commands.export:run")
-def _export_args(p: argparse.ArgumentParser) -> None:
-    from .commands.export import add_arguments
-    add_arguments(p)
-
-
-@command("demo", "the main job on the embedded procedural heads: cache -> on-the-fly batches -> preview",
+@command("demo", "one look at the data: procedural cache -> on-the-fly batches -> preview PNG and labels "
+         "(the training demo is 'onthefly train demo')",
          "onthefly.commands.demo:run")
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
@@ -106,8 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     module, func = args._handler.split(":")
-    import importlib
-
     try:
         return int(getattr(importlib.import_module(module), func)(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
