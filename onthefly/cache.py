@@ -633,11 +633,12 @@ class MeshCache:
 
     # ------------------------------------------------------------------ bulk load
     def load(self, subjects: str | Iterable[str] | None = None, device: str | torch.device = "cpu", *,
-             dtype: torch.dtype = torch.float32, indices: Sequence[int] | None = None) -> PackedFrames:
+             dtype: torch.dtype = torch.float32, indices: Sequence[int] | None = None,
+             label_dtype: torch.dtype | None = None) -> PackedFrames:
         """Load the frames of ``subjects`` (all for None), or explicit sorted ``indices``, onto ``device``.
 
-        Vertices come as ``dtype`` (default float32); the per-frame labels (landmarks, head rotation, face centre,
-        gaze, K, views) always as float64.
+        Vertices and the per-frame labels come as ``dtype`` (default float32); ``label_dtype`` (e.g. float64)
+        overrides it for the labels and views (landmarks, head rotation, face centre, gaze, K).
 
         Reads one contiguous slice of each packed array per run of consecutive frames (a subject is one run when
         its frames were written together, as every built-in source does), one slice of the per-frame tables, and
@@ -720,8 +721,7 @@ class MeshCache:
                 if not hf.all():  # frames without a face region count as all face
                     fr_np |= np.repeat(~hf, counts)
                 face = torch.from_numpy(fr_np).to(device)
-        # the per-frame label tables are small: float64 whatever ``dtype`` (labels to 1e-6 rad need it)
-        lab = torch.float64
+        lab = dtype if label_dtype is None else label_dtype
         views = {}
         vg = f.get("views")
         if vg is not None:

@@ -256,7 +256,9 @@ class OnTheFlyGazeDataset(IterableDataset):
             tune_malloc()
         mc = self._cache_obj or MeshCache(self.cache_path)
         try:
-            pf = mc.load(self.subjects, device=self.device)
+            # real-camera labels (to 1e-6 rad) need the stored float64 rotations and centres
+            pf = mc.load(self.subjects, device=self.device,
+                         label_dtype=torch.float64 if isinstance(self.sampler, Cameras) else None)
         finally:
             if self._cache_obj is None:
                 mc.close()

@@ -48,7 +48,7 @@ def run(args) -> int:
     print(f"{report.path}: {report.written} frames from source {args.source} "
           f"in {report.seconds:.1f} s ({rate:.1f} frames/s)")
     if report.skipped:
-        print(f"skipped {len(report.skipped)} record(s):")
+        print(f"skipped {len(report.skipped)} bad record(s):")
         for key, reason in report.skipped:
             print(f"  {key}: {reason}")
     return 0
