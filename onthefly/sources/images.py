@@ -1,6 +1,10 @@
 """``images`` source: calibrated photos reconstructed into textured meshes (:mod:`onthefly.reconstruct`).
 
-Input: a JSON Lines manifest (:mod:`onthefly.reconstruct.manifest`, ``docs/reconstruction.md``). Landmarks come from
+Input: a JSON Lines manifest (:mod:`onthefly.reconstruct.manifest`, ``docs/reconstruction.md``), or a raw dataset
+root read without one (``layout="mpiifacegaze"`` or ``"eth-xgaze"``, :mod:`onthefly.sources.layouts`: the
+annotation's own head pose, face centre and gaze target; ETH-XGaze's cam03/06/13 JPGs are rotated 180° before
+anything is applied). A manifest's images are used as stored: a manifest pointing at raw ETH-XGaze cam03/06/13
+JPGs pairs the landmarks with an upside-down face; use ``--layout eth-xgaze`` or rotate them first. Landmarks come from
 the manifest (``landmarks="manifest"``, the default: the dataset's annotations) or a detector (``dlib``,
 ``fan2d``, ``fan3d``; :mod:`onthefly.reconstruct.landmarks`). With a detector chosen, frames whose manifest line has
 landmarks keep them (unless ``prefer_detector``) and the others are detected (in the line's ``face_box`` if any).
@@ -99,7 +103,8 @@ class ImageSource:
         self.prefer_detector = prefer_detector
         self.options = options
         self._detector = None
-        self.attrs = {"images_manifest": str(self.manifest), "images_landmarks": landmarks}
+        self.attrs = {"images_manifest": str(self.manifest), "images_landmarks": landmarks,
+                      "images_layout": layout or ""}
 
     def keys(self) -> list[int]:
         return list(range(len(self.entries)))
@@ -131,7 +136,11 @@ class ImageSource:
         if not 0 <= key < len(self.entries):
             raise SourceError(f"{self.manifest}: no frame {key}")
         e = self.entries[key]
+        if getattr(e, "error", None):  # a raw-layout entry whose inputs were bad (see onthefly.sources.layouts)
+            raise SourceError(e.error)
         image = read_image(e.image, e.where)
+        if getattr(e, "rotate180", False):  # ETH-XGaze cam03/06/13: K and the CSV refer to the rotated image
+            image = np.ascontiguousarray(image[::-1, ::-1])
         h, w = image.shape[:2]
         if e.image_size is not None and e.image_size != (w, h):
             raise SourceError(f"{e.where} ({e.image.name}): inconsistent intrinsics: image_size {list(e.image_size)} "

@@ -22,7 +22,7 @@ __all__ = ["register", "sources", "add_source_arguments", "make_source"]
 
 _REGISTRY: dict[str, type] = {}
 _ORDER = ("procedural", "mesh", "nv-gaze", "xgaze3d", "images")
-_NOT_SOURCES = {"base", "registry", "readers"}
+_NOT_SOURCES = {"base", "registry", "readers", "layouts"}
 
 
 def register(cls):
