@@ -107,6 +107,15 @@ def test_eth_xgaze_layout_official_labels_and_rotation(tmp_path, monkeypatch):
             fc = 0.5 * (Fc[:, [20, 23, 26, 29]].mean(1) + Fc[:, [15, 19]].mean(1))
             R, gaze, head = official_normalization(fc, hR, v[2:5])
             assert np.abs(rec.face_centre - fc).max() < 1e-9
+            # the normalization of the record (float64 maths) is ETH-XGaze's to round-off
+            from onthefly.normalization import normalize_geometry
+
+            geo = normalize_geometry(torch.from_numpy(rec.K), torch.from_numpy(rec.head_rotation),
+                                     torch.from_numpy(rec.face_centre), "xgaze448",
+                                     gaze_target=torch.from_numpy(rec.gaze_target))
+            assert np.abs(geo.R.numpy() - R).max() < 1e-12
+            assert np.abs(geo.gaze.numpy() - gaze).max() < 1e-12 and np.abs(geo.head_pose.numpy() - head).max() < 1e-12
+            # the batch labels (float32) of the source view
             assert np.abs(labels["gaze"][i].double().numpy() - gaze).max() < 1e-6
             assert np.abs(labels["head_pose"][i].double().numpy() - head).max() < 1e-6
             assert np.abs(labels["face_mat_norm"][i].double().numpy() - R).max() < 1e-6
