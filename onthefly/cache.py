@@ -921,4 +921,24 @@ def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
         for i in range(n):
             if not names[0][i] or not names[1][i]:
                 bad(i, "empty subject or frame id")
+        if "views" in f:  # optional real cameras per frame
+            vg = f["views"]
+            need_v = [k for k in ("offset", "names", "R", "t", "K") if k not in vg]
+            if need_v:
+                problems.append(f"{path}: views/ lacks {need_v}")
+                return problems
+            off, M = vg["offset"][()], vg["names"].shape[0]
+            if len(off) != n + 1 or off[0] != 0 or off[-1] != M or (np.diff(off) < 0).any():
+                problems.append(f"{path}: views/offset is not non-decreasing from 0 to {M}")
+                return problems
+            if vg["R"].shape != (M, 3, 3) or vg["t"].shape != (M, 3) or vg["K"].shape != (M, 3, 3):
+                problems.append(f"{path}: views/R, t, K must be ({M},3,3), ({M},3), ({M},3,3)")
+                return problems
+            R = vg["R"][()]
+            with np.errstate(invalid="ignore"):
+                err = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max((1, 2)) if M else np.zeros(0)
+                det = np.linalg.det(R) if M else np.zeros(0)
+            badm = ~(err < 1e-5) | ~(det > 0) | ~np.isfinite(vg["t"][()]).all(1)
+            for m in np.flatnonzero(badm):
+                bad(int(np.searchsorted(off, m, side="right") - 1), f"view {m}: R is not a rotation or t not finite")
     return problems

@@ -264,3 +264,17 @@ def test_bad_camera_xml_nodes(tmp_path):
     p.write_text("<?xml version='1.0'?><nothing/>")
     with pytest.raises(FormatError, match=r"cam00\.xml:1: not an OpenCV FileStorage"):
         read_camera_xml(p)
+
+
+def test_validate_checks_views(built, tmp_path):
+    import shutil
+
+    import h5py
+
+    out, _ = built
+    bad = tmp_path / "bad.h5"
+    shutil.copy(out, bad)
+    with h5py.File(bad, "r+") as f:
+        f["views/R"][20] = np.diag([1.0, 1.0, -1.0])  # frame 1's cam02: a reflection
+    probs = validate_cache(bad)
+    assert len(probs) == 1 and "frame 1 (subject0003/frame0000/cam00): view 20: R is not a rotation" in probs[0]
