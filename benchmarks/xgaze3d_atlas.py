@@ -36,7 +36,8 @@ print(json.dumps({"texture": list(rec.texture.shape), "peak_rss_mib": hwm / 1024
 def write_release(tmp: Path, side: int) -> tuple[Path, Path]:
     import numpy as np
 
-    sys.path.insert(0, str(HERE.parent / "tests"))
+    if str(HERE.parent / "tests") not in sys.path:
+        sys.path.append(str(HERE.parent / "tests"))
     from sources.fixtures import procedural_records
     from sources.xgaze3d_real_fixture import write_xgaze3d
 
@@ -73,6 +74,7 @@ def main(argv=None) -> int:
     print(f"atlas cost over baseline: {rows['8192² atlas, --texture-size 2048']['peak_rss_mib'] - base:.0f} MiB "
           f"(reduced decode) vs {rows['8192² atlas, no cap (full decode)']['peak_rss_mib'] - base:.0f} MiB (full)")
     print(f"load: {os.uname().nodename}, {os.getloadavg()[0]:.1f} (1-min load average)")
+    sys.path.insert(0, str(HERE))
     from _results import save_json
 
     save_json(args.json, {"rows": rows, "loadavg_1min": os.getloadavg()[0]})
