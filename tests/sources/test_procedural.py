@@ -91,8 +91,8 @@ def test_subjects_default_follows_count(tmp_path):
     assert cli(["reconstruct", "--source", "procedural", "--count", "6", "--out", str(out), "--quiet"]) == 0
     with MeshCache(out) as c:
         assert len(c) == 6 and len(c.subjects) == 6
-    assert cli(["reconstruct", "--source", "procedural", "--count", "20", "--out", str(out), "--quiet"]) == 0
+    assert cli(["reconstruct", "--source", "procedural", "--count", "9", "--out", str(out), "--quiet"]) == 0
     with MeshCache(out) as c:
-        assert len(c) == 20 and len(c.subjects) == 8  # the default stays 8 when --count allows it
+        assert len(c) == 9 and len(c.subjects) == 8  # the default stays 8 when --count allows it
     with pytest.raises(ValueError, match=r"--subjects \(9\) cannot exceed --count \(6\)"):
         cli(["reconstruct", "--source", "procedural", "--count", "6", "--subjects", "9", "--out", str(out)])
