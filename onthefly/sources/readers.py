@@ -109,9 +109,9 @@ def read_camera_xml(path: str | Path) -> CameraCalibration:
         raise FormatError(path, "not an OpenCV FileStorage XML file (no <opencv_storage>)", 1)
     try:
         fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-    except cv2.error as exc:
-        raise FormatError(path, f"not a readable OpenCV FileStorage file ({str(exc).strip().splitlines()[-1]})") \
-            from None
+    except Exception as exc:  # cv2.error, or SystemError on some corrupt files
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise FormatError(path, f"not a readable OpenCV FileStorage file ({msg})") from None
     try:
         if not fs.isOpened():
             raise FormatError(path, "not a readable OpenCV FileStorage file")
@@ -145,6 +145,10 @@ def read_camera_xml(path: str | Path) -> CameraCalibration:
         for name in ("image_Width", "image_Height"):
             n = fs.getNode(name)
             size.append(None if n.empty() else n.real())
+    except FormatError:
+        raise
+    except Exception as exc:  # cv2 errors reading a corrupt node
+        raise FormatError(path, f"cannot read the nodes ({type(exc).__name__}: {exc})") from None
     finally:
         fs.release()
     if (R is None) != (t is None):
@@ -202,7 +206,11 @@ def read_xgaze_annotation(path: str | Path, fields: int | None = None) -> dict[t
     text = _text(path, "annotation file")
     out: dict[tuple[str, str], XGazeRow] = {}
     want = fields
-    for lineno, t in enumerate(csv.reader(text.splitlines()), 1):
+    try:
+        parsed = list(enumerate(csv.reader(text.splitlines()), 1))
+    except csv.Error as exc:
+        raise FormatError(path, f"not a CSV file ({exc})") from None
+    for lineno, t in parsed:
         if not t or (len(t) == 1 and not t[0].strip()):
             continue
         n = len(t)
@@ -336,26 +344,63 @@ def read_mpii_annotation(path: str | Path) -> dict[str, MPIIRow]:
     return out
 
 
+_LOADMAT_CHILD = r"""
+import json, sys
+import numpy as np
+import scipy.io
+try:
+    m = scipy.io.loadmat(sys.argv[1])
+except Exception as exc:
+    print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+    sys.exit(0)
+out = {"keys": sorted(k for k in m if not k.startswith("__"))}
+for k in ("cameraMatrix", "distCoeffs"):
+    if k in m:
+        try:
+            out[k] = np.asarray(m[k], np.float64).tolist()
+        except (TypeError, ValueError):
+            out[k] = None
+print(json.dumps(out))
+"""
+
+
 def read_camera_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """MPIIFaceGaze ``Calibration/Camera.mat`` (MATLAB, ``scipy.io.loadmat``): ``cameraMatrix`` 3×3 and
-    ``distCoeffs`` (1×5) → (K, dist (5,)). Raises :class:`FormatError`."""
-    import scipy.io
+    ``distCoeffs`` (1×5) → (K, dist (5,)). Raises :class:`FormatError`.
+
+    ``loadmat`` runs in a child process: scipy's MAT-5 reader can crash the interpreter (a segmentation fault) on
+    some corrupt files, which must be an error naming the file, not the end of the build."""
+    import json
+    import subprocess
+    import sys
 
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "camera calibration (Camera.mat) not found")
     try:
-        m = scipy.io.loadmat(str(path))
-    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, ... on corrupt files
-        raise FormatError(path, f"not a readable MATLAB .mat file ({type(exc).__name__}: {exc})") from None
+        run = subprocess.run([sys.executable, "-c", _LOADMAT_CHILD, str(path)], capture_output=True, text=True,
+                             timeout=120)
+    except subprocess.TimeoutExpired:
+        raise FormatError(path, "not a readable MATLAB .mat file (the reader did not finish in 120 s)") from None
+    if run.returncode != 0:
+        why = f"signal {-run.returncode}" if run.returncode < 0 else (run.stderr.strip().splitlines() or ["?"])[-1]
+        raise FormatError(path, f"not a readable MATLAB .mat file (the reader crashed: {why})")
+    try:
+        m = json.loads(run.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise FormatError(path, "not a readable MATLAB .mat file (no result from the reader)") from None
+    if "error" in m:
+        raise FormatError(path, f"not a readable MATLAB .mat file ({m['error']})")
     for k in ("cameraMatrix", "distCoeffs"):
         if k not in m:
-            raise FormatError(path, f"no variable {k!r} (has {sorted(x for x in m if not x.startswith('__'))})")
+            raise FormatError(path, f"no variable {k!r} (has {m['keys']})")
+        if m[k] is None:
+            raise FormatError(path, f"{k} is not numeric")
     try:
         K = np.asarray(m["cameraMatrix"], np.float64)
         dist = np.asarray(m["distCoeffs"], np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise FormatError(path, "cameraMatrix / distCoeffs are not numeric") from None
+        raise FormatError(path, "cameraMatrix / distCoeffs are not numeric arrays") from None
     if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise FormatError(path, f"cameraMatrix must be a finite 3x3 intrinsics matrix, got shape {K.shape}")
     if dist.size not in (4, 5, 8, 12, 14) or not np.isfinite(dist).all():

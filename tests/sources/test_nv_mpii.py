@@ -178,3 +178,21 @@ def test_bad_supply_and_openface(nv, tmp_path):
             NVGazeSource(root, ann, openface=of_path).load("p00/day01/0001.obj")
     finally:
         mat.write_bytes(keep)
+
+
+def test_camera_mat_that_crashes_scipy_is_a_clear_error(tmp_path):
+    """scipy's loadmat segfaults on this corrupt Camera.mat (one byte of the first variable's header set to 0xFF):
+    the reader runs it in a child process and reports the file instead of dying."""
+    from onthefly.sources.readers import read_camera_mat
+
+    p = tmp_path / "Camera.mat"
+    K = np.array([[1200.0, 0, 319.5], [0, 1200, 319.5], [0, 0, 1]])
+    scipy.io.savemat(p, {"cameraMatrix": K, "distCoeffs": np.zeros((1, 5)), "retval": 0.3,
+                         "rvecs": np.zeros((3, 1)), "tvecs": np.zeros((3, 1))})
+    got, _ = read_camera_mat(p)
+    assert np.array_equal(got, K)
+    b = bytearray(p.read_bytes())
+    b[145] = 0xFF
+    p.write_bytes(bytes(b))
+    with pytest.raises(FormatError, match=rf"{p}: not a readable MATLAB \.mat file"):
+        read_camera_mat(p)
