@@ -32,6 +32,10 @@ Labels, the way XGaze3D computes them (``main_render.py`` / ``headpose.py``):
 * landmarks 0-7, 9-16, 60, 64 (not in the face model): first hits of cam00's rays through its 68 annotated points
   with the mesh (at the chin's depth on a miss, counted in ``extra['landmark_misses']``).
 
+XGaze3D takes cam00 of ``avg_cams_final`` as the world origin (its fitted cam00 pose is used untransformed); the
+release's cam00 has identity extrinsics. Should it not, the record is still exactly in cam00's frame (the fit's
+world pose is moved by cam00's R, T) and the views are relative to cam00.
+
 One cache frame per mesh, in cam00's frame (camera ``cam00``), with the frame's 18 averaged cameras as its
 ``views`` (``R_i``, ``T_i`` relative to cam00, normalization K), so the ``cameras`` target sampler renders exactly
 XGaze3D's 18 views (labels equal to XGaze3D's: head pose, gaze, ``face_mat_norm`` = R of camera i) without storing
