@@ -768,6 +768,8 @@ class MeshCache:
             "textures": self.n_textures, "texture_bytes": int(f["textures/data"].shape[0]),
             "vertex_colour_frames": int(f["frames/has_vertex_colors"][()].sum()),
             "face_region_frames": int(self._has_face.sum()) if self._has_face is not None else 0,
+            "view_frames": int((np.diff(f["views/offset"][()]) > 0).sum()) if "views" in f else 0,
+            "views": int(f["views/names"].shape[0]) if "views" in f else 0,
             "skipped_records": len(json.loads(f.attrs["skipped_records"])) if "skipped_records" in f.attrs else 0,
             "quality_median": {k: float(np.nanmedian(v)) for k, v in self.quality().items() if np.isfinite(v).any()},
             "file_bytes": self.path.stat().st_size,

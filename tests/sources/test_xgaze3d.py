@@ -112,6 +112,10 @@ def test_build_keeps_real_ids_skips_failed_and_dark_frames(built):
     assert [k for k, _ in rep.skipped] == ["subject0000/frame0001"]
     assert "no final_obj folder (a failed XGaze3D reconstruction)" in rep.skipped[0][1]
     assert validate_cache(out) == []
+    from onthefly.cache import cache_info
+
+    info = cache_info(out)
+    assert (info["view_frames"], info["views"]) == (2, 36)
 
 
 def test_labels_of_the_18_views_equal_xgaze3d(release, built):
