@@ -156,6 +156,7 @@ class CacheWriter:
             "face_centre_rule",
             "gaze_target", "gaze_direction", "K", "image_size")}
         self._quality: dict[str, dict[int, float]] = {}   # name -> {frame index: value}
+        self._views: dict[str, list] = {"count": [], "names": [], "R": [], "t": [], "K": []}
         self._closed = False
 
     # ------------------------------------------------------------------ writing
@@ -222,6 +223,15 @@ class CacheWriter:
         r["gaze_direction"].append(rec.direction())
         r["K"].append(rec.K)
         r["image_size"].append(rec.image_size)
+        v = self._views
+        if rec.views is not None:
+            v["count"].append(len(rec.views["names"]))
+            v["names"] += list(rec.views["names"])
+            v["R"].append(rec.views["R"])
+            v["t"].append(rec.views["t"])
+            v["K"].append(rec.views["K"])
+        else:
+            v["count"].append(0)
         i = len(r["subject"]) - 1
         for name, value in _quality_of(rec).items():
             self._quality.setdefault(name, {})[i] = value
@@ -265,6 +275,16 @@ class CacheWriter:
         x.create_dataset("offset", data=np.append(trows[:, 0], self._tex.n).astype(np.int64))
         x.create_dataset("shape", data=np.concatenate([trows[:, 1:], np.full((len(trows), 1), 3)], 1)
                          .astype(np.int64))
+        if any(self._views["count"]):  # optional real cameras per frame (multi-view sources)
+            v = self._views
+            vg = f.create_group("views")
+            off = np.zeros(n + 1, np.int64)
+            np.cumsum(v["count"], out=off[1:])
+            vg.create_dataset("offset", data=off)
+            vg.create_dataset("names", data=np.array(v["names"], dtype=object), dtype=_STR)
+            vg.create_dataset("R", data=np.concatenate(v["R"]).astype(np.float64))
+            vg.create_dataset("t", data=np.concatenate(v["t"]).astype(np.float64))
+            vg.create_dataset("K", data=np.concatenate(v["K"]).astype(np.float64))
         if self._quality:  # optional per-frame quality numbers (reconstructed sources), NaN where not given
             q = g.create_group("quality")
             for name, vals in sorted(self._quality.items()):
@@ -320,7 +340,9 @@ def build_cache(source: Source, out: str | Path, *, skip_bad: bool = False, vert
     keys = list(source.keys())
     if not keys:
         raise SourceError(f"source {getattr(source, 'name', source)!r}: no frames found")
-    skipped: list[tuple[str, str]] = []
+    # records the source itself excluded while listing (e.g. XGaze3D frames whose reconstruction failed)
+    skipped: list[tuple[str, str]] = [(str(k), str(r)) for k, r in getattr(source, "excluded", [])]
+    n_pre = len(skipped)
     it: Iterable = keys
     if progress:
         from tqdm import tqdm
@@ -339,7 +361,7 @@ def build_cache(source: Source, out: str | Path, *, skip_bad: bool = False, vert
             raise SourceError(f"every record was bad ({len(skipped)} skipped); nothing written")
         if skipped:  # the reasons travel with the file (JSON list of [record, reason])
             w._f.attrs["skipped_records"] = json.dumps(skipped)
-    return BuildReport(Path(out), len(keys) - len(skipped), skipped, time.perf_counter() - t0)
+    return BuildReport(Path(out), len(keys) - (len(skipped) - n_pre), skipped, time.perf_counter() - t0)
 
 
 # ====================================================================================================== reading
@@ -358,6 +380,9 @@ class PackedFrames:
     ``vert_face_region`` (total_V,) bool: the face vertices (brows to chin, no hair/ears/neck), or None when no
     loaded frame has a face region (frames without one count as all face); ``has_face_region`` (n,) bool (None
     for caches written before face regions were stored).
+    Real cameras (multi-view sources; all None when the cache stores none): ``view_offsets`` (n+1,) int64, frame
+    i owns views ``view_offsets[i]:view_offsets[i+1]`` of ``view_R`` (M,3,3) / ``view_t`` (M,3) (frame camera →
+    view camera, mm), ``view_K`` (M,3,3); ``view_names[i]`` the camera names of frame i.
     """
 
     verts: torch.Tensor
@@ -384,6 +409,11 @@ class PackedFrames:
     camera: list[str]
     vert_face_region: torch.Tensor | None = None
     has_face_region: torch.Tensor | None = None
+    view_offsets: torch.Tensor | None = None
+    view_R: torch.Tensor | None = None
+    view_t: torch.Tensor | None = None
+    view_K: torch.Tensor | None = None
+    view_names: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -566,7 +596,17 @@ class MeshCache:
             vert_face_region=f["vert_face_region"][a:b].astype(bool)
             if self._has_face is not None and self._has_face[i] else None,
             uv=uv, faces_uv=faces_uv, texture=texture, origin=_strs(fr["origin"][i:i + 1])[0],
-            extra=self._quality_row(i))
+            views=self._views_of(i), extra=self._quality_row(i))
+
+    def _views_of(self, i: int) -> dict | None:
+        """The real cameras of frame i (``views`` of its record), or None."""
+        v = self._f.get("views")
+        if v is None:
+            return None
+        a, b = (int(x) for x in v["offset"][i:i + 2])
+        if a == b:
+            return None
+        return {"names": _strs(v["names"][a:b]), "R": v["R"][a:b], "t": v["t"][a:b], "K": v["K"][a:b]}
 
     def _quality_row(self, i: int) -> dict:
         """``{"quality": {name: value}}`` of frame i from ``frames/quality/*`` (non-NaN values), or {}."""
@@ -593,8 +633,12 @@ class MeshCache:
 
     # ------------------------------------------------------------------ bulk load
     def load(self, subjects: str | Iterable[str] | None = None, device: str | torch.device = "cpu", *,
-             dtype: torch.dtype = torch.float32, indices: Sequence[int] | None = None) -> PackedFrames:
+             dtype: torch.dtype = torch.float32, indices: Sequence[int] | None = None,
+             label_dtype: torch.dtype | None = None) -> PackedFrames:
         """Load the frames of ``subjects`` (all for None), or explicit sorted ``indices``, onto ``device``.
+
+        Vertices and the per-frame labels come as ``dtype`` (default float32); ``label_dtype`` (e.g. float64)
+        overrides it for the labels and views (landmarks, head rotation, face centre, gaze, K).
 
         Reads one contiguous slice of each packed array per run of consecutive frames (a subject is one run when
         its frames were written together, as every built-in source does), one slice of the per-frame tables, and
@@ -677,20 +721,33 @@ class MeshCache:
                 if not hf.all():  # frames without a face region count as all face
                     fr_np |= np.repeat(~hf, counts)
                 face = torch.from_numpy(fr_np).to(device)
+        lab = dtype if label_dtype is None else label_dtype
+        views = {}
+        vg = f.get("views")
+        if vg is not None:
+            voff = vg["offset"][()]
+            vcount = (voff[idx + 1] - voff[idx]).astype(np.int64)
+            vr = [(int(voff[a]), int(voff[b])) for a, b in runs]
+            names = _strs(vg["names"])
+            vo_new = np.zeros(len(idx) + 1, np.int64)
+            np.cumsum(vcount, out=vo_new[1:])
+            views = dict(view_offsets=tens(vo_new, torch.int64), view_R=tens(_read_ranges(vg["R"], vr), lab),
+                         view_t=tens(_read_ranges(vg["t"], vr), lab), view_K=tens(_read_ranges(vg["K"], vr), lab),
+                         view_names=[names[int(voff[i]):int(voff[i + 1])] for i in idx])
         return PackedFrames(
             verts=v, vert_colors=torch.from_numpy(colors).to(device), vert_offsets=tens(offsets, torch.int64),
             faces=faces_list, uv=uv_list, faces_uv=fuv_list,
             topology_id=tens(tid_new.astype(np.int64), torch.int64), textures=textures,
             texture_id=tens(texture_id, torch.int64),
             has_vertex_colors=tens(frame_rows["has_vertex_colors"], torch.bool),
-            landmarks=tens(frame_rows["landmarks"], dtype), head_rotation=tens(frame_rows["head_rotation"], dtype),
-            face_centre=tens(frame_rows["face_centre"], dtype),
+            landmarks=tens(frame_rows["landmarks"], lab), head_rotation=tens(frame_rows["head_rotation"], lab),
+            face_centre=tens(frame_rows["face_centre"], lab),
             face_centre_rule=tens(frame_rows["face_centre_rule"], torch.int64),
-            gaze_target=tens(frame_rows["gaze_target"], dtype),
-            gaze_direction=tens(frame_rows["gaze_direction"], dtype), K=tens(frame_rows["K"], dtype),
+            gaze_target=tens(frame_rows["gaze_target"], lab),
+            gaze_direction=tens(frame_rows["gaze_direction"], lab), K=tens(frame_rows["K"], lab),
             image_size=tens(frame_rows["image_size"], torch.int64), index=tens(idx, torch.int64),
             subject=[str(s) for s in self._subject[idx]], frame=ids["frame"], camera=ids["camera"],
-            vert_face_region=face, has_face_region=has_face)
+            vert_face_region=face, has_face_region=has_face, **views)
 
     # ------------------------------------------------------------------ summary
     def info(self) -> dict:
@@ -711,6 +768,8 @@ class MeshCache:
             "textures": self.n_textures, "texture_bytes": int(f["textures/data"].shape[0]),
             "vertex_colour_frames": int(f["frames/has_vertex_colors"][()].sum()),
             "face_region_frames": int(self._has_face.sum()) if self._has_face is not None else 0,
+            "view_frames": int((np.diff(f["views/offset"][()]) > 0).sum()) if "views" in f else 0,
+            "views": int(f["views/names"].shape[0]) if "views" in f else 0,
             "skipped_records": len(json.loads(f.attrs["skipped_records"])) if "skipped_records" in f.attrs else 0,
             "quality_median": {k: float(np.nanmedian(v)) for k, v in self.quality().items() if np.isfinite(v).any()},
             "file_bytes": self.path.stat().st_size,
@@ -864,4 +923,24 @@ def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
         for i in range(n):
             if not names[0][i] or not names[1][i]:
                 bad(i, "empty subject or frame id")
+        if "views" in f:  # optional real cameras per frame
+            vg = f["views"]
+            need_v = [k for k in ("offset", "names", "R", "t", "K") if k not in vg]
+            if need_v:
+                problems.append(f"{path}: views/ lacks {need_v}")
+                return problems
+            off, M = vg["offset"][()], vg["names"].shape[0]
+            if len(off) != n + 1 or off[0] != 0 or off[-1] != M or (np.diff(off) < 0).any():
+                problems.append(f"{path}: views/offset is not non-decreasing from 0 to {M}")
+                return problems
+            if vg["R"].shape != (M, 3, 3) or vg["t"].shape != (M, 3) or vg["K"].shape != (M, 3, 3):
+                problems.append(f"{path}: views/R, t, K must be ({M},3,3), ({M},3), ({M},3,3)")
+                return problems
+            R = vg["R"][()]
+            with np.errstate(invalid="ignore"):
+                err = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max((1, 2)) if M else np.zeros(0)
+                det = np.linalg.det(R) if M else np.zeros(0)
+            badm = ~(err < 1e-5) | ~(det > 0) | ~np.isfinite(vg["t"][()]).all(1)
+            for m in np.flatnonzero(badm):
+                bad(int(np.searchsorted(off, m, side="right") - 1), f"view {m}: R is not a rotation or t not finite")
     return problems

@@ -33,7 +33,7 @@ from .augment import Appearance, AppearanceParams
 from .camera import novel_view, project_points
 from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_rotation, rotation_to_pitchyaw
 from .normalization import _normalization_rotation, get_camera
-from .poses import make_sampler, sample_targets
+from .poses import Cameras, TargetSample, camera_view_poses, make_sampler, sample_targets
 
 __all__ = ["OnTheFlyGazeDataset", "distributed_info", "batch_generator", "BATCH_KEYS", "IMAGENET_MEAN",
            "IMAGENET_STD"]
@@ -44,7 +44,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: keys of a batch (besides the ``param_*`` appearance parameters); see :class:`OnTheFlyGazeDataset`
 BATCH_KEYS = ("image", "mask", "coverage", "gaze", "head_pose", "gaze_vector", "face_mat_norm",
               "rotation_matrix", "landmarks_2d", "landmarks_3d", "frame_index", "subject_index", "target_pose",
-              "drawn_target", "source_head_pose", "epoch", "batch_index")
+              "drawn_target", "source_head_pose", "camera_index", "epoch", "batch_index")
 
 
 def distributed_info() -> tuple[int, int]:
@@ -256,7 +256,9 @@ class OnTheFlyGazeDataset(IterableDataset):
             tune_malloc()
         mc = self._cache_obj or MeshCache(self.cache_path)
         try:
-            pf = mc.load(self.subjects, device=self.device)
+            # real-camera labels (to 1e-6 rad) need the stored float64 rotations and centres
+            pf = mc.load(self.subjects, device=self.device,
+                         label_dtype=torch.float64 if isinstance(self.sampler, Cameras) else None)
         finally:
             if self._cache_obj is None:
                 mc.close()
@@ -303,7 +305,8 @@ class OnTheFlyGazeDataset(IterableDataset):
         R_src = _normalization_rotation(c, hR)
         src_pose = rotation_to_pitchyaw(R_src @ hR)
         subj_of = {s: i for i, s in enumerate(self.subjects)}
-        self._state = dict(
+        views = self._views(pf, c, hR) if isinstance(self.sampler, Cameras) else {}
+        self._state = dict(**views,
             verts=verts, colors=None if use_uv else colors, face=face, uv=uv_tex, texture_id=pf.texture_id, faces=faces,
             faces_pad=faces_pad, topology=pf.topology_id,
             hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src,
@@ -313,6 +316,31 @@ class OnTheFlyGazeDataset(IterableDataset):
             ids={int(k): (s, f, cm) for k, s, f, cm in zip(pf.index.tolist(), pf.subject, pf.frame, pf.camera)})
         self.appearance.setup((self.camera.height, self.camera.width), dev)
         return self._state
+
+    def _views(self, pf, c, hR) -> dict:
+        """The frames' real cameras for the ``cameras`` sampler: per frame and camera slot (padded to the most
+        cameras of a frame) the head-pose label, the normalization rotation and which slots may be drawn."""
+        if pf.view_offsets is None:
+            raise ValueError(f"cache {self.cache_path}: target 'cameras' needs frames with stored cameras (views), "
+                             "e.g. a cache built with --source xgaze3d; this cache has none")
+        dev, f64 = self.device, torch.float64
+        n = len(pf)
+        counts = pf.view_offsets.diff()
+        C = int(counts.max())
+        R = torch.eye(3, dtype=f64, device=dev).repeat(n, C, 1, 1)
+        t = torch.zeros(n, C, 3, dtype=f64, device=dev)
+        frame = torch.repeat_interleave(torch.arange(n, device=dev), counts)
+        slot = torch.arange(len(frame), device=dev) - pf.view_offsets[frame]
+        R[frame, slot] = pf.view_R.to(f64)
+        t[frame, slot] = pf.view_t.to(f64)
+        pose, Rn, _ = camera_view_poses(c[:, None], hR[:, None], R, t)
+        want = self.sampler.cameras
+        allowed = torch.zeros(n, C, dtype=torch.bool)
+        for i, names in enumerate(pf.view_names):  # once per frame, at load
+            for k, name in enumerate(names):
+                allowed[i, k] = want is None or name in want
+        return {"view_pose_cpu": pose.cpu(), "view_Rn": Rn, "view_allowed_cpu": allowed,
+                "view_names": pf.view_names}
 
     @staticmethod
     def _uv_textures(pf):
@@ -366,9 +394,15 @@ class OnTheFlyGazeDataset(IterableDataset):
         epoch = self.epoch if epoch is None else int(epoch)
         gen = batch_generator(self.seed, epoch, index)
         frames = self._frames(epoch, index).repeat_interleave(self.views_per_frame)
-        tgt = sample_targets(self.sampler, st["src_pose_cpu"][frames], st["gaze_head_cpu"][frames], gen,
-                             max_rotation_deg=self.max_rotation_deg, max_head_pose_deg=self.max_head_pose_deg,
-                             max_rounds=self.max_rounds)
+        camera = None
+        if isinstance(self.sampler, Cameras):  # the frames' real cameras: labels computed, not drawn
+            camera = self.sampler.select(st["view_allowed_cpu"][frames], self.views_per_frame, gen)
+            pose = st["view_pose_cpu"][frames, camera]
+            tgt = TargetSample(pose, pose.clone(), 0)
+        else:
+            tgt = sample_targets(self.sampler, st["src_pose_cpu"][frames], st["gaze_head_cpu"][frames], gen,
+                                 max_rotation_deg=self.max_rotation_deg, max_head_pose_deg=self.max_head_pose_deg,
+                                 max_rounds=self.max_rounds)
         size = (self.camera.height, self.camera.width)
         if self.shared_appearance and self.views_per_frame > 1:
             app = self.appearance.sample(len(frames) // self.views_per_frame, gen, size)
@@ -377,7 +411,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         else:
             app = self.appearance.sample(len(frames), gen, size)
         return {"frames": frames, "head_pose": tgt.head_pose, "drawn": tgt.drawn, "appearance": app,
-                "epoch": epoch, "index": index}
+                "camera": camera, "epoch": epoch, "index": index}
 
     def frame_ids(self, frame_index) -> list[tuple[str, str, str]]:
         """(subject, frame, camera) id strings of a batch's ``frame_index`` entries (flattened)."""
@@ -397,7 +431,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         t0 = time.perf_counter()
         p = self.sample_parameters(index, epoch)
         self._tick("sample", t0)
-        out = self.render(p["frames"], p["head_pose"], p["appearance"])
+        out = self.render(p["frames"], p["head_pose"], p["appearance"], camera=p["camera"])
         out["drawn_target"] = p["drawn"].to(self.device, torch.float32)
         out["epoch"] = torch.full((len(p["frames"]),), p["epoch"], dtype=torch.int64, device=self.device)
         out["batch_index"] = torch.full_like(out["epoch"], p["index"])
@@ -415,12 +449,17 @@ class OnTheFlyGazeDataset(IterableDataset):
         if bool((frames < 0).any()):
             raise ValueError("replay: frame_index not loaded by this dataset (other subjects?)")
         app = AppearanceParams.from_dict({k: v.cpu() for k, v in flat.items()}, prefix="param_")
-        out = self.render(frames, flat["target_pose"].double().cpu(), app)
+        cam = flat.get("camera_index")
+        cam = None if cam is None or bool((cam < 0).all()) else cam.cpu()
+        out = self.render(frames, flat["target_pose"].double().cpu(), app, camera=cam)
         return self._shape_views(out)
 
     # ------------------------------------------------------------------------------------------- rendering
-    def render(self, frames: torch.Tensor, head_pose: torch.Tensor, app: AppearanceParams) -> dict:
-        """Render local frames (n,) at head poses (n, 2) (radians) with appearance parameters: flat batch dict."""
+    def render(self, frames: torch.Tensor, head_pose: torch.Tensor, app: AppearanceParams, camera=None) -> dict:
+        """Render local frames (n,) at head poses (n, 2) (radians) with appearance parameters: flat batch dict.
+
+        ``camera`` (n,) int64: the frames' real-camera slots of the views (``cameras`` sampler; ``head_pose`` is
+        then that camera's label) or None; ``face_mat_norm`` is then that camera's normalization rotation."""
         from .render import UVTexture, VertexColors, render
 
         st = self._load()
@@ -462,12 +501,18 @@ class OnTheFlyGazeDataset(IterableDataset):
         lm2 = project_points(lm3, cam.K(dtype=torch.float64, device=dev))
         rot = V @ st["R_src"][fr].transpose(-1, -2)
         f32 = torch.float32
+        fmn = V
+        cam_index = torch.full((n,), -1, dtype=torch.int64, device=dev)
+        if camera is not None:  # real cameras: face_mat_norm = that camera -> its normalized view (ETH-XGaze)
+            cam_index = camera.to(dev)
+            fmn = st["view_Rn"][fr, cam_index]
         out = {"image": img, "mask": mask, "coverage": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32),
                "head_pose": hp.to(f32),
-               "gaze_vector": g.to(f32), "face_mat_norm": V.to(f32), "rotation_matrix": rot.to(f32),
+               "gaze_vector": g.to(f32), "face_mat_norm": fmn.to(f32), "rotation_matrix": rot.to(f32),
                "landmarks_2d": lm2.to(f32), "landmarks_3d": lm3.to(f32), "frame_index": st["cache_index"][fr],
                "subject_index": st["subject_index"][fr], "target_pose": hp.clone(),
-               "source_head_pose": st["src_pose_cpu"][frames].to(dev, f32)}
+               "source_head_pose": st["src_pose_cpu"][frames].to(dev, f32), "camera_index": cam_index,
+               "_view_rotation": V}
         out.update(app_d.as_dict("param_"))
         self._tick("labels", t0)
         return out
@@ -490,10 +535,11 @@ class OnTheFlyGazeDataset(IterableDataset):
 
     def _shape_views(self, out: dict) -> dict:
         K = self.views_per_frame
+        V = out.pop("_view_rotation", None)  # source camera -> view (face_mat_norm differs for real cameras)
         if K == 1:
             return out
         out = {k: v.reshape(-1, K, *v.shape[1:]) for k, v in out.items()}
-        V = out["face_mat_norm"].double()
+        V = (out["face_mat_norm"] if V is None else V.to(torch.float32).reshape(-1, K, 3, 3)).double()
         out["relative_rotation"] = (V[:, None] @ V[:, :, None].transpose(-1, -2)).to(torch.float32)
         return out
 

@@ -1,4 +1,10 @@
-"""Mesh files: Wavefront OBJ with per-vertex colours (``v x y z r g b``, colours in [0, 1])."""
+"""Mesh files: Wavefront OBJ (``v x y z [r g b]``, ``vt``, ``f``, ``mtllib``/``map_Kd``), PLY, and UV textures.
+
+Vertex colours in OBJ/PLY are read in either scale: written as **integers** (``v x y z 255 128 0``, as 3DDFA /
+MPII-NV write them, and PLY ``uchar`` properties) they are 0-255 whatever their values (a near-black mesh is not
+mistaken for [0, 1]); written as **decimals** (``v x y z 1.0000 0.5020 0.0000``, as :func:`write_obj` writes them,
+and PLY ``float`` properties) they are [0, 1] when none exceeds 1, else 0-255.
+"""
 from __future__ import annotations
 
 import os
@@ -69,10 +75,14 @@ def _read_text(path: Path) -> str:
         raise _source_error(f"{path}: cannot read ({exc})") from None
 
 
-def _colors_to_uint8(c: np.ndarray, where: str) -> np.ndarray:
+def _colors_to_uint8(c: np.ndarray, where: str, integer: bool | None = None) -> np.ndarray:
+    """Colours (V,3) → uint8. ``integer``: the file wrote them as integers (then 0-255 always); None: decide from
+    the values (integral values → 0-255, else [0, 1] when none exceeds 1)."""
     if c.size and (c.min() < 0 or c.max() > 255):
         raise _source_error(f"{where}: vertex colours outside [0, 255]")
-    if c.size and c.max() <= 1.0:
+    if integer is None:
+        integer = bool(np.all(c == np.round(c))) and c.size and c.max() > 1.0
+    if c.size and not integer and c.max() <= 1.0:
         c = c * 255.0
     return np.clip(np.rint(c), 0, 255).astype(np.uint8)
 
@@ -185,7 +195,13 @@ def read_obj(path: str | Path, *, with_texture: bool = True) -> ObjMesh:
         v, uv, faces, faces_uv = _read_obj_slow(path, lines)
     else:
         v, uv, faces, faces_uv = fast
-    verts, colors = v[:, :3], (_colors_to_uint8(v[:, 3:], str(path)) if v.shape[1] == 6 else None)
+    colors = None
+    if v.shape[1] == 6:
+        # the scale follows how the file writes them: integer tokens (3DDFA) are 0-255, decimals may be [0, 1]
+        first = vl[0].split()[4:7] if vl else []
+        integer = bool(first) and not any(ch in tok for tok in first for ch in ".eE")
+        colors = _colors_to_uint8(v[:, 3:], str(path), integer)
+    verts = v[:, :3]
     texture_path = None
     if with_texture and mtllib and faces_uv is not None:
         texture_path = _texture_from_mtl(path, path.parent / mtllib, usemtl)
@@ -295,16 +311,42 @@ def _texture_from_mtl(obj_path: Path, mtl_path: Path, usemtl: str | None) -> Pat
     raise _source_error(f"{mtl_path}: no texture (map_Kd) for material {usemtl!r} used by {obj_path}")
 
 
-def read_texture(path: str | Path) -> np.ndarray:
-    """An RGB uint8 image (H,W,3); a missing or unreadable file raises ``SourceError`` naming it."""
+def read_texture(path: str | Path, max_size: int | None = None) -> np.ndarray:
+    """An RGB uint8 image (H,W,3); a missing or unreadable file raises ``SourceError`` naming it.
+
+    ``max_size`` caps the longer side (aspect kept, ``cv2.INTER_AREA``), downsampling **once** while decoding: a
+    JPEG is decoded directly at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, ``cv2.IMREAD_REDUCED_COLOR_*``),
+    the largest reduction that keeps the longer side >= ``max_size``, then area-resized to it, so an 8192² atlas
+    never exists in memory at full size (its header is read first, with Pillow, to pick the factor)."""
     import cv2
 
     path = Path(path)
     if not path.is_file():
         raise _source_error(f"{path}: texture file not found")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    flag = cv2.IMREAD_COLOR
+    if max_size is not None:
+        if max_size < 1:
+            raise ValueError(f"max_size: expected a positive int, got {max_size}")
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                w, h, fmt = im.width, im.height, im.format
+        except Exception:
+            raise _source_error(f"{path}: texture is not a readable image") from None
+        if fmt == "JPEG":
+            for k, f in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                         (2, cv2.IMREAD_REDUCED_COLOR_2)):
+                if max(w, h) // k >= max_size:
+                    flag = f
+                    break
+    img = cv2.imread(str(path), flag)
     if img is None:
         raise _source_error(f"{path}: texture is not a readable image")
+    if max_size is not None and max(img.shape[:2]) > max_size:
+        h, w = img.shape[:2]
+        s = max_size / max(h, w)
+        img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(img[..., ::-1])
 
 
@@ -436,7 +478,10 @@ def read_ply(path: str | Path) -> ObjMesh:
     colors = None
     for names in (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue")):
         if all(n in vert_props for n in names):
-            colors = _colors_to_uint8(np.stack([vert_props[n] for n in names], 1), str(path))
+            vprops = next((e[2] for e in elements if e[0] == "vertex"), [])
+            kinds = {pn: pt for pn, pt, _, _ in vprops}
+            integer = all(np.dtype(kinds.get(n, "f4")).kind in "iu" for n in names)  # uchar colours: 0-255
+            colors = _colors_to_uint8(np.stack([vert_props[n] for n in names], 1), str(path), integer or None)
             break
     uv = faces_uv = None
     for names in (("u", "v"), ("s", "t"), ("texture_u", "texture_v")):

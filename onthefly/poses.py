@@ -7,7 +7,11 @@ A sampler draws (pitch, yaw) labels in radians (``docs/conventions.md`` §3-4) f
 * :class:`Empirical` — rows of (pitch, yaw) radians from a ``.txt`` / ``.npy`` / ``.h5`` file (e.g. MPII-NV's
   ``targets/EYEDIAP_CS_head_distribution.txt`` or an h5 dataset's ``face_head_pose``), drawn uniformly with
   replacement, plus optional Gaussian kernel jitter;
-* :class:`Source` — the source frame's own normalized head pose (a pure re-render).
+* :class:`Source` — the source frame's own normalized head pose (a pure re-render);
+* :class:`Cameras` — the frame's **real cameras** (multi-view caches such as ``--source xgaze3d``, whose frames
+  store their 18 ETH-XGaze cameras): each view is exactly what that physical camera normalizes to, with its
+  labels (the way ETH-XGaze / XGaze3D normalize it: face centre and head pose moved into that camera,
+  ``face_mat_norm`` = that camera's normalization rotation). No rejection applies (they are real views).
 
 With ``on="gaze"`` (Gaussian / Uniform / Empirical) the drawn label is the **gaze** of the view, and the head pose
 is solved for (:func:`head_pose_for_gaze`): the head turns rigidly with its eyes so that the view's gaze label is
@@ -30,7 +34,8 @@ import torch
 
 from .geometry import _pitchyaw_to_axis, _pitchyaw_to_rotation
 
-__all__ = ["PoseSampler", "Gaussian", "Uniform", "Empirical", "Source", "make_sampler", "head_pose_for_gaze",
+__all__ = ["PoseSampler", "Gaussian", "Uniform", "Empirical", "Source", "Cameras", "make_sampler",
+           "head_pose_for_gaze", "camera_view_poses",
            "rotation_angle", "sample_targets", "TargetSample", "load_pose_rows"]
 
 _DEG = math.pi / 180.0
@@ -165,7 +170,67 @@ class Source(PoseSampler):
         return torch.full((n, 2), float("nan"), dtype=torch.float64)
 
 
-_SAMPLERS = {"gaussian": Gaussian, "uniform": Uniform, "empirical": Empirical, "source": Source}
+class Cameras(PoseSampler):
+    """The frame's real cameras (its cache ``views``) instead of drawn poses.
+
+    ``cameras``: camera names to use (default: all of the frame's cameras, in their stored order), e.g.
+    ``["cam00", "cam01"]``. ``order``: ``"sequential"`` (view k of a frame is camera k mod C: with
+    ``views_per_frame = C`` a sample holds every camera once, in order; with ``views_per_frame = 1`` the camera
+    is drawn uniformly) or ``"random"`` (every view draws a camera uniformly, with replacement).
+
+    The head-pose label of camera m is computed, not drawn (:func:`camera_view_poses`); ``sample`` is not
+    defined (``OnTheFlyGazeDataset`` selects cameras with :meth:`select`)."""
+
+    def __init__(self, cameras=None, order: str = "sequential"):
+        if order not in ("sequential", "random"):
+            raise ValueError(f"cameras: order must be 'sequential' or 'random', got {order!r}")
+        self.cameras = None if cameras is None else [str(c) for c in ([cameras] if isinstance(cameras, str)
+                                                                       else cameras)]
+        if self.cameras is not None and not self.cameras:
+            raise ValueError("cameras: an empty camera list")
+        self.order = order
+
+    def sample(self, n, generator):
+        raise ValueError("the 'cameras' target sampler renders the frames' stored cameras: use it through "
+                         "OnTheFlyGazeDataset (it needs a cache whose frames have views, e.g. --source xgaze3d)")
+
+    def select(self, allowed: torch.Tensor, views_per_frame: int, generator: torch.Generator) -> torch.Tensor:
+        """Camera slots (n,) int64 for n = rows of ``allowed`` (n, C) bool (the usable slots of each row's frame;
+        rows come in groups of ``views_per_frame`` views of one frame)."""
+        n, C = allowed.shape
+        counts = allowed.sum(1)
+        if bool((counts == 0).any()):
+            raise ValueError("target 'cameras': a frame has none of the requested cameras "
+                             f"({self.cameras or 'any'}); the cache's frames need views (e.g. --source xgaze3d)")
+        if self.order == "sequential" and views_per_frame > 1:
+            k = torch.arange(n) % views_per_frame
+        else:
+            k = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * counts).to(torch.int64)
+        rank = k % counts  # the k-th allowed slot of each row
+        cum = allowed.to(torch.int64).cumsum(1) - 1
+        hit = allowed & (cum == rank[:, None])
+        return hit.to(torch.int64).argmax(1)
+
+
+def camera_view_poses(c: torch.Tensor, hR: torch.Tensor, R: torch.Tensor, t: torch.Tensor):
+    """Normalized views of real cameras: (head-pose labels (..., 2), R_norm (..., 3, 3), V (..., 3, 3)).
+
+    ``c`` (..., 3) face centre and ``hR`` (..., 3, 3) head rotation in the frame's camera; ``R``, ``t`` (..., 3, 3),
+    (..., 3) that camera → camera m. Camera m sees ``fc_m = R·c + t``, ``hR_m = R·hR``; its normalization rotation
+    is ``R_norm = [right; down; forward]`` of ETH-XGaze (``forward = fc_m/|fc_m|``, ``down = forward × hR_m[:, 0]``),
+    the label ``(asin H[1,2], atan2(H[0,2], H[2,2]))`` of ``H = R_norm·hR_m``; ``V = R_norm·R`` maps the frame's
+    camera to the normalized view (what the renderer applies)."""
+    from .geometry import rotation_to_pitchyaw
+    from .normalization import _normalization_rotation
+
+    fc = (R @ c[..., None])[..., 0] + t
+    hRm = R @ hR
+    Rn = _normalization_rotation(fc, hRm)
+    return rotation_to_pitchyaw(Rn @ hRm), Rn, Rn @ R
+
+
+_SAMPLERS = {"gaussian": Gaussian, "uniform": Uniform, "empirical": Empirical, "source": Source,
+             "cameras": Cameras}
 
 
 def make_sampler(spec) -> PoseSampler:
@@ -261,6 +326,8 @@ def sample_targets(sampler: PoseSampler, source_pose: torch.Tensor, gaze_head: t
     pose gives the drawn gaze. Rejected rows are
     redrawn (only those), at most ``max_rounds`` rounds; then a ValueError names the sampler and the limits.
     """
+    if isinstance(sampler, Cameras):
+        sampler.sample(0, generator)  # raises: the stored cameras are selected by the dataset
     B = source_pose.shape[0]
     source_pose = source_pose.to(torch.float64).cpu()
     gaze_head = gaze_head.to(torch.float64).cpu()

@@ -50,6 +50,11 @@ class FrameRecord:
     Optional ``vert_face_region`` (V,) bool: the vertices of the face (brows to chin, between the face contours;
     no hair, ears, neck), used for the batches' face ``mask``; None means unknown (the whole mesh counts as face).
 
+    Optional ``views``: the frame's real cameras (a multi-view capture such as ETH-XGaze's 18), a dict with
+    ``names`` (M,) str, ``R`` (M,3,3) and ``t`` (M,3) mapping this record's camera frame to camera m
+    (``X_m = R_m·X + t_m``, mm) and ``K`` (M,3,3) their (normalization) intrinsics. Stored once per frame in the
+    cache; the ``cameras`` target sampler (:class:`onthefly.poses.Cameras`) renders exactly these views.
+
     Identifiers: ``subject``, ``frame``, ``camera`` (strings); ``origin`` is the file (or record) it came from,
     used in error messages.
     """
@@ -72,6 +77,7 @@ class FrameRecord:
     faces_uv: np.ndarray | None = None
     texture: np.ndarray | None = None
     vert_face_region: np.ndarray | None = None
+    views: dict | None = None
     origin: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -189,6 +195,25 @@ def check_record(rec: FrameRecord) -> FrameRecord:
     if w <= 0 or h <= 0:
         raise SourceError(f"{_where(rec)}: image_size must be positive, got {rec.image_size}")
     rec.image_size = (w, h)
+    if rec.views is not None:
+        v = rec.views
+        if not isinstance(v, dict) or not {"names", "R", "t", "K"} <= set(v):
+            raise SourceError(f"{_where(rec)}: views must be a dict with names, R, t and K")
+        names = [str(n) for n in v["names"]]
+        M = len(names)
+        R = np.asarray(v["R"], np.float64)
+        t = np.asarray(v["t"], np.float64)
+        Kv = np.asarray(v["K"], np.float64)
+        if M == 0 or R.shape != (M, 3, 3) or t.shape != (M, 3) or Kv.shape != (M, 3, 3):
+            raise SourceError(f"{_where(rec)}: views: expected names (M,), R (M,3,3), t (M,3), K (M,3,3) with M > 0, "
+                              f"got {M}, {R.shape}, {t.shape}, {Kv.shape}")
+        if not (np.isfinite(R).all() and np.isfinite(t).all() and np.isfinite(Kv).all()):
+            raise SourceError(f"{_where(rec)}: views contain NaN or inf")
+        if np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max() > 1e-5 or (np.linalg.det(R) < 0).any():
+            raise SourceError(f"{_where(rec)}: views: R is not a rotation matrix")
+        if len(set(names)) != M or not all(names):
+            raise SourceError(f"{_where(rec)}: views: camera names must be unique and non-empty")
+        rec.views = {"names": names, "R": R, "t": t, "K": Kv}
     if not rec.subject or not rec.frame:
         raise SourceError(f"{_where(rec)}: subject and frame ids must be non-empty")
     return rec

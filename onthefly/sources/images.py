@@ -1,6 +1,10 @@
 """``images`` source: calibrated photos reconstructed into textured meshes (:mod:`onthefly.reconstruct`).
 
-Input: a JSON Lines manifest (:mod:`onthefly.reconstruct.manifest`, ``docs/reconstruction.md``). Landmarks come from
+Input: a JSON Lines manifest (:mod:`onthefly.reconstruct.manifest`, ``docs/reconstruction.md``), or a raw dataset
+root read without one (``layout="mpiifacegaze"`` or ``"eth-xgaze"``, :mod:`onthefly.sources.layouts`: the
+annotation's own head pose, face centre and gaze target; ETH-XGaze's cam03/06/13 JPGs are rotated 180° before
+anything is applied). A manifest's images are used as stored: a manifest pointing at raw ETH-XGaze cam03/06/13
+JPGs pairs the landmarks with an upside-down face; use ``--layout eth-xgaze`` or rotate them first. Landmarks come from
 the manifest (``landmarks="manifest"``, the default: the dataset's annotations) or a detector (``dlib``,
 ``fan2d``, ``fan3d``; :mod:`onthefly.reconstruct.landmarks`). With a detector chosen, frames whose manifest line has
 landmarks keep them (unless ``prefer_detector``) and the others are detected (in the line's ``face_box`` if any).
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import FrameRecord, SourceError
+from .registry import register
 
 __all__ = ["ImageSource"]
 
@@ -36,25 +41,70 @@ def read_image(path: Path, where: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1])
 
 
+@register
 class ImageSource:
     """Reconstruct the frames of a manifest; see the module docstring."""
 
     name = "images"
+    help = "photos reconstructed into meshes: a JSON Lines manifest, or a raw dataset with --layout"
+
+    @classmethod
+    def add_arguments(cls, add) -> None:
+        add("--input", help="a JSON Lines manifest (docs/reconstruction.md), or with --layout the dataset root")
+        add("--layout", default=None, choices=("mpiifacegaze", "eth-xgaze"),
+            help="read a raw dataset without a manifest: mpiifacegaze (pXX/pXX.txt, pXX/Calibration/Camera.mat) or "
+            "eth-xgaze (data/train/subjectXXXX/frameYYYY/camXX.JPG, calibration/, data/annotation_train/, "
+            "light_meta.yaml); docs/formats.md")
+        add("--face-model", help="with --layout eth-xgaze: face_model.txt (default ROOT/calibration/face_model.txt)")
+        add("--landmarks", default=None, choices=("manifest", "dlib", "fan2d", "fan3d"),
+            help="where the 68 landmarks come from: the manifest/annotation (default; --layout mpiifacegaze, whose "
+            "annotation has 6: dlib), dlib's 68-point predictor, or face-alignment's 2D/3D FAN (local weights only)")
+        add("--fan-detector", default="folder", choices=("folder", "dlib"),
+            help="face detector for fan2d/fan3d: folder (the manifest's face_box) or dlib (default folder)")
+        add("--device", default="cpu", help="torch device for FAN (default cpu)")
+        add("--prefer-detector", action="store_true",
+            help="run the detector even where the manifest has landmarks")
+        add("--no-mirror-fill", action="store_true",
+            help="unseen regions take the mean face colour instead of the mirrored side")
+        add("--mark-unseen", action="store_true", help="paint unseen regions magenta")
+
+    @classmethod
+    def from_args(cls, args):
+        from ..reconstruct.pipeline import ReconstructOptions
+        from .registry import need
+
+        opts = ReconstructOptions(mirror_fill=not getattr(args, "no_mirror_fill", False),
+                                  mark_unseen=bool(getattr(args, "mark_unseen", False)))
+        layout = getattr(args, "layout", None)
+        lm = getattr(args, "landmarks", None) or ("dlib" if layout == "mpiifacegaze" else "manifest")
+        return cls(need(args, "input", cls.name), landmarks=lm, layout=layout,
+                   face_model=getattr(args, "face_model", None),
+                   fan_detector=getattr(args, "fan_detector", None) or "folder",
+                   device=getattr(args, "device", None) or "cpu",
+                   prefer_detector=bool(getattr(args, "prefer_detector", False)), options=opts)
 
     def __init__(self, manifest: str | Path, *, landmarks: str = "manifest", fan_detector: str = "folder",
-                 device: str = "cpu", prefer_detector: bool = False, options=None):
+                 device: str = "cpu", prefer_detector: bool = False, options=None, layout: str | None = None,
+                 face_model: str | Path | None = None):
         from ..reconstruct.landmarks import DETECTORS
         from ..reconstruct.manifest import read_manifest
 
         if landmarks != "manifest" and landmarks not in DETECTORS:
             raise ValueError(f"--landmarks: expected manifest or one of {', '.join(DETECTORS)}, got {landmarks!r}")
         self.manifest = Path(manifest)
-        self.entries = read_manifest(self.manifest)
+        self.layout = layout
+        if layout is None:
+            self.entries = read_manifest(self.manifest)
+        else:
+            from .layouts import layout_entries
+
+            self.entries = layout_entries(layout, self.manifest, face_model=face_model)
         self.landmarks, self.fan_detector, self.device = landmarks, fan_detector, device
         self.prefer_detector = prefer_detector
         self.options = options
         self._detector = None
-        self.attrs = {"images_manifest": str(self.manifest), "images_landmarks": landmarks}
+        self.attrs = {"images_manifest": str(self.manifest), "images_landmarks": landmarks,
+                      "images_layout": layout or ""}
 
     def keys(self) -> list[int]:
         return list(range(len(self.entries)))
@@ -86,7 +136,11 @@ class ImageSource:
         if not 0 <= key < len(self.entries):
             raise SourceError(f"{self.manifest}: no frame {key}")
         e = self.entries[key]
+        if getattr(e, "error", None):  # a raw-layout entry whose inputs were bad (see onthefly.sources.layouts)
+            raise SourceError(e.error)
         image = read_image(e.image, e.where)
+        if getattr(e, "rotate180", False):  # ETH-XGaze cam03/06/13: K and the CSV refer to the rotated image
+            image = np.ascontiguousarray(image[::-1, ::-1])
         h, w = image.shape[:2]
         if e.image_size is not None and e.image_size != (w, h):
             raise SourceError(f"{e.where} ({e.image.name}): inconsistent intrinsics: image_size {list(e.image_size)} "

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..meshio import read_mesh, read_texture
 from .base import FACE_CENTRE_RULES, FrameRecord, SourceError
+from .registry import register
 
 __all__ = ["MeshSource", "load_mesh_frame"]
 
@@ -151,10 +152,22 @@ def load_mesh_frame(mesh_path: str | Path) -> FrameRecord:
         camera=str(meta.get("camera", "")), origin=str(mesh_path))
 
 
+@register
 class MeshSource:
     """OBJ/PLY meshes with JSON sidecars (see the module docstring)."""
 
     name = "mesh"
+    help = "OBJ/PLY meshes with JSON sidecars (docs/cache-format.md)"
+
+    @classmethod
+    def add_arguments(cls, add) -> None:
+        add("--input", help="a mesh file or a folder of OBJ/PLY + JSON sidecars (searched recursively)")
+
+    @classmethod
+    def from_args(cls, args):
+        from .registry import need
+
+        return cls(need(args, "input", cls.name))
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .base import FrameRecord, SourceError
+from .registry import register
 
 __all__ = ["ProceduralSource", "SOURCE_CAMERA"]
 
@@ -38,10 +39,27 @@ def _rot(axis: str, a: np.ndarray) -> np.ndarray:
     return np.stack(m[axis], -1).reshape(*a.shape, 3, 3)
 
 
+@register
 class ProceduralSource:
     """Procedural heads as a source; see the module docstring for every sampling choice."""
 
     name = "procedural"
+    help = "the embedded procedural heads"
+
+    @classmethod
+    def add_arguments(cls, add) -> None:
+        add("--count", type=int, default=64, help="frames in all (default 64)")
+        add("--seed", type=int, default=0, help="random seed (default 0)")
+        add("--subjects", type=int, default=None,
+            help="identities; frames are split evenly (default min(8, --count))")
+
+    @classmethod
+    def from_args(cls, args):
+        count = getattr(args, "count", 64)
+        subjects = getattr(args, "subjects", None)
+        if subjects is None:  # the default follows --count: --count 6 gives 6 identities, not an error
+            subjects = min(8, count) if isinstance(count, int) and count >= 1 else 8
+        return cls(count, getattr(args, "seed", 0), subjects)
 
     def __init__(self, count: int = 64, seed: int = 0, subjects: int = 8, *, max_angle: float = 30.0,
                  max_roll: float = 10.0, distance: tuple[float, float] = (450.0, 750.0), batch: int = 32):

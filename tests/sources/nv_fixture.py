@@ -23,7 +23,10 @@ def _project(X, K, dist):
 
 
 def write_nv_frame(rec, root: Path, ann: Path, subject: str, day: str, stem: str, dist=None,
-                   gaze_xy=(640, 400)):
+                   gaze_xy=(640, 400), ref6=None, integer_landmarks=False):
+    """``ref6``: the 6 reference points the lift's scale α uses (default the MPII model; MPII-NV: OpenFace's).
+    ``integer_landmarks``: write pXX.txt's 12 landmark values as integers, as the real files do (the PnP pose then
+    differs from the true one by the rounding; by default they are exact decimals)."""
     K = rec.K
     dist = np.zeros(5) if dist is None else np.asarray(dist, np.float64)
     X, L = rec.verts.astype(np.float64), rec.landmarks.astype(np.float64)
@@ -56,7 +59,7 @@ def write_nv_frame(rec, root: Path, ann: Path, subject: str, day: str, stem: str
     uv6 = crop(L6)
     d6 = np.linalg.norm(L6, axis=1)
     beta = d6.mean()
-    ref = perimeter6(MPII_FACE_MODEL)
+    ref = perimeter6(MPII_FACE_MODEL if ref6 is None else ref6)
     lo, hi = 1e-4, 1e4
     for _ in range(200):  # α·peri(u, v, (d − β)/α) = peri(α u, α v, d − β) grows with α
         a = np.sqrt(lo * hi)
@@ -82,7 +85,7 @@ def write_nv_frame(rec, root: Path, ann: Path, subject: str, day: str, stem: str
     scipy.io.savemat(sub / "Calibration" / "Camera.mat", {"cameraMatrix": K, "distCoeffs": dist.reshape(1, -1)})
     rvec = cv2.Rodrigues(hR)[0].ravel()
     tvec = t0 + lam * chat - hR @ np.zeros(3)
-    fields = [f"{day}/{stem}.jpg", *map(str, gaze_xy), *(f"{x:.9f}" for x in lm2d.ravel()),
+    fields = [f"{day}/{stem}.jpg", *map(str, gaze_xy), *((str(int(round(x))) if integer_landmarks else f"{x:.9f}") for x in lm2d.ravel()),
               *(f"{x:.9f}" for x in rvec), *(f"{x:.9f}" for x in tvec), *(f"{x:.9f}" for x in Fc.mean(0)),
               *(f"{x:.9f}" for x in rec.gaze_target), "left"]
     with open(sub / f"{subject}.txt", "a") as fh:

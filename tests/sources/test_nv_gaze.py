@@ -73,9 +73,12 @@ def test_bad_input(layout, tmp_path):
         src.load("p00/day01/0002.obj")
     txt = ann / "p01/p01.txt"
     txt.write_text("")
+    with pytest.raises(SourceError, match=rf"{txt}: no annotation lines"):
+        NVGazeSource(root, ann).load("p01/day02/0007.obj")
+    txt.write_text(f"day02/0001.jpg {' '.join(['0'] * 26)} left\n")
     with pytest.raises(SourceError, match=rf"{txt}: no annotation row for day02/0007.jpg"):
         NVGazeSource(root, ann).load("p01/day02/0007.obj")
-    txt.write_text(f"p00/day02/0007.jpg {' '.join(['0'] * 27)}\n")
+    txt.write_text(f"p00/day02/0007.jpg {' '.join(['0'] * 26)} right\n")
     with pytest.raises(SourceError, match=rf"{txt}:1: image p00/day02/0007.jpg belongs to subject p00"):
         NVGazeSource(root, ann).load("p01/day02/0007.obj")
     # all three frames are broken now: --skip-bad lists them, and with nothing left the build is an error

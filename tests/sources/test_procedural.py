@@ -79,3 +79,20 @@ def test_cli_info_validate(built, capsys, tmp_path):
     assert "OK (7 frames checked)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="cannot exceed"):
         cli(["reconstruct", "--out", str(tmp_path / "x.h5"), "--count", "2", "--subjects", "3"])
+
+
+def test_subjects_default_follows_count(tmp_path):
+    """Regression (issue 15, item 5): ``--count 6`` alone failed with ``--subjects (8) cannot exceed --count (6)``."""
+    from onthefly.cache import MeshCache
+
+    from cache.helpers import cli
+
+    out = tmp_path / "p.h5"
+    assert cli(["reconstruct", "--source", "procedural", "--count", "6", "--out", str(out), "--quiet"]) == 0
+    with MeshCache(out) as c:
+        assert len(c) == 6 and len(c.subjects) == 6
+    assert cli(["reconstruct", "--source", "procedural", "--count", "9", "--out", str(out), "--quiet"]) == 0
+    with MeshCache(out) as c:
+        assert len(c) == 9 and len(c.subjects) == 8  # the default stays 8 when --count allows it
+    with pytest.raises(ValueError, match=r"--subjects \(9\) cannot exceed --count \(6\)"):
+        cli(["reconstruct", "--source", "procedural", "--count", "6", "--subjects", "9", "--out", str(out)])
