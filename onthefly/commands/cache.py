@@ -30,6 +30,8 @@ def format_info(info: dict) -> str:
         f"({_size(info['texture_bytes'])})",
         f"face       {info.get('face_region_frames', 0):,} frames with a face region"
         + ("" if info.get("face_region_frames", 0) else " (batch masks cover the whole mesh)"),
+        f"views      {info.get('view_frames', 0):,} frames with real cameras ({info.get('views', 0):,} views; "
+        "the `cameras` target sampler renders them)",
         f"size       {_size(info['file_bytes'])} ({_size(info['bytes_per_frame'])} per frame)",
     ]
     return "\n".join(lines)

@@ -116,6 +116,9 @@ def test_build_keeps_real_ids_skips_failed_and_dark_frames(built):
 
     info = cache_info(out)
     assert (info["view_frames"], info["views"]) == (2, 36)
+    from onthefly.commands.cache import format_info
+
+    assert "2 frames with real cameras (36 views" in format_info(info)
 
 
 def test_labels_of_the_18_views_equal_xgaze3d(release, built):
