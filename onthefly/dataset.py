@@ -43,7 +43,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: keys of a batch (besides the ``param_*`` appearance parameters); see :class:`OnTheFlyGazeDataset`
 BATCH_KEYS = ("image", "mask", "coverage", "gaze", "head_pose", "gaze_vector", "face_mat_norm",
-              "rotation_matrix", "landmarks_2d", "landmarks_3d", "frame_index", "subject_index", "target_pose",
+              "rotation_matrix", "landmarks_2d", "landmarks_2d_fixed", "landmarks_3d", "frame_index", "subject_index", "target_pose",
               "drawn_target", "source_head_pose", "epoch", "batch_index")
 
 
@@ -303,9 +303,11 @@ class OnTheFlyGazeDataset(IterableDataset):
         R_src = _normalization_rotation(c, hR)
         src_pose = rotation_to_pitchyaw(R_src @ hR)
         subj_of = {s: i for i, s in enumerate(self.subjects)}
+        from .reconstruct.contour import is_contour_topology  # iBUG jaw labels: topologies with contour lines
+        contour = torch.tensor([is_contour_topology(f) for f in pf.faces], device=dev)[pf.topology_id]
         self._state = dict(
             verts=verts, colors=None if use_uv else colors, face=face, uv=uv_tex, texture_id=pf.texture_id, faces=faces,
-            faces_pad=faces_pad, topology=pf.topology_id,
+            faces_pad=faces_pad, topology=pf.topology_id, contour=contour,
             hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src,
             src_pose_cpu=src_pose.cpu(), gaze_head_cpu=(hR.transpose(-1, -2) @ g[..., None])[..., 0].cpu(),
             cache_index=pf.index, subject_index=torch.tensor([subj_of[s] for s in pf.subject], device=dev),
@@ -459,13 +461,21 @@ class OnTheFlyGazeDataset(IterableDataset):
         # labels (float64 maths, float32 out)
         g = (V @ st["g"][fr][..., None])[..., 0]
         lm3 = view.apply(st["lm"][fr])
-        lm2 = project_points(lm3, cam.K(dtype=torch.float64, device=dev))
+        K64 = cam.K(dtype=torch.float64, device=dev)
+        lm2_fixed = project_points(lm3, K64)
+        lm2 = lm2_fixed.clone()
+        ct = st["contour"][fr]
+        if bool(ct.any()):  # iBUG semantics: the jaw points on the rendered outline (onthefly.reconstruct.contour)
+            from .reconstruct.contour import ibug_jaw
+
+            jaw = ibug_jaw(verts[ct], _pitchyaw_to_rotation(hp[ct]), K64)
+            lm2[ct, :17] = project_points(jaw, K64)
         rot = V @ st["R_src"][fr].transpose(-1, -2)
         f32 = torch.float32
         out = {"image": img, "mask": mask, "coverage": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32),
                "head_pose": hp.to(f32),
                "gaze_vector": g.to(f32), "face_mat_norm": V.to(f32), "rotation_matrix": rot.to(f32),
-               "landmarks_2d": lm2.to(f32), "landmarks_3d": lm3.to(f32), "frame_index": st["cache_index"][fr],
+               "landmarks_2d": lm2.to(f32), "landmarks_2d_fixed": lm2_fixed.to(f32), "landmarks_3d": lm3.to(f32), "frame_index": st["cache_index"][fr],
                "subject_index": st["subject_index"][fr], "target_pose": hp.clone(),
                "source_head_pose": st["src_pose_cpu"][frames].to(dev, f32)}
         out.update(app_d.as_dict("param_"))
