@@ -44,7 +44,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: keys of a batch (besides the ``param_*`` appearance parameters); see :class:`OnTheFlyGazeDataset`
 BATCH_KEYS = ("image", "mask", "coverage", "gaze", "head_pose", "gaze_vector", "face_mat_norm",
               "rotation_matrix", "landmarks_2d", "landmarks_2d_fixed", "landmarks_3d", "frame_index", "subject_index", "target_pose",
-              "drawn_target", "source_head_pose", "epoch", "batch_index")
+              "drawn_target", "source_head_pose", "epoch", "batch_index", "eyeball_centres_3d", "eyeball_centres_2d",
+              "iris_centres_3d", "iris_centres_2d", "iris_contours_3d", "iris_contours_2d")
 
 
 def distributed_info() -> tuple[int, int]:
@@ -308,7 +309,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         self._state = dict(
             verts=verts, colors=None if use_uv else colors, face=face, uv=uv_tex, texture_id=pf.texture_id, faces=faces,
             faces_pad=faces_pad, topology=pf.topology_id, contour=contour,
-            hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src,
+            hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src, target=pf.gaze_target.to(f64),
             src_pose_cpu=src_pose.cpu(), gaze_head_cpu=(hR.transpose(-1, -2) @ g[..., None])[..., 0].cpu(),
             cache_index=pf.index, subject_index=torch.tensor([subj_of[s] for s in pf.subject], device=dev),
             K=self.camera.K(dtype=torch.float32, device=dev),
@@ -470,6 +471,17 @@ class OnTheFlyGazeDataset(IterableDataset):
 
             jaw = ibug_jaw(verts[ct], _pitchyaw_to_rotation(hp[ct]), K64)
             lm2[ct, :17] = project_points(jaw, K64)
+        # eye geometry (onthefly.reconstruct.eyes): NaN for frames of other topologies
+        from .reconstruct.eyes import EYE_KEYS, eye_geometry
+
+        shapes = {"eyeball_centres_3d": (2, 3), "eyeball_centres_2d": (2, 2), "iris_centres_3d": (2, 3),
+                  "iris_centres_2d": (2, 2), "iris_contours_3d": (2, 8, 3), "iris_contours_2d": (2, 8, 2)}
+        eyes = {k: torch.full((n, *shapes[k]), float("nan"), dtype=torch.float64, device=dev) for k in EYE_KEYS}
+        if bool(ct.any()):
+            tgt_view = view.apply(st["target"][fr][:, None])[:, 0]
+            e = eye_geometry(verts[ct], tgt_view[ct], g[ct], K64)
+            for k in EYE_KEYS:
+                eyes[k][ct] = e[k]
         rot = V @ st["R_src"][fr].transpose(-1, -2)
         f32 = torch.float32
         out = {"image": img, "mask": mask, "coverage": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32),
@@ -478,6 +490,7 @@ class OnTheFlyGazeDataset(IterableDataset):
                "landmarks_2d": lm2.to(f32), "landmarks_2d_fixed": lm2_fixed.to(f32), "landmarks_3d": lm3.to(f32), "frame_index": st["cache_index"][fr],
                "subject_index": st["subject_index"][fr], "target_pose": hp.clone(),
                "source_head_pose": st["src_pose_cpu"][frames].to(dev, f32)}
+        out.update({k: v.to(f32) for k, v in eyes.items()})
         out.update(app_d.as_dict("param_"))
         self._tick("labels", t0)
         return out

@@ -247,7 +247,8 @@ def reconstruct(image: np.ndarray, K: np.ndarray, landmarks: np.ndarray, *, dist
     pix = distorted_pixels(verts, K, dist)
     tex = build_texture(image, pix, T.faces, vis, mirror, T.face_region, mark_unseen=opt.mark_unseen)
     lm3 = verts[T.landmark_ids]
-    err = np.linalg.norm(pix[T.landmark_ids] - lm2, axis=1)
+    a, b, wt = corr  # the model points the landmarks were fitted to (the silhouette points on the jaw)
+    err = np.linalg.norm(pix[a] * (1 - wt[:, None]) + pix[b] * wt[:, None] - lm2, axis=1)
     ff = T.face_region[T.faces].all(1)
     quality = {
         "landmark_error_px": float(err.mean()),
