@@ -87,20 +87,21 @@ def photo_cache(folder: Path, det) -> Path | None:
     return path
 
 
-def contact_sheet(rows: list[tuple[str, dict, list]], path: Path, per_row: int = 8) -> None:
-    """Tiles (2x) with the label landmarks (green; jaw yellow) and dlib's (red); 'no face' when missed."""
+def contact_sheet(rows: list[tuple[str, dict, list]], path: Path, per_row: int = 8, scale: float = 1.5) -> None:
+    """Tiles (``scale``x) with the label landmarks (green; jaw yellow) and dlib's (red); 'no face' when missed."""
     import cv2
 
     out = []
     for name, views, recs in rows:
         tiles = []
         for img, lab, rec in list(zip(views["images"], views["landmarks"], recs))[:per_row]:
-            im = cv2.resize(img, (img.shape[1] * 2, img.shape[0] * 2), interpolation=cv2.INTER_LINEAR).copy()
+            im = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
+                            interpolation=cv2.INTER_LINEAR).copy()
             for j, q in enumerate(lab):
-                cv2.circle(im, (int(q[0] * 2), int(q[1] * 2)), 2, (255, 255, 0) if j < 17 else (0, 255, 0), -1)
+                cv2.circle(im, (int(q[0] * scale), int(q[1] * scale)), 1, (255, 255, 0) if j < 17 else (0, 255, 0), -1)
             if rec["detected"]:
                 for q in np.array(rec["det_landmarks"]):
-                    cv2.circle(im, (int(q[0] * 2), int(q[1] * 2)), 2, (255, 0, 0), -1)
+                    cv2.circle(im, (int(q[0] * scale), int(q[1] * scale)), 1, (255, 0, 0), -1)
             txt = f"p{rec['truth'][0]:+.0f} y{rec['truth'][1]:+.0f}" + ("" if rec["detected"] else " no face")
             cv2.putText(im, txt, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
             tiles.append(im)
