@@ -9,7 +9,13 @@ Conventions
 * **Landmarks**: iBUG-68, 0-based, dlib / face-alignment semantics ("right" = subject's right = -x). Every
   landmark is a mesh vertex (``landmark_vertex_ids``), so it lies exactly on the surface; the eye landmarks
   36-47 are vertices of the lid margins (36/39, 42/45 where the lids meet). The mouth is closed, so the inner
-  lip points 61-63 coincide with 67-65.
+  lip points 61-63 coincide with 67-65. Being vertices, the jaw points 0-16 are fixed on the surface
+  (AFLW2000-3D semantics); the iBUG jaw of a view, on the face's outline, comes from
+  :mod:`onthefly.reconstruct.contour`. Jaw 0 / 16 sit beside the outer eye corners and the brow points on the
+  drawn brow, where 300-W annotators put them.
+* **Skin shading**: the albedo carries a view-independent cavity term (:func:`_cavity_shading`: concavity against
+  the smoothed surface darkens eye sockets, the sides of the nose, nostrils and folds), a stand-in for ambient
+  occlusion and subsurface light loss that makes unlit renders read as faces.
 * **Eyes**: each eyeball is a sphere of radius ``eyeball_radius`` whose optical axis is rotated (Listing's
   law: minimal rotation from -z) onto its visual axis ``eye_axes`` = unit(target - eyeball centre), so both
   eyes fixate the common 3D ``gaze_targets`` point (vergence). The **iris centre** is the pole of the iris cap
