@@ -87,7 +87,7 @@ def photo_cache(folder: Path, det) -> Path | None:
     return path
 
 
-def contact_sheet(rows: list[tuple[str, dict, list]], path: Path, per_row: int = 8, scale: float = 1.5) -> None:
+def contact_sheet(rows: list[tuple[str, dict, list]], path: Path, per_row: int = 8, scale: float = 1.0) -> None:
     """Tiles (``scale``x) with the label landmarks (green; jaw yellow) and dlib's (red); 'no face' when missed."""
     import cv2
 
