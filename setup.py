@@ -33,9 +33,9 @@ setup(
         "face-alignment": ["face-alignment>=1.4"],
         "dlib": ["dlib-bin>=19.24", "face-recognition-models>=0.3"],
         # single-image reconstruction (docs/reconstruction.md): both landmark detectors and the test photos
-        # (scikit-image's astronaut); the core reconstruction needs none of them
+        # (scikit-image's astronaut, matplotlib's grace_hopper.jpg); the core reconstruction needs none of them
         "reconstruct": ["dlib-bin>=19.24", "face-recognition-models>=0.3", "face-alignment>=1.4",
-                        "scikit-image>=0.20"],
+                        "scikit-image>=0.20", "matplotlib>=3.5"],
         "test": ["pytest>=7"],
     },
     entry_points={"console_scripts": ["onthefly=onthefly.cli:main"]},

@@ -204,10 +204,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5, help="timed reconstructions per photo")
     ap.add_argument("--no-photos", action="store_true")
-    ap.add_argument("--images", type=Path, default=ROOT / "docs" / "images", help="preview PNG folder ('' = none)")
+    ap.add_argument("--images", type=str, default=str(ROOT / "docs" / "images"), help="preview PNG folder ('' = none)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "reconstruction.json")
     args = ap.parse_args(argv)
-    args.images = args.images if str(args.images) else None
+    args.images = Path(args.images) if args.images else None  # (Path('') is '.', which is truthy)
     import torch
 
     torch.set_num_threads(args.threads)

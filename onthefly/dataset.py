@@ -43,8 +43,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: keys of a batch (besides the ``param_*`` appearance parameters); see :class:`OnTheFlyGazeDataset`
 BATCH_KEYS = ("image", "mask", "coverage", "gaze", "head_pose", "gaze_vector", "face_mat_norm",
-              "rotation_matrix", "landmarks_2d", "landmarks_3d", "frame_index", "subject_index", "target_pose",
-              "drawn_target", "source_head_pose", "camera_index", "epoch", "batch_index")
+              "rotation_matrix", "landmarks_2d", "landmarks_2d_fixed", "landmarks_3d", "frame_index",
+              "subject_index", "target_pose", "drawn_target", "source_head_pose", "camera_index", "epoch",
+              "batch_index", "eyeball_centres_3d", "eyeball_centres_2d", "iris_centres_3d", "iris_centres_2d",
+              "iris_contours_3d", "iris_contours_2d")
 
 
 def distributed_info() -> tuple[int, int]:
@@ -306,10 +308,12 @@ class OnTheFlyGazeDataset(IterableDataset):
         src_pose = rotation_to_pitchyaw(R_src @ hR)
         subj_of = {s: i for i, s in enumerate(self.subjects)}
         views = self._views(pf, c, hR) if isinstance(self.sampler, Cameras) else {}
+        from .reconstruct.contour import is_contour_topology  # iBUG jaw labels: topologies with contour lines
+        contour = torch.tensor([is_contour_topology(f) for f in pf.faces], device=dev)[pf.topology_id]
         self._state = dict(**views,
             verts=verts, colors=None if use_uv else colors, face=face, uv=uv_tex, texture_id=pf.texture_id, faces=faces,
-            faces_pad=faces_pad, topology=pf.topology_id,
-            hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src,
+            faces_pad=faces_pad, topology=pf.topology_id, contour=contour,
+            hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src, target=pf.gaze_target.to(f64),
             src_pose_cpu=src_pose.cpu(), gaze_head_cpu=(hR.transpose(-1, -2) @ g[..., None])[..., 0].cpu(),
             cache_index=pf.index, subject_index=torch.tensor([subj_of[s] for s in pf.subject], device=dev),
             K=self.camera.K(dtype=torch.float32, device=dev),
@@ -498,7 +502,26 @@ class OnTheFlyGazeDataset(IterableDataset):
         # labels (float64 maths, float32 out)
         g = (V @ st["g"][fr][..., None])[..., 0]
         lm3 = view.apply(st["lm"][fr])
-        lm2 = project_points(lm3, cam.K(dtype=torch.float64, device=dev))
+        K64 = cam.K(dtype=torch.float64, device=dev)
+        lm2_fixed = project_points(lm3, K64)
+        lm2 = lm2_fixed.clone()
+        ct = st["contour"][fr]
+        if bool(ct.any()):  # iBUG semantics: the jaw points on the rendered outline (onthefly.reconstruct.contour)
+            from .reconstruct.contour import ibug_jaw
+
+            jaw = ibug_jaw(verts[ct], _pitchyaw_to_rotation(hp[ct]), K64)
+            lm2[ct, :17] = project_points(jaw, K64)
+        # eye geometry (onthefly.reconstruct.eyes): NaN for frames of other topologies
+        from .reconstruct.eyes import EYE_KEYS, eye_geometry
+
+        shapes = {"eyeball_centres_3d": (2, 3), "eyeball_centres_2d": (2, 2), "iris_centres_3d": (2, 3),
+                  "iris_centres_2d": (2, 2), "iris_contours_3d": (2, 8, 3), "iris_contours_2d": (2, 8, 2)}
+        eyes = {k: torch.full((n, *shapes[k]), float("nan"), dtype=torch.float64, device=dev) for k in EYE_KEYS}
+        if bool(ct.any()):
+            tgt_view = view.apply(st["target"][fr][:, None])[:, 0]
+            e = eye_geometry(verts[ct], tgt_view[ct], g[ct], K64)
+            for k in EYE_KEYS:
+                eyes[k][ct] = e[k]
         rot = V @ st["R_src"][fr].transpose(-1, -2)
         f32 = torch.float32
         fmn = V
@@ -509,10 +532,11 @@ class OnTheFlyGazeDataset(IterableDataset):
         out = {"image": img, "mask": mask, "coverage": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32),
                "head_pose": hp.to(f32),
                "gaze_vector": g.to(f32), "face_mat_norm": fmn.to(f32), "rotation_matrix": rot.to(f32),
-               "landmarks_2d": lm2.to(f32), "landmarks_3d": lm3.to(f32), "frame_index": st["cache_index"][fr],
-               "subject_index": st["subject_index"][fr], "target_pose": hp.clone(),
-               "source_head_pose": st["src_pose_cpu"][frames].to(dev, f32), "camera_index": cam_index,
-               "_view_rotation": V}
+               "landmarks_2d": lm2.to(f32), "landmarks_2d_fixed": lm2_fixed.to(f32), "landmarks_3d": lm3.to(f32),
+               "frame_index": st["cache_index"][fr], "subject_index": st["subject_index"][fr],
+               "target_pose": hp.clone(), "source_head_pose": st["src_pose_cpu"][frames].to(dev, f32),
+               "camera_index": cam_index, "_view_rotation": V}
+        out.update({k: v.to(f32) for k, v in eyes.items()})
         out.update(app_d.as_dict("param_"))
         self._tick("labels", t0)
         return out

@@ -99,11 +99,13 @@ def _relative_depth(depth_obs: np.ndarray, z_model: np.ndarray, mm_per_unit: flo
     return d - d.mean() + z_model.mean()
 
 
-def fit_geometry(template_verts: np.ndarray, landmark_ids: np.ndarray, pose: HeadPose, K: np.ndarray,
+def fit_geometry(template_verts: np.ndarray, landmark_ids, pose: HeadPose, K: np.ndarray,
                  landmarks_2d: np.ndarray, *, depth: np.ndarray | None = None, depth_scale: float | None = None,
                  smoothing: float = 0.0) -> np.ndarray:
     """Fitted vertices (V,3) in the camera frame (mm); see the module docstring.
 
+    ``landmark_ids`` (68,) vertex ids, or a correspondence ``(a, b, w)`` (68,) each: landmark i is the blend
+    ``(1 - w) X[a] + w X[b]`` (the silhouette points of the contour-aware fit).
     ``depth`` (68,) optional relative landmark depths in units of ``depth_scale`` mm (default: pixels at the
     face's distance, ``z̄ / f``, as 3D-FAN outputs them); either sign convention. ``smoothing`` is the
     ``RBFInterpolator`` smoothing (px²): 0 interpolates the landmarks exactly.
@@ -114,20 +116,26 @@ def fit_geometry(template_verts: np.ndarray, landmark_ids: np.ndarray, pose: Hea
     X = template_verts @ pose.R.T + pose.t
     z = X[:, 2]
     p = project(X, K)
-    src = p[landmark_ids]
+    if isinstance(landmark_ids, tuple):
+        a, b, wt = (np.asarray(v) for v in landmark_ids)
+    else:
+        a = b = np.asarray(landmark_ids)
+        wt = np.zeros(len(a))
+    src = p[a] * (1 - wt[:, None]) + p[b] * wt[:, None]
     vals = [landmarks_2d - src]
     if depth is not None:
-        zl = z[landmark_ids]
+        zl = z[a] * (1 - wt) + z[b] * wt
         scale = depth_scale if depth_scale is not None else float(zl.mean() / K[0, 0])
         vals.append((_relative_depth(depth, zl, scale) - zl)[:, None])
-    # landmarks sharing a template vertex (the closed mouth's inner lips 61-63 / 67-65) become one centre
+    # landmarks at the same model point (the closed mouth's inner lips 61-63 / 67-65) become one centre
     # with the mean target (duplicate centres make the spline system singular)
-    uniq, inv = np.unique(landmark_ids, return_inverse=True)
+    _, first, inv = np.unique(np.round(src, 6), axis=0, return_index=True, return_inverse=True)
+    inv = inv.ravel()
     y = np.concatenate(vals, 1)
-    y_u = np.zeros((len(uniq), y.shape[1]))
+    y_u = np.zeros((len(first), y.shape[1]))
     np.add.at(y_u, inv, y)
-    y_u /= np.bincount(inv, minlength=len(uniq))[:, None]
-    rbf = RBFInterpolator(p[uniq], y_u, kernel="thin_plate_spline", degree=1, smoothing=smoothing)
+    y_u /= np.bincount(inv, minlength=len(first))[:, None]
+    rbf = RBFInterpolator(src[first], y_u, kernel="thin_plate_spline", degree=1, smoothing=smoothing)
     out = rbf(p)
     p2 = p + out[:, :2]
     z2 = z + out[:, 2] if depth is not None else z

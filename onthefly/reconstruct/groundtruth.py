@@ -3,7 +3,8 @@ both the true and the reconstructed mesh, and their face-region PSNR/SSIM (``ben
 
 A :class:`GroundTruthFrame` is a procedural head (an identity that is not the template) posed in front of
 :data:`GT_CAMERA`, its source image (unlit vertex colours, 2x supersampled, grey background) and its exact labels:
-the 2-D landmarks are the projections of the head's landmark vertices. A novel view rotates a mesh rigidly about the
+the 2-D landmarks are the projections of the head's landmark vertices, the jaw's on the face outline (iBUG
+semantics). A novel view rotates a mesh rigidly about the
 true face centre by (pitch, yaw) in the camera frame (``Ry(yaw)·Rx(-pitch)``, the convention of
 ``onthefly.geometry``) and renders it with the source camera.
 """
@@ -29,8 +30,11 @@ BACKGROUND = (0.35, 0.35, 0.35)
 @dataclass
 class GroundTruthFrame:
     """``verts`` (V,3) camera frame; ``faces``; ``colors`` (V,3) uint8; ``face_region`` (V,) bool; ``image``
-    (H,W,3) uint8; ``K``; ``landmarks_2d`` (68,2); ``landmarks`` (68,3); ``head_rotation``; ``face_centre``
-    (eye_nose rule); ``gaze_target`` (camera frame)."""
+    (H,W,3) uint8; ``K``; ``landmarks_2d`` (68,2) iBUG semantics (jaw on the outline,
+    :mod:`onthefly.reconstruct.contour`: what an annotator or a 300-W detector marks); ``landmarks_2d_fixed``
+    (68,2) projections of the fixed landmark vertices ``landmarks`` (68,3); ``landmarks_ibug`` (68,3) the 3-D
+    points of ``landmarks_2d``; ``head_rotation``; ``face_centre`` (eye_nose rule); ``gaze_target`` (camera
+    frame)."""
 
     verts: np.ndarray
     faces: np.ndarray
@@ -39,7 +43,9 @@ class GroundTruthFrame:
     image: np.ndarray
     K: np.ndarray
     landmarks_2d: np.ndarray
+    landmarks_2d_fixed: np.ndarray
     landmarks: np.ndarray
+    landmarks_ibug: np.ndarray
     head_rotation: np.ndarray
     face_centre: np.ndarray
     gaze_target: np.ndarray
@@ -80,6 +86,7 @@ def groundtruth_frames(n: int, seed: int = 1, *, max_yaw: float = 15.0, max_pitc
     from ..normalization import face_centre
     from ..render import VertexColors
     from ..synthetic import build_heads, sample_gaze_targets, sample_identities
+    from .contour import ibug_jaw
 
     heads = build_heads(sample_identities(n, torch.Generator().manual_seed(seed)),
                         sample_gaze_targets(n, torch.Generator().manual_seed(seed + 1)))
@@ -102,10 +109,15 @@ def groundtruth_frames(n: int, seed: int = 1, *, max_yaw: float = 15.0, max_pitc
                               VertexColors(torch.from_numpy(colors)[None]))
         lm_c = lm @ R.T + t
         q = lm_c @ K.T
+        ib = lm_c.copy()  # iBUG semantics: the jaw on the face's outline in this view
+        ib[:17] = ibug_jaw(torch.from_numpy(verts)[None], torch.from_numpy(R)[None],
+                           torch.from_numpy(K)[None])[0].numpy()
+        qi = ib @ K.T
         out.append(GroundTruthFrame(
             verts=verts, faces=heads.faces.numpy(), colors=colors,
             face_region=(heads.face_region & (heads.part_ids[k] != 1)).numpy(),
-            image=np.rint(img * 255).astype(np.uint8), K=K, landmarks_2d=q[:, :2] / q[:, 2:], landmarks=lm_c,
+            image=np.rint(img * 255).astype(np.uint8), K=K, landmarks_2d=qi[:, :2] / qi[:, 2:],
+            landmarks_2d_fixed=q[:, :2] / q[:, 2:], landmarks=lm_c, landmarks_ibug=ib,
             head_rotation=R, face_centre=R @ c + t, gaze_target=R @ heads.gaze_targets[k].double().numpy() + t))
     return out
 

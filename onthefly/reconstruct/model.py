@@ -106,36 +106,83 @@ def _rodrigues(r: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(th) * Kx + (1 - np.cos(th)) * Kx @ Kx
 
 
+def _contour_corr(model: ShapeModel, lines, c: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray):
+    """Jaw correspondences at the current fit: (a, b, w) (17,) each — the silhouette point of line i is
+    ``(1 - w) X[a] + w X[b]`` (see :mod:`onthefly.reconstruct.contour`)."""
+    import torch
+
+    from .contour import silhouette_select
+
+    ids = lines.ids
+    X = model.mean[ids] + np.tensordot(c * model.sd, model.modes[:, ids], 1)
+    Xc = X @ R.T + t
+    k, frac, _ = silhouette_select(torch.from_numpy(Xc), torch.from_numpy(lines.normal @ R.T),
+                                   torch.from_numpy(np.asarray(K, np.float64)))
+    k, frac = k.numpy(), frac.numpy()
+    M = ids.shape[1]
+    nb = np.clip(np.where(frac >= 0, k + 1, k - 1), 0, M - 1)
+    rows = np.arange(17)
+    return ids[rows, k], ids[rows, nb], np.abs(frac)
+
+
 def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d: np.ndarray, K: np.ndarray,
                        pose0: HeadPose, *, sigma_px: float, weights: np.ndarray | None = None,
-                       rotation: np.ndarray | None = None) -> tuple[HeadPose, np.ndarray]:
+                       rotation: np.ndarray | None = None, contour: bool = True, rounds: int = 4
+                       ) -> tuple[HeadPose, np.ndarray, np.ndarray]:
     """Pose and coefficients (k,) fitting ``landmarks_2d`` (68,2, undistorted px); ``sigma_px`` is the landmark
     noise (px) weighing the data against the unit Gaussian prior; ``weights`` (68,) per landmark; a fixed
-    ``rotation`` (annotated) is kept. Returns the pose (its ``rms_px`` over the weighted landmarks) and the
-    coefficients."""
+    ``rotation`` (annotated) is kept.
+
+    With ``contour`` the jaw landmarks (0-16) are silhouette points (iBUG semantics): ``rounds`` times, each jaw
+    landmark is matched to the silhouette point of its contour line (:mod:`onthefly.reconstruct.contour`) at the
+    current pose and shape, then pose and shape are refitted with those correspondences. Without it the jaw
+    landmarks are the fixed template vertices.
+
+    Returns the pose (its ``rms_px`` over the weighted landmarks), the coefficients and the correspondence
+    ``(a, b, w)`` (68,) each: landmark ``i`` is the model point ``(1 - w) X[a] + w X[b]`` (``a == b ==
+    landmark_ids`` off the jaw).
+    """
     import cv2
     from scipy.optimize import least_squares
 
-    mu = model.mean[landmark_ids]
-    B = model.modes[:, landmark_ids] * model.sd[:, None, None]        # (k,68,3)
     k = len(model.sd)
     w = np.ones(68) if weights is None else np.asarray(weights, np.float64)
     r0 = cv2.Rodrigues(pose0.R)[0][:, 0]
+    a_ids = np.asarray(landmark_ids, np.int64).copy()
+    b_ids = a_ids.copy()
+    wt = np.zeros(68)
+    lines = None
+    if contour:
+        from .contour import jaw_contour_lines
+
+        lines = jaw_contour_lines()
+        if lines.n_verts != model.mean.shape[0]:
+            raise ValueError("contour lines and shape model have different topologies")
 
     def unpack(x):
         R = _rodrigues(x[:3]) if rotation is None else rotation
         return R, x[3:6], x[6:]
 
-    def residuals(x):
-        R, t, c = unpack(x)
-        P = mu + np.tensordot(c, B, 1)
-        e = (project(P @ R.T + t, K) - landmarks_2d) * (w[:, None] / sigma_px)
-        return np.concatenate([e.ravel(), c])
+    x = np.concatenate([r0, pose0.t, np.zeros(k)])
+    for rnd in range(rounds if contour else 1):
+        if contour:
+            R, t, c = unpack(x)
+            a_ids[:17], b_ids[:17], wt[:17] = _contour_corr(model, lines, c, R, t, K)
+        mu = model.mean[a_ids] * (1 - wt[:, None]) + model.mean[b_ids] * wt[:, None]
+        B = (model.modes[:, a_ids] * (1 - wt[None, :, None]) + model.modes[:, b_ids] * wt[None, :, None]) \
+            * model.sd[:, None, None]                                                           # (k,68,3)
 
-    x0 = np.concatenate([r0, pose0.t, np.zeros(k)])
-    sol = least_squares(residuals, x0, loss="huber", f_scale=3.0, x_scale="jac", max_nfev=200)
-    R, t, c = unpack(sol.x)
+        def residuals(x, mu=mu, B=B):
+            R, t, c = unpack(x)
+            P = mu + np.tensordot(c, B, 1)
+            e = (project(P @ R.T + t, K) - landmarks_2d) * (w[:, None] / sigma_px)
+            return np.concatenate([e.ravel(), c])
+
+        sol = least_squares(residuals, x, loss="huber", f_scale=3.0, x_scale="jac",
+                            max_nfev=200 if rnd == 0 else 60)
+        x = sol.x
+    R, t, c = unpack(x)
     P = (mu + np.tensordot(c, B, 1)) @ R.T + t
     sel = w > 0
     rms = float(np.sqrt(((project(P, K)[sel] - landmarks_2d[sel]) ** 2).sum(1).mean()))
-    return HeadPose(R=R, t=t, rms_px=rms), c
+    return HeadPose(R=R, t=t, rms_px=rms), c, (a_ids, b_ids, wt)

@@ -23,7 +23,7 @@ from .template import face_template
 from .texture import build_texture, vertex_visibility
 
 __all__ = ["ReconstructionError", "Reconstruction", "ReconstructOptions", "reconstruct", "check_inputs",
-           "distorted_pixels"]
+           "distorted_pixels", "estimate_head_pose", "fit_pose_and_shape"]
 
 
 class ReconstructionError(ValueError):
@@ -39,7 +39,9 @@ class ReconstructOptions:
     allowed, as a fraction of the outer-eye-corner distance in px (larger: the points are not a face seen by this
     camera). ``shape_model``: fit the pose together with the procedural shape model
     (:mod:`onthefly.reconstruct.model`) before the warp, with landmark noise ``sigma`` (fraction of the eye-corner
-    distance) and weight ``jaw_weight`` on the jaw contour (0-16); else the mean template and its PnP pose.
+    distance), weights ``jaw_weight`` on the jaw contour (0-16) and ``brow_weight`` on the brows, no weight on points
+    within ``border_px`` of the image border, and with ``contour`` the jaw points matched to the mesh's silhouette
+    (:mod:`onthefly.reconstruct.contour`); else the mean template and its PnP pose.
     ``mirror_fill``: fill unseen triangles from the mirrored side (else they take the fill colour).
     ``mark_unseen``: unseen triangles magenta instead of the mean face colour. ``max_centre_offset`` (fraction of
     the eye-corner distance) and ``scale_range``: how far an annotated face centre may be from the fitted one's
@@ -57,6 +59,9 @@ class ReconstructOptions:
     shape_model: bool = True
     sigma: float = 0.02
     jaw_weight: float = 0.5
+    brow_weight: float = 1.0
+    border_px: float = 2.0
+    contour: bool = True
     scale_range: tuple[float, float] = (0.7, 1.4)
 
 
@@ -135,6 +140,58 @@ def scale_to_face_centre(verts: np.ndarray, landmark_ids: np.ndarray, K: np.ndar
     return verts * s, s, off
 
 
+def landmark_weights(landmarks_2d: np.ndarray, options: "ReconstructOptions",
+                     image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(68,) per-landmark weights of the pose + shape fit: ``jaw_weight`` on the jaw contour (0-16),
+    ``brow_weight`` on the brows (17-26), 1 elsewhere, and 0 for points within ``border_px`` of the image border
+    (a detector puts the points of a face cut by the border wherever it can, not on the face)."""
+    lw = np.ones(68)
+    lw[:17] = options.jaw_weight
+    lw[17:27] = options.brow_weight
+    if image_size is not None:
+        w, h = image_size
+        p, b = np.asarray(landmarks_2d, np.float64)[:, :2], options.border_px
+        lw[(p[:, 0] < b) | (p[:, 1] < b) | (p[:, 0] > w - 1 - b) | (p[:, 1] > h - 1 - b)] = 0.0
+    return lw
+
+
+def fit_pose_and_shape(lm_u: np.ndarray, K: np.ndarray, pose: HeadPose, options: ReconstructOptions | None = None,
+                       *, head_rotation: np.ndarray | None = None, image_size: tuple[int, int] | None = None
+                       ) -> tuple[HeadPose, np.ndarray, tuple]:
+    """Stage 4 after PnP: the joint pose + shape-model fit (``options.shape_model``) of undistorted landmarks
+    ``lm_u`` (68,2), starting from ``pose``, jaw points as silhouette points (``options.contour``). Returns the
+    pose, the fitted template vertices (V,3, head frame) and the landmark correspondence ``(a, b, w)`` (68,) each
+    (landmark i is the vertex blend ``(1 - w) X[a] + w X[b]``); without the shape model, ``pose``, the template
+    and its fixed landmark vertices."""
+    opt = options or ReconstructOptions()
+    T = face_template()
+    ids = T.landmark_ids.copy()
+    if not opt.shape_model:
+        return pose, T.verts, (ids, ids.copy(), np.zeros(68))
+    iod = float(np.linalg.norm(lm_u[45] - lm_u[36]))
+    model = shape_model()
+    pose, coeffs, corr = fit_shape_and_pose(model, T.landmark_ids, lm_u, K, pose, sigma_px=opt.sigma * iod,
+                                            weights=landmark_weights(lm_u, opt, image_size),
+                                            rotation=head_rotation, contour=opt.contour)
+    return pose, model.shape(coeffs), corr
+
+
+def estimate_head_pose(landmarks_2d: np.ndarray, K: np.ndarray, options: ReconstructOptions | None = None,
+                       image_size: tuple[int, int] | None = None) -> HeadPose:
+    """The head pose :func:`reconstruct` fits to 68 undistorted landmarks (stages 3-4: PnP, then the joint
+    pose + shape fit), without the warp and the texture. ``R`` is head → camera (head frame of
+    ``docs/conventions.md``); ``image_size`` (w, h) drops points at the border (:func:`landmark_weights`).
+    Raises ``ValueError`` when no pose puts the face in front of the camera."""
+    lm = np.asarray(landmarks_2d, np.float64)[:, :2]
+    K = np.asarray(K, np.float64)
+    opt = options or ReconstructOptions()
+    use = np.arange(17, 68)
+    if image_size is not None:
+        use = use[landmark_weights(lm, opt, image_size)[17:] > 0]
+    pose = solve_head_pose(lm, K, face_template().landmarks, use=use)
+    return fit_pose_and_shape(lm, K, pose, opt, image_size=image_size)[0]
+
+
 def reconstruct(image: np.ndarray, K: np.ndarray, landmarks: np.ndarray, *, dist: np.ndarray | None = None,
                 head_rotation: np.ndarray | None = None, face_centre: np.ndarray | None = None,
                 face_centre_rule: str = "eye_nose", options: ReconstructOptions | None = None) -> Reconstruction:
@@ -169,15 +226,8 @@ def reconstruct(image: np.ndarray, K: np.ndarray, landmarks: np.ndarray, *, dist
     if pose.rms_px > opt.max_pose_error * iod:
         raise ReconstructionError(f"landmarks do not fit a face seen by this camera: rigid PnP error "
                                   f"{pose.rms_px:.1f} px > {opt.max_pose_error:g} x eye-corner distance ({iod:.1f} px)")
-    base = T.verts
-    if opt.shape_model:
-        model = shape_model()
-        lw = np.ones(68)
-        lw[:17] = opt.jaw_weight
-        pose, coeffs = fit_shape_and_pose(model, T.landmark_ids, lm_u, K, pose, sigma_px=opt.sigma * iod,
-                                          weights=lw, rotation=head_rotation)
-        base = model.shape(coeffs)
-    verts = fit_geometry(base, T.landmark_ids, pose, K, lm_u, depth=lm[:, 2] if lm.shape[1] == 3 else None,
+    pose, base, corr = fit_pose_and_shape(lm_u, K, pose, opt, head_rotation=head_rotation, image_size=(w, h))
+    verts = fit_geometry(base, corr, pose, K, lm_u, depth=lm[:, 2] if lm.shape[1] == 3 else None,
                          smoothing=opt.smoothing)
     if not np.isfinite(verts).all() or (verts[:, 2] <= 0).any():
         raise ReconstructionError("the fitted mesh has vertices behind the camera or not finite")
@@ -197,7 +247,8 @@ def reconstruct(image: np.ndarray, K: np.ndarray, landmarks: np.ndarray, *, dist
     pix = distorted_pixels(verts, K, dist)
     tex = build_texture(image, pix, T.faces, vis, mirror, T.face_region, mark_unseen=opt.mark_unseen)
     lm3 = verts[T.landmark_ids]
-    err = np.linalg.norm(pix[T.landmark_ids] - lm2, axis=1)
+    a, b, wt = corr  # the model points the landmarks were fitted to (the silhouette points on the jaw)
+    err = np.linalg.norm(pix[a] * (1 - wt[:, None]) + pix[b] * wt[:, None] - lm2, axis=1)
     ff = T.face_region[T.faces].all(1)
     quality = {
         "landmark_error_px": float(err.mean()),

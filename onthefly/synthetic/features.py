@@ -50,14 +50,17 @@ def canonical_landmark_points() -> np.ndarray:
 
     p = np.zeros((68, 3))
     # jaw 8..16 (subject's left, +x); mirrored for 0..8
+    # iBUG semantics: the outline runs from the chin up to the level of the outer eye corners (point 0 / 16
+    # beside the eye, in front of the ear), spaced along the contour as 300-W annotators space it
     jaw_left = np.array([[0.0, 121.5, -14.0], [17.0, 117.5, -10.0], [32.0, 109.0, -3.0], [44.0, 98.0, 6.0],
-                         [53.0, 85.0, 15.0], [59.0, 70.0, 24.0], [63.0, 54.0, 30.0], [66.0, 36.0, 34.0],
-                         [68.0, 17.0, 36.0]])
+                         [54.0, 82.0, 17.0], [61.5, 60.5, 27.5], [65.5, 39.5, 33.0], [67.0, 20.0, 35.5],
+                         [68.5, 1.0, 37.0]])
     for i in range(9):
         p[8 + i] = jaw_left[i]
         p[8 - i] = jaw_left[i] * [-1, 1, 1]
     front = {}
-    brow_left = [(13.0, -23.0), (23.5, -27.0), (34.5, -28.5), (45.5, -26.5), (55.0, -21.0)]  # 22..26
+    # on the drawn brow of the mean identity (``heads._colours``: centre line minus a third of its thickness)
+    brow_left = [(13.0, -22.3), (23.5, -23.7), (34.5, -22.6), (45.5, -19.4), (55.0, -15.5)]  # 22..26
     for i, (x, y) in enumerate(brow_left):
         front[22 + i] = (x, y)
         front[21 - i] = (-x, y)

@@ -9,7 +9,13 @@ Conventions
 * **Landmarks**: iBUG-68, 0-based, dlib / face-alignment semantics ("right" = subject's right = -x). Every
   landmark is a mesh vertex (``landmark_vertex_ids``), so it lies exactly on the surface; the eye landmarks
   36-47 are vertices of the lid margins (36/39, 42/45 where the lids meet). The mouth is closed, so the inner
-  lip points 61-63 coincide with 67-65.
+  lip points 61-63 coincide with 67-65. Being vertices, the jaw points 0-16 are fixed on the surface
+  (AFLW2000-3D semantics); the iBUG jaw of a view, on the face's outline, comes from
+  :mod:`onthefly.reconstruct.contour`. Jaw 0 / 16 sit beside the outer eye corners and the brow points on the
+  drawn brow, where 300-W annotators put them.
+* **Skin shading**: the albedo carries a view-independent cavity term (:func:`_cavity_shading`: concavity against
+  the smoothed surface darkens eye sockets, the sides of the nose, nostrils and folds), a stand-in for ambient
+  occlusion and subsurface light loss that makes unlit renders read as faces.
 * **Eyes**: each eyeball is a sphere of radius ``eyeball_radius`` whose optical axis is rotated (Listing's
   law: minimal rotation from -z) onto its visual axis ``eye_axes`` = unit(target - eyeball centre), so both
   eyes fixate the common 3D ``gaze_targets`` point (vergence). The **iris centre** is the pole of the iris cap
@@ -635,7 +641,7 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     verts = torch.cat([skin, balls.reshape(n, -1, 3)], 1)
     iris_c = centres + R[:, None, None] * axes
 
-    colors, parts = _colours(ids, tt, hair, a, b, n)
+    colors, parts = _colours(ids, tt, hair, a, b, n, _cavity_shading(verts[:, :T.n_skin], tt))
     lm = verts[:, tt["lm"]]
     iris_vid = torch.tensor([T.ball_offset, T.ball_offset + T.n_ball], dtype=torch.int64, device=device)
     return HeadBatch(verts=verts, faces=tt["faces"], vert_colors=colors, landmarks=lm,
@@ -646,7 +652,60 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
 
 
 # ====================================================================== colours
-def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
+_AO_STRENGTH, _AO_SCALE_MM = 0.35, 4.0
+
+
+def _skin_laplacian(tt: dict):
+    """Row-normalized adjacency (sparse, n_skin x n_skin) of the skin surface, cached in ``tt``."""
+    if "skin_adj" not in tt:
+        T = tt["T"]
+        f = tt["faces"]
+        f = f[(f < T.n_skin).all(1)]
+        e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+        e = torch.cat([e, e.flip(1)])
+        e = torch.unique(e, dim=0)
+        deg = torch.bincount(e[:, 0], minlength=T.n_skin).float()
+        vals = 1.0 / deg[e[:, 0]]
+        tt["skin_adj"] = torch.sparse_coo_tensor(e.T, vals, (T.n_skin, T.n_skin), check_invariants=False).coalesce()
+        tt["skin_faces"] = f
+        keep = torch.ones(T.n_skin, dtype=torch.float32, device=f.device)
+        # the eye rings fade in: cup, lid margin and lash rings untouched, full shading at the outermost ring
+        nR = tt["eye_vert"].shape[1]
+        ramp = ((torch.arange(nR, dtype=torch.float32) - (MARGIN_RING + 2)) / (nR - 1 - (MARGIN_RING + 2)))
+        keep[tt["eye_vert"]] = ramp.clamp(0, 1).to(keep.device)[None, :, None].expand_as(tt["eye_vert"])
+        tt["ao_mask"] = keep
+    return tt["skin_adj"]
+
+
+def _cavity_shading(skin: torch.Tensor, tt: dict) -> torch.Tensor:
+    """(n, n_skin) multiplicative shading of the skin albedo by its concavity, a stand-in for ambient occlusion
+    and subsurface light loss in creases (eye sockets, the sides of the nose, nostrils, under the nose and the
+    lower lip, the mentolabial fold, around the ears): view-independent, so it stays right under every light
+    and head pose. Concavity = how far each vertex lies inside its smoothed surface (uniform Laplacian, 6 and 30
+    iterations), along the outward normal; 1 on convex skin, down to ``1 - _AO_STRENGTH`` in deep creases."""
+    A = _skin_laplacian(tt)
+    n, V, _ = skin.shape
+    x = skin.permute(1, 0, 2).reshape(V, 3 * n)
+    s6 = x
+    for _ in range(6):
+        s6 = A @ s6
+    s30 = s6
+    for _ in range(24):
+        s30 = A @ s30
+    f = tt["skin_faces"]
+    v = skin
+    fn = torch.cross(v[:, f[:, 1]] - v[:, f[:, 0]], v[:, f[:, 2]] - v[:, f[:, 0]], dim=-1)
+    nrm = torch.zeros_like(v)
+    for k in range(3):
+        nrm.index_add_(1, f[:, k], fn)
+    nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    d6 = ((x - s6).reshape(V, n, 3).permute(1, 0, 2) * nrm).sum(-1)
+    d30 = ((x - s30).reshape(V, n, 3).permute(1, 0, 2) * nrm).sum(-1)
+    occ = (-(0.7 * d6 + 0.5 * d30) / _AO_SCALE_MM).clamp(0.0, 1.0)
+    return 1.0 - _AO_STRENGTH * occ * tt["ao_mask"][None]
+
+
+def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shade: torch.Tensor | None = None):
     T = tt["T"]
     dev = ids.ipd.device
     f32 = dict(dtype=torch.float32, device=dev)
@@ -706,6 +765,8 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int):
     new = new * (1 - lash_w[..., None]) + lash_col * lash_w[..., None]
     col = col.clone()
     col[:, ev.reshape(-1)] = new.reshape(n, -1, 3)
+    if shade is not None:
+        col = col * shade[..., None]
     # eyeballs
     nb = N_PUPIL_RINGS + N_IRIS_RINGS + N_SCLERA_RINGS
     rk = torch.arange(nb, device=dev)

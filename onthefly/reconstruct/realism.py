@@ -1,0 +1,147 @@
+"""Do real face models read the renders? dlib detection, landmark error and head pose fitted from detections
+(``benchmarks/realism.py``, ``tests/reconstruct/test_realism.py``).
+
+Renders come from the real path: a mesh cache (procedural heads, or photos reconstructed with dlib landmarks) and
+:meth:`onthefly.dataset.OnTheFlyGazeDataset.render` at given head poses, camera and appearance. On each render:
+
+* **detection**: dlib's HOG detector (upsample 1, :class:`~onthefly.reconstruct.landmarks.DlibLandmarks`) finds a
+  face whose box contains the label's nose tip (30) and outer eye corners (36, 45);
+* **NME**: mean point distance / outer-eye-corner distance (36-45) of the label, over the inner 51 points (17-67)
+  and over the jaw (0-16), against the batch's ``landmarks_2d`` (iBUG semantics);
+* **head pose**: :func:`~onthefly.reconstruct.pipeline.estimate_head_pose` (the reconstruction's own PnP + shape
+  fit) of the detected landmarks, and of the exact label landmarks, against the rendered pose (the view's head
+  rotation is ``Rot(pitch, yaw)`` exactly, zero roll). Bias = mean(estimate - truth), slope = least-squares slope of
+  estimate on truth, error = angle between the fitted and the true rotation.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["render_views", "measure_views", "summarise", "nme", "pose_bins", "YAW_BINS"]
+
+#: |yaw| bins (degrees) of the detection table
+YAW_BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 45.0))
+
+
+def nme(pred: np.ndarray, label: np.ndarray, idx) -> float:
+    """Mean distance over points ``idx`` divided by the label's outer-eye-corner distance (36-45)."""
+    d = np.linalg.norm(label[45] - label[36])
+    return float(np.linalg.norm(pred[idx] - label[idx], axis=1).mean() / d)
+
+
+def render_views(cache, poses_deg: np.ndarray, frames: np.ndarray, *, camera="xgaze224", appearance="default",
+                 seed: int = 0, labels: str = "landmarks_2d") -> dict:
+    """Render ``frames`` (n,) local frame indices at head poses ``poses_deg`` (n,2) (pitch, yaw degrees) through
+    :class:`~onthefly.dataset.OnTheFlyGazeDataset` → ``images`` (n,H,W,3) uint8, ``landmarks`` (n,68,2) (batch key
+    ``labels``), ``K`` (3,3), ``poses`` (n,2) degrees."""
+    import torch
+
+    from ..dataset import OnTheFlyGazeDataset, batch_generator
+
+    ds = OnTheFlyGazeDataset(cache, batch_size=1, seed=seed, device="cpu", camera=camera, appearance=appearance,
+                             tune_malloc=False)
+    n = len(frames)
+    poses = np.asarray(poses_deg, np.float64)
+    app = ds.appearance.sample(n, batch_generator(seed, 0x5EA1), (ds.camera.height, ds.camera.width))
+    out = ds.render(torch.as_tensor(np.asarray(frames), dtype=torch.int64),
+                    torch.from_numpy(np.radians(poses)), app)
+    img = (out["image"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return {"images": np.ascontiguousarray(img), "landmarks": out[labels].double().numpy(),
+            "K": ds.camera.K().numpy(), "poses": poses, "batch": out}
+
+
+def _angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
+    return math.degrees(math.acos(np.clip((np.trace(Ra @ Rb.T) - 1) / 2, -1, 1)))
+
+
+def _pitchyaw_deg(R: np.ndarray) -> np.ndarray:
+    return np.degrees([math.asin(np.clip(R[1, 2], -1, 1)), math.atan2(R[0, 2], R[2, 2])])
+
+
+def _rot(py_deg) -> np.ndarray:
+    import torch
+
+    from ..geometry import _pitchyaw_to_rotation
+
+    return _pitchyaw_to_rotation(torch.tensor(np.radians(py_deg), dtype=torch.float64)).numpy()
+
+
+def measure_views(views: dict, det, *, options=None) -> list[dict]:
+    """Per render: ``detected``, ``nme51``, ``nme_jaw``, ``pose_det`` / ``pose_label`` (fitted pitch, yaw
+    degrees) and ``err_det`` / ``err_label`` (degrees), ``truth`` (pitch, yaw), ``det_landmarks``."""
+    from .landmarks import NoFaceError
+    from .pipeline import estimate_head_pose
+
+    K = views["K"]
+    size = views["images"].shape[2], views["images"].shape[1]
+    out = []
+    for img, lab, py in zip(views["images"], views["landmarks"], views["poses"]):
+        rec = {"truth": [float(py[0]), float(py[1])], "detected": False}
+        Rt = _rot(py)
+        try:
+            pose = estimate_head_pose(lab, K, options, image_size=size)
+            rec["pose_label"] = _pitchyaw_deg(pose.R).tolist()
+            rec["err_label"] = _angle_deg(pose.R, Rt)
+        except ValueError:
+            pass
+        # the face: a box holding the label's nose tip and both outer eye corners (not a false box on the nose)
+        key = lab[[30, 36, 45]]
+        boxes = [b for b, _ in det.detect(img) if ((key[:, 0] >= b[0]) & (key[:, 0] <= b[2]) & (key[:, 1] >= b[1])
+                                                    & (key[:, 1] <= b[3])).all()]
+        if boxes:
+            try:
+                lm = det(img, boxes[0])
+            except NoFaceError:
+                lm = None
+            if lm is not None:
+                rec.update(detected=True, det_landmarks=lm.tolist(), nme51=nme(lm, lab, slice(17, 68)),
+                           nme_jaw=nme(lm, lab, slice(0, 17)))
+                try:
+                    pose = estimate_head_pose(lm, K, options, image_size=size)
+                    rec["pose_det"] = _pitchyaw_deg(pose.R).tolist()
+                    rec["err_det"] = _angle_deg(pose.R, Rt)
+                except ValueError:
+                    pass
+        out.append(rec)
+    return out
+
+
+def _fit_stats(recs: list[dict], key: str) -> dict:
+    rows = [r for r in recs if key in r]
+    if len(rows) < 3:
+        return {"n": len(rows)}
+    t = np.array([r["truth"] for r in rows])
+    e = np.array([r[key] for r in rows])
+    err = np.array([r["err_" + key.split("_")[1]] for r in rows])
+    res = {"n": len(rows), "median_error_deg": float(np.median(err))}
+    for j, name in enumerate(("pitch", "yaw")):
+        res[f"{name}_bias_deg"] = float((e[:, j] - t[:, j]).mean())
+        tc = t[:, j] - t[:, j].mean()
+        res[f"{name}_slope"] = float((tc * (e[:, j] - e[:, j].mean())).sum() / max((tc * tc).sum(), 1e-12))
+    return res
+
+
+def pose_bins(recs: list[dict]) -> dict:
+    """Detection rate per |yaw| bin of :data:`YAW_BINS`."""
+    out = {}
+    for lo, hi in YAW_BINS:
+        sel = [r for r in recs if lo <= abs(r["truth"][1]) < hi + (1e-9 if hi == YAW_BINS[-1][1] else 0)]
+        out[f"{lo:g}-{hi:g}"] = {"n": len(sel), "detected": float(np.mean([r["detected"] for r in sel])) if sel
+                                 else float("nan")}
+    return out
+
+
+def summarise(recs: list[dict]) -> dict:
+    """Detection (overall, per yaw bin, |yaw| <= 30), median NME51 / jaw NME, pose statistics (detected and exact
+    label landmarks)."""
+    det = [r for r in recs if r["detected"]]
+    le30 = [r for r in recs if abs(r["truth"][1]) <= 30.0]
+    return {"n": len(recs), "detected": float(np.mean([r["detected"] for r in recs])),
+            "detected_le30": float(np.mean([r["detected"] for r in le30])) if le30 else float("nan"),
+            "bins": pose_bins(recs),
+            "nme51_median": float(np.median([r["nme51"] for r in det])) if det else float("nan"),
+            "nme51_mean": float(np.mean([r["nme51"] for r in det])) if det else float("nan"),
+            "nme_jaw_median": float(np.median([r["nme_jaw"] for r in det])) if det else float("nan"),
+            "pose_detected": _fit_stats(recs, "pose_det"), "pose_label": _fit_stats(recs, "pose_label")}
