@@ -13,7 +13,8 @@ Stages, one module each::
 """
 from .interpolate import interpolate_vertex_attributes, vertex_normals
 from .memory import tune_malloc
-from .rasterize import Fragments, rasterize
+from .fragments import Fragments
+from .rasterize import rasterize
 from .renderer import RenderResult, render, scale_intrinsics
 from .shading import DirectionalLights, Material, PointLights, phong_shading
 from .texture import UVTexture, VertexColors, sample_bilinear

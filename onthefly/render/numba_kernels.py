@@ -1,0 +1,409 @@
+"""Compiled CPU kernels (numba) for ``backend="numba"``: the rasterizer contract of :mod:`.rasterize`, bit for bit.
+
+Importing this module imports numba (an optional dependency; :mod:`.backends` imports it only when the numba
+backend is used). Every kernel writes into arrays preallocated by the caller (torch tensors seen through
+``.numpy()``, no copies). ``cache=True`` stores the compiled machine code beside this file (or in numba's cache
+directory when that is read-only), so only the first run on a machine pays the JIT compilation.
+
+Exactness: the kernels evaluate the very float operations of the torch backend in the same order and the same
+dtype (the scalars ``one``, ``half``, ``tiny`` are passed in the vertices' dtype so numba never widens a float32
+expression to float64; no ``fastmath``, so LLVM contracts nothing into FMAs):
+
+* projection ``u = fx * (x * (1/z)) + cx``; edge functions in the symmetric midpoint form
+  ``E_k = sdx_k (py - my_k) - sdy_k (px - mx_k)`` with the top-left tie threshold;
+* depth ``1/z = (sum_k t1_k c_k) - (sum_k t2_k c_k)`` rounded to float32, clamped to the smallest normal float;
+  the nearest (largest ``1/z``) face wins, exact ties to the smaller face index (faces are visited in index order
+  and only a strictly larger ``1/z`` replaces the winner: the same order as the torch backend's int64 keys);
+* barycentrics and ``zbuf`` of the winner recomputed and perspective-corrected as in ``_resolve``.
+
+The one intended difference: a pixel is tested only inside its face's pixel bounding box (the torch backend's
+bucket grids may test a few pixels beyond it, which rounding could only ever cover for degenerate slivers).
+
+Work split: ``prange`` over (image, band of rows) items, so a batch of 1 still uses every thread; each item owns
+its rows of the z-buffer, so no atomics and no races.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+
+import numba as nb
+import numpy as np
+
+# numba's "workqueue" threading layer unless the user chose one (NUMBA_THREADING_LAYER): "omp" would start a
+# second OpenMP runtime beside torch's, whose spinning threads then fight torch's for the cores (measured: several
+# times slower when torch ops and kernels alternate), and GNU OpenMP is not fork-safe (DataLoader workers).
+# workqueue is not thread-safe, so every launch holds LOCK.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    nb.config.THREADING_LAYER = "workqueue"
+LOCK = threading.Lock()
+
+__all__ = ["LOCK", "project", "face_setup", "raster_bands", "vertex_normals", "shade", "NUM_PRM"]
+
+NUM_PRM = 18  # per face: mx[3], my[3], sdx[3], sdy[3], c[3], thr[3]
+
+
+@nb.njit(parallel=True, cache=True)
+def project(verts, K, znear, one, out):
+    """verts (B,V,3), K (B,3,3) -> out (B,V,3) = (u, v, 1/z) with 1/z := 0 at or behind ``znear``."""
+    B, V = verts.shape[0], verts.shape[1]
+    zero = one - one
+    for b in nb.prange(B):
+        fx, fy, cx, cy = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
+        for v in range(V):
+            x, y, z = verts[b, v, 0], verts[b, v, 1], verts[b, v, 2]
+            iz = one / z if z > znear else zero
+            out[b, v, 0] = fx * (x * iz) + cx
+            out[b, v, 1] = fy * (y * iz) + cy
+            out[b, v, 2] = iz
+
+
+@nb.njit(parallel=True, cache=True)
+def face_setup(uvw, faces, H, W, cull, one, half, tiny, prm, box):
+    """Per-face screen data. ``uvw`` (B,V,3) from :func:`project`; ``faces`` (Bf,F,3) int64 with Bf in {1, B}
+    (-1 rows = padding). Writes ``prm`` (B,F,18) and ``box`` (B,F,4) int32 = (j0, j1, i0, i1); an empty box
+    (j1 < j0) marks a rejected face."""
+    B = uvw.shape[0]
+    Bf, F = faces.shape[0], faces.shape[1]
+    Wf = one * W
+    Hf = one * H
+    m1 = -one
+    zero = one - one
+    for b in nb.prange(B):
+        fb = np.int64(b) if Bf > 1 else np.int64(0)
+        for f in range(F):
+            a0, a1, a2 = faces[fb, f, 0], faces[fb, f, 1], faces[fb, f, 2]
+            box[b, f, 0] = 0
+            box[b, f, 1] = -1
+            box[b, f, 2] = 0
+            box[b, f, 3] = -1
+            if a0 < 0 or a1 < 0 or a2 < 0:
+                continue
+            U0, V0, Z0 = uvw[b, a0, 0], uvw[b, a0, 1], uvw[b, a0, 2]
+            U1, V1, Z1 = uvw[b, a1, 0], uvw[b, a1, 1], uvw[b, a1, 2]
+            U2, V2, Z2 = uvw[b, a2, 0], uvw[b, a2, 1], uvw[b, a2, 2]
+            ex0, ex1, ex2 = U2 - U1, U0 - U2, U1 - U0
+            ey0, ey1, ey2 = V2 - V1, V0 - V2, V1 - V0
+            area2 = ex0 * ey1 - ey0 * ex1
+            if not (min(Z0, min(Z1, Z2)) > zero) or area2 == zero:
+                continue
+            if cull and not (area2 < zero):
+                continue
+            lo_u = min(U0, min(U1, U2))
+            hi_u = max(U0, max(U1, U2))
+            lo_v = min(V0, min(V1, V2))
+            hi_v = max(V0, max(V1, V2))
+            j0 = max(int(math.ceil(min(max(lo_u, m1), Wf))), 0)
+            j1 = min(int(math.floor(min(max(hi_u, m1), Wf))), W - 1)
+            i0 = max(int(math.ceil(min(max(lo_v, m1), Hf))), 0)
+            i1 = min(int(math.floor(min(max(hi_v, m1), Hf))), H - 1)
+            if j1 < j0 or i1 < i0:
+                continue
+            box[b, f, 0] = j0
+            box[b, f, 1] = j1
+            box[b, f, 2] = i0
+            box[b, f, 3] = i1
+            sg = m1 if area2 < zero else one
+            inv = one / abs(area2)
+            p = prm[b, f]
+            p[0] = (U1 + U2) * half
+            p[1] = (U2 + U0) * half
+            p[2] = (U0 + U1) * half
+            p[3] = (V1 + V2) * half
+            p[4] = (V2 + V0) * half
+            p[5] = (V0 + V1) * half
+            p[6] = ex0 * sg
+            p[7] = ex1 * sg
+            p[8] = ex2 * sg
+            p[9] = ey0 * sg
+            p[10] = ey1 * sg
+            p[11] = ey2 * sg
+            p[12] = Z0 * inv
+            p[13] = Z1 * inv
+            p[14] = Z2 * inv
+            for k in range(3):  # top-left rule: E == 0 is inside when the inward normal points right / down
+                sdx, sdy = p[6 + k], p[9 + k]
+                p[15 + k] = zero if (sdy < zero or (sdy == zero and sdx > zero)) else tiny
+
+
+@nb.njit(inline="always")
+def _raster_band(b, r0, r1, prm, box, xs, ys, tiny32, zbest, fbest, W):
+    """Depth-test every face of image ``b`` on rows [r0, r1) into ``zbest`` float32 / ``fbest`` int64 (those rows)."""
+    F = prm.shape[1]
+    for f in range(F):
+        i0 = box[b, f, 2]
+        i1 = box[b, f, 3]
+        if i1 < r0 or i0 >= r1:
+            continue
+        j0 = box[b, f, 0]
+        j1 = box[b, f, 1]
+        if j1 < j0:
+            continue
+        p = prm[b, f]
+        mx0, mx1, mx2, my0, my1, my2 = p[0], p[1], p[2], p[3], p[4], p[5]
+        sx0, sx1, sx2, sy0, sy1, sy2 = p[6], p[7], p[8], p[9], p[10], p[11]
+        c0, c1, c2, th0, th1, th2 = p[12], p[13], p[14], p[15], p[16], p[17]
+        for i in range(max(i0, r0), min(i1, r1 - 1) + 1):
+            py = ys[i]
+            t10 = sx0 * (py - my0)
+            t11 = sx1 * (py - my1)
+            t12 = sx2 * (py - my2)
+            rs = t10 * c0 + t11 * c1 + t12 * c2
+            row = (i - r0) * W
+            for j in range(j0, j1 + 1):
+                px = xs[j]
+                t20 = sy0 * (px - mx0)
+                if not (t10 - t20 >= th0):
+                    continue
+                t21 = sy1 * (px - mx1)
+                if not (t11 - t21 >= th1):
+                    continue
+                t22 = sy2 * (px - mx2)
+                if not (t12 - t22 >= th2):
+                    continue
+                z = np.float32(rs - (t20 * c0 + t21 * c1 + t22 * c2))
+                if z < tiny32:
+                    z = tiny32
+                q = row + j
+                if z > zbest[q]:
+                    zbest[q] = z
+                    fbest[q] = f
+
+
+@nb.njit(inline="always")
+def _resolve_pixel(uvw, faces, fb, b, f, px, py, q_out, one):
+    """Perspective-correct barycentrics (written to ``q_out``) and camera z of face ``f`` at (px, py)."""
+    a0, a1, a2 = faces[fb, f, 0], faces[fb, f, 1], faces[fb, f, 2]
+    du0, dv0, z0 = uvw[b, a0, 0] - px, uvw[b, a0, 1] - py, uvw[b, a0, 2]
+    du1, dv1, z1 = uvw[b, a1, 0] - px, uvw[b, a1, 1] - py, uvw[b, a1, 2]
+    du2, dv2, z2 = uvw[b, a2, 0] - px, uvw[b, a2, 1] - py, uvw[b, a2, 2]
+    U0, V0 = uvw[b, a0, 0], uvw[b, a0, 1]
+    area2 = (uvw[b, a2, 0] - uvw[b, a1, 0]) * (V0 - uvw[b, a2, 1]) - (uvw[b, a2, 1] - uvw[b, a1, 1]) * (U0 - uvw[b, a2, 0])
+    inv_area = one / area2
+    q0 = (du1 * dv2 - dv1 * du2) * inv_area * z0
+    q1 = (du2 * dv0 - dv2 * du0) * inv_area * z1
+    q2 = (du0 * dv1 - dv0 * du1) * inv_area * z2
+    S = q0 + q1 + q2
+    q_out[0] = q0 / S
+    q_out[1] = q1 / S
+    q_out[2] = q2 / S
+    return one / S
+
+
+@nb.njit(parallel=True, cache=True)
+def raster_bands(uvw, faces, prm, box, xs, ys, band, one, p2f, zbuf, bary):
+    """Rasterize B images in bands of ``band`` rows; writes ``p2f`` (B,H,W) int64, ``zbuf`` (B,H,W),
+    ``bary`` (B,H,W,3) (background -1)."""
+    B, H, W = p2f.shape
+    Bf = faces.shape[0]
+    nb_ = (H + band - 1) // band
+    tiny32 = np.float32(1.1754944e-38)
+    for item in nb.prange(B * nb_):
+        b = np.int64(item) // nb_
+        r0 = (np.int64(item) % nb_) * band
+        r1 = min(r0 + band, H)
+        n = (r1 - r0) * W
+        zbest = np.zeros(n, dtype=np.float32)  # this item's rows of the z-buffer
+        fbest = np.full(n, -1, dtype=np.int64)
+        _raster_band(b, r0, r1, prm, box, xs, ys, tiny32, zbest, fbest, W)
+        fb = np.int64(b) if Bf > 1 else np.int64(0)
+        for q in range(n):
+            i = r0 + q // W
+            j = q % W
+            f = fbest[q]
+            p2f[b, i, j] = f
+            if f < 0:
+                zbuf[b, i, j] = -one
+                bary[b, i, j, 0] = -one
+                bary[b, i, j, 1] = -one
+                bary[b, i, j, 2] = -one
+            else:
+                zbuf[b, i, j] = _resolve_pixel(uvw, faces, fb, b, f, xs[j], ys[i], bary[b, i, j], one)
+
+
+@nb.njit(parallel=True, cache=True)
+def vertex_normals(verts, faces, eps, out):
+    """Area-weighted normalised vertex normals (PyTorch3D's ``verts_normals``) of (B,V,3) ``verts`` into ``out``."""
+    B, V = verts.shape[0], verts.shape[1]
+    Bf, F = faces.shape[0], faces.shape[1]
+    for b in nb.prange(B):
+        fb = np.int64(b) if Bf > 1 else np.int64(0)
+        acc = np.zeros((V, 3), dtype=out.dtype)
+        for f in range(F):
+            a0, a1, a2 = faces[fb, f, 0], faces[fb, f, 1], faces[fb, f, 2]
+            if a0 < 0 or a1 < 0 or a2 < 0:
+                continue
+            ax = verts[b, a1, 0] - verts[b, a0, 0]
+            ay = verts[b, a1, 1] - verts[b, a0, 1]
+            az = verts[b, a1, 2] - verts[b, a0, 2]
+            bx = verts[b, a2, 0] - verts[b, a0, 0]
+            by = verts[b, a2, 1] - verts[b, a0, 1]
+            bz = verts[b, a2, 2] - verts[b, a0, 2]
+            nx = ay * bz - az * by
+            ny = az * bx - ax * bz
+            nz = ax * by - ay * bx
+            for a in (a0, a1, a2):
+                acc[a, 0] += nx
+                acc[a, 1] += ny
+                acc[a, 2] += nz
+        for v in range(V):
+            n = math.sqrt(acc[v, 0] * acc[v, 0] + acc[v, 1] * acc[v, 1] + acc[v, 2] * acc[v, 2])
+            n = max(n, eps)
+            out[b, v, 0] = acc[v, 0] / n
+            out[b, v, 1] = acc[v, 1] / n
+            out[b, v, 2] = acc[v, 2] / n
+
+
+@nb.njit(inline="always")
+def _norm3(x, y, z, eps):
+    n = math.sqrt(x * x + y * y + z * z)
+    n = max(n, eps)
+    return x / n, y / n, z / n
+
+
+@nb.njit(inline="always")
+def _bilinear(maps, m, x0, x1, y0, y1, fx, fy, ch, one):
+    g00 = maps[m, y0, x0, ch] * one
+    g01 = maps[m, y0, x1, ch] * one
+    g10 = maps[m, y1, x0, ch] * one
+    g11 = maps[m, y1, x1, ch] * one
+    top = g00 + (g01 - g00) * fx
+    bot = g10 + (g11 - g10) * fx
+    return top + (bot - top) * fy
+
+
+@nb.njit(parallel=True, cache=True)
+def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, vuv, fuv, tidx, align,
+          lights, material, blinn, lit, bg, extra, one, img, out_extra):
+    """Interpolate, texture and shade the covered pixels of ``p2f`` / ``bary`` (B,H,W[,3]).
+
+    ``tex_kind`` 0: white, 1: vertex colours ``colors`` (Bc,V,3) floats, 2: UV map ``maps`` (M,Ht,Wt,3) (times
+    ``map_scale``), ``vuv`` (Mu,T,2), ``fuv`` (Mf,F,3), ``tidx`` (B,) map of each sample. ``normals`` (Bn,V,3)
+    unit vertex normals; ``lights`` (B,L,13) rows ``(kind 0 point / 1 directional, xyz, ambient rgb, diffuse rgb,
+    specular rgb)``; ``material`` (B,10) ``(ambient rgb, diffuse rgb, specular rgb, shininess)``; ``lit`` False:
+    the image is the texel colour. ``bg`` (B,3) background; ``extra`` (Be,V,C) per-vertex channels interpolated
+    into ``out_extra`` (B,C,H,W) (0 on background). Writes ``img`` (B,3,H,W)."""
+    B, H, W = p2f.shape
+    Bf = faces.shape[0]
+    Bn = normals.shape[0]
+    Bc = colors.shape[0]
+    Mu = vuv.shape[0]
+    Mf = fuv.shape[0]
+    Be = extra.shape[0]
+    C = extra.shape[2]
+    L = lights.shape[1]
+    Ht = maps.shape[1]
+    Wt = maps.shape[2]
+    zero = one - one
+    eps = one * 1e-6
+    two = one + one
+    for item in nb.prange(B * H):
+        b = np.int64(item) // H
+        i = np.int64(item) % H
+        fb = b if Bf > 1 else np.int64(0)
+        for j in range(W):
+            f = p2f[b, i, j]
+            if f < 0:
+                for ch in range(3):
+                    img[b, ch, i, j] = bg[b, ch]
+                for ch in range(C):
+                    out_extra[b, ch, i, j] = zero
+                continue
+            w0, w1, w2 = bary[b, i, j, 0], bary[b, i, j, 1], bary[b, i, j, 2]
+            a0, a1, a2 = faces[fb, f, 0], faces[fb, f, 1], faces[fb, f, 2]
+            be = b if Be > 1 else np.int64(0)
+            for ch in range(C):
+                out_extra[b, ch, i, j] = extra[be, a0, ch] * w0 + extra[be, a1, ch] * w1 + extra[be, a2, ch] * w2
+            # texel
+            tr = one
+            tg = one
+            tb = one
+            if tex_kind == 1:
+                bc = b if Bc > 1 else np.int64(0)
+                tr = colors[bc, a0, 0] * w0 + colors[bc, a1, 0] * w1 + colors[bc, a2, 0] * w2
+                tg = colors[bc, a0, 1] * w0 + colors[bc, a1, 1] * w1 + colors[bc, a2, 1] * w2
+                tb = colors[bc, a0, 2] * w0 + colors[bc, a1, 2] * w1 + colors[bc, a2, 2] * w2
+            elif tex_kind == 2:
+                m = tidx[b]
+                mf = m if Mf > 1 else np.int64(0)
+                mu = m if Mu > 1 else np.int64(0)
+                t0, t1, t2 = fuv[mf, f, 0], fuv[mf, f, 1], fuv[mf, f, 2]
+                u = vuv[mu, t0, 0] * w0 + vuv[mu, t1, 0] * w1 + vuv[mu, t2, 0] * w2
+                v = vuv[mu, t0, 1] * w0 + vuv[mu, t1, 1] * w1 + vuv[mu, t2, 1] * w2
+                if align:
+                    x = u * (Wt - 1)
+                    y = (one - v) * (Ht - 1)
+                else:
+                    x = u * Wt - one * 0.5
+                    y = (one - v) * Ht - one * 0.5
+                x = min(max(x, zero), one * (Wt - 1))
+                y = min(max(y, zero), one * (Ht - 1))
+                x0f = math.floor(x)
+                y0f = math.floor(y)
+                fx = x - x0f
+                fy = y - y0f
+                x0 = int(x0f)
+                y0 = int(y0f)
+                x1 = min(x0 + 1, Wt - 1)
+                y1 = min(y0 + 1, Ht - 1)
+                tr = _bilinear(maps, m, x0, x1, y0, y1, fx, fy, 0, one) * map_scale
+                tg = _bilinear(maps, m, x0, x1, y0, y1, fx, fy, 1, one) * map_scale
+                tb = _bilinear(maps, m, x0, x1, y0, y1, fx, fy, 2, one) * map_scale
+            if not lit:
+                img[b, 0, i, j] = tr
+                img[b, 1, i, j] = tg
+                img[b, 2, i, j] = tb
+                continue
+            # surface point and normal
+            px = verts[b, a0, 0] * w0 + verts[b, a1, 0] * w1 + verts[b, a2, 0] * w2
+            py = verts[b, a0, 1] * w0 + verts[b, a1, 1] * w1 + verts[b, a2, 1] * w2
+            pz = verts[b, a0, 2] * w0 + verts[b, a1, 2] * w1 + verts[b, a2, 2] * w2
+            bn = b if Bn > 1 else np.int64(0)
+            nx = normals[bn, a0, 0] * w0 + normals[bn, a1, 0] * w1 + normals[bn, a2, 0] * w2
+            ny = normals[bn, a0, 1] * w0 + normals[bn, a1, 1] * w1 + normals[bn, a2, 1] * w2
+            nz = normals[bn, a0, 2] * w0 + normals[bn, a1, 2] * w1 + normals[bn, a2, 2] * w2
+            nx, ny, nz = _norm3(nx, ny, nz, eps)
+            vx, vy, vz = _norm3(-px, -py, -pz, eps)
+            shin = material[b, 9]
+            ar = zero
+            ag = zero
+            ab = zero
+            dr = zero
+            dg = zero
+            db = zero
+            sr = zero
+            sg = zero
+            sb = zero
+            for li in range(L):
+                lt = lights[b, li]
+                if lt[0] == zero:
+                    lx, ly, lz = _norm3(lt[1] - px, lt[2] - py, lt[3] - pz, eps)
+                else:
+                    lx, ly, lz = _norm3(lt[1], lt[2], lt[3], eps)
+                ar += lt[4]
+                ag += lt[5]
+                ab += lt[6]
+                nl = nx * lx + ny * ly + nz * lz
+                rl = max(nl, zero)
+                dr += lt[7] * rl
+                dg += lt[8] * rl
+                db += lt[9] * rl
+                if blinn:
+                    hx, hy, hz = _norm3(lx + vx, ly + vy, lz + vz, eps)
+                    a = max(nx * hx + ny * hy + nz * hz, zero)
+                else:
+                    rx = two * nl * nx - lx
+                    ry = two * nl * ny - ly
+                    rz = two * nl * nz - lz
+                    a = max(vx * rx + vy * ry + vz * rz, zero)
+                if not (nl > zero):
+                    a = zero
+                s = a ** shin
+                sr += lt[10] * s
+                sg += lt[11] * s
+                sb += lt[12] * s
+            mt = material[b]
+            img[b, 0, i, j] = (mt[0] * ar + mt[3] * dr) * tr + mt[6] * sr
+            img[b, 1, i, j] = (mt[1] * ag + mt[4] * dg) * tg + mt[7] * sg
+            img[b, 2, i, j] = (mt[2] * ab + mt[5] * db) * tb + mt[8] * sb
