@@ -106,11 +106,16 @@ def numba_setup(verts, faces, K, H, W, znear, cull):
 
 def _numba_into(verts, faces, K, H, W, znear, cull, out: Fragments) -> None:
     nk = _numba_kernels()
+    t, one, half, tiny = numba_scalars(verts.dtype)
+    v = verts.detach().contiguous().numpy()
+    f = (faces if faces.ndim == 3 else faces.unsqueeze(0)).contiguous().numpy()
     with nk.LOCK:
         threads = numba_threads()
-        uvw, f, prm, box, xs, ys, one = numba_setup(verts, faces, K, H, W, znear, cull)
-        nk.raster_bands(uvw, f, prm, box, xs, ys, band_rows(H, verts.shape[0], threads), one,
-                        out.pix_to_face.numpy(), out.zbuf.numpy(), out.bary.numpy())
+        uvw = np.empty(v.shape, dtype=t)
+        nk.project(v, K.detach().contiguous().numpy(), t(znear), one, uvw)
+        nk.raster_fused(uvw, f, bool(cull), one, half, tiny, np.arange(W, dtype=t), np.arange(H, dtype=t),
+                        band_rows(H, verts.shape[0], threads), out.pix_to_face.numpy(), out.zbuf.numpy(),
+                        out.bary.numpy())
 
 
 # --------------------------------------------------------------------------------------------- pytorch3d

@@ -39,6 +39,24 @@ class Fragments:
 # input checking
 # ----------------------------------------------------------------------------------------------
 
+def _max_min(t: Tensor) -> tuple[int, int]:
+    """Max and min of an integer tensor; CPU tensors through numpy (one thread: no OpenMP team is woken for a
+    check, which costs more than the check on a contended machine)."""
+    if t.device.type == "cpu":
+        a = t.numpy()
+        return int(a.max()), int(a.min())
+    return int(t.max()), int(t.min())
+
+
+def _finite_rows(t: Tensor) -> Tensor:
+    """(B,) bool: every value of sample b is finite (CPU tensors through numpy, see :func:`_max_min`)."""
+    if t.device.type == "cpu" and not t.requires_grad:
+        import numpy as np
+
+        return torch.from_numpy(np.isfinite(t.reshape(t.shape[0], -1).numpy()).all(1))
+    return torch.isfinite(t).flatten(1).all(1)
+
+
 def image_hw(image_size) -> tuple[int, int]:
     if isinstance(image_size, int) and not isinstance(image_size, bool):
         h = w = image_size
@@ -129,7 +147,7 @@ def prepare_inputs(verts, faces, K, image_size, check: bool = True):
         raise ValueError("faces is empty (0 faces)")
     if check_faces:
         if faces.ndim == 2:
-            fmax, fmin = int(faces.max()), int(faces.min())
+            fmax, fmin = _max_min(faces)
             if fmax >= V or fmin < 0:
                 bad = fmax if fmax >= V else fmin
                 raise ValueError(f"faces index {bad} out of range for {V} vertices")
@@ -145,7 +163,7 @@ def prepare_inputs(verts, faces, K, image_size, check: bool = True):
                 raise ValueError(f"faces is empty for mesh {int(empty.nonzero()[0])} (only padding rows)")
 
     if check:
-        finite = torch.isfinite(verts).flatten(1).all(1)
+        finite = _finite_rows(verts)
         if not bool(finite.all()):
             b = int((~finite).nonzero()[0])
             raise ValueError(f"verts contains NaN/inf at batch {b}")

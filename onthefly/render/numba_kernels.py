@@ -39,7 +39,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     nb.config.THREADING_LAYER = "workqueue"
 LOCK = threading.Lock()
 
-__all__ = ["LOCK", "project", "face_setup", "raster_bands", "vertex_normals", "shade", "NUM_PRM"]
+__all__ = ["LOCK", "project", "face_setup", "raster_bands", "raster_fused", "vertex_normals", "shade", "NUM_PRM"]
 
 NUM_PRM = 18  # per face: mx[3], my[3], sdx[3], sdy[3], c[3], thr[3]
 
@@ -223,6 +223,103 @@ def raster_bands(uvw, faces, prm, box, xs, ys, band, one, p2f, zbuf, bary):
 
 
 @nb.njit(parallel=True, cache=True)
+def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bary):
+    """Face setup, depth test and resolve in one pass per (image, band of ``band`` rows) item: the setup of
+    :func:`face_setup` is recomputed inline (the same float operations), so no per-face arrays are written or
+    read back. ``p2f`` (B,H,W) int64, ``zbuf`` (B,H,W), ``bary`` (B,H,W,3) (background -1)."""
+    B, H, W = p2f.shape
+    Bf, F = faces.shape[0], faces.shape[1]
+    nb_ = (H + band - 1) // band
+    tiny32 = np.float32(1.1754944e-38)
+    Wf = one * W
+    Hf = one * H
+    m1 = -one
+    zero = one - one
+    for item in nb.prange(B * nb_):
+        b = np.int64(item) // nb_
+        r0 = (np.int64(item) % nb_) * band
+        r1 = min(r0 + band, H)
+        n = (r1 - r0) * W
+        zbest = np.zeros(n, dtype=np.float32)  # this item's rows of the z-buffer
+        fbest = np.full(n, -1, dtype=np.int64)
+        fb = np.int64(b) if Bf > 1 else np.int64(0)
+        for f in range(F):
+            a0, a1, a2 = faces[fb, f, 0], faces[fb, f, 1], faces[fb, f, 2]
+            if a0 < 0 or a1 < 0 or a2 < 0:
+                continue
+            V0, V1, V2 = uvw[b, a0, 1], uvw[b, a1, 1], uvw[b, a2, 1]
+            lo_v = min(V0, min(V1, V2))
+            hi_v = max(V0, max(V1, V2))
+            i0 = max(int(math.ceil(min(max(lo_v, m1), Hf))), 0)
+            i1 = min(int(math.floor(min(max(hi_v, m1), Hf))), H - 1)
+            if i1 < i0 or i1 < r0 or i0 >= r1:
+                continue
+            U0, U1, U2 = uvw[b, a0, 0], uvw[b, a1, 0], uvw[b, a2, 0]
+            lo_u = min(U0, min(U1, U2))
+            hi_u = max(U0, max(U1, U2))
+            j0 = max(int(math.ceil(min(max(lo_u, m1), Wf))), 0)
+            j1 = min(int(math.floor(min(max(hi_u, m1), Wf))), W - 1)
+            if j1 < j0:
+                continue
+            Z0, Z1, Z2 = uvw[b, a0, 2], uvw[b, a1, 2], uvw[b, a2, 2]
+            ex0, ex1, ex2 = U2 - U1, U0 - U2, U1 - U0
+            ey0, ey1, ey2 = V2 - V1, V0 - V2, V1 - V0
+            area2 = ex0 * ey1 - ey0 * ex1
+            if not (min(Z0, min(Z1, Z2)) > zero) or area2 == zero:
+                continue
+            if cull and not (area2 < zero):
+                continue
+            sg = m1 if area2 < zero else one
+            inv = one / abs(area2)
+            mx0, mx1, mx2 = (U1 + U2) * half, (U2 + U0) * half, (U0 + U1) * half
+            my0, my1, my2 = (V1 + V2) * half, (V2 + V0) * half, (V0 + V1) * half
+            sx0, sx1, sx2 = ex0 * sg, ex1 * sg, ex2 * sg
+            sy0, sy1, sy2 = ey0 * sg, ey1 * sg, ey2 * sg
+            c0, c1, c2 = Z0 * inv, Z1 * inv, Z2 * inv
+            # top-left rule: E == 0 is inside when the inward normal points right, or straight down
+            th0 = zero if (sy0 < zero or (sy0 == zero and sx0 > zero)) else tiny
+            th1 = zero if (sy1 < zero or (sy1 == zero and sx1 > zero)) else tiny
+            th2 = zero if (sy2 < zero or (sy2 == zero and sx2 > zero)) else tiny
+            for i in range(max(i0, r0), min(i1, r1 - 1) + 1):
+                py = ys[i]
+                t10 = sx0 * (py - my0)
+                t11 = sx1 * (py - my1)
+                t12 = sx2 * (py - my2)
+                rs = t10 * c0 + t11 * c1 + t12 * c2
+                row = (i - r0) * W
+                for j in range(j0, j1 + 1):
+                    px = xs[j]
+                    t20 = sy0 * (px - mx0)
+                    if not (t10 - t20 >= th0):
+                        continue
+                    t21 = sy1 * (px - mx1)
+                    if not (t11 - t21 >= th1):
+                        continue
+                    t22 = sy2 * (px - mx2)
+                    if not (t12 - t22 >= th2):
+                        continue
+                    z = np.float32(rs - (t20 * c0 + t21 * c1 + t22 * c2))
+                    if z < tiny32:
+                        z = tiny32
+                    q = row + j
+                    if z > zbest[q]:
+                        zbest[q] = z
+                        fbest[q] = f
+        for q in range(n):
+            i = r0 + q // W
+            j = q % W
+            f = fbest[q]
+            p2f[b, i, j] = f
+            if f < 0:
+                zbuf[b, i, j] = -one
+                bary[b, i, j, 0] = -one
+                bary[b, i, j, 1] = -one
+                bary[b, i, j, 2] = -one
+            else:
+                zbuf[b, i, j] = _resolve_pixel(uvw, faces, fb, b, f, xs[j], ys[i], bary[b, i, j], one)
+
+
+@nb.njit(parallel=True, cache=True)
 def vertex_normals(verts, faces, eps, out):
     """Area-weighted normalised vertex normals (PyTorch3D's ``verts_normals``) of (B,V,3) ``verts`` into ``out``."""
     B, V = verts.shape[0], verts.shape[1]
@@ -258,8 +355,8 @@ def vertex_normals(verts, faces, eps, out):
 @nb.njit(inline="always")
 def _norm3(x, y, z, eps):
     n = math.sqrt(x * x + y * y + z * z)
-    n = max(n, eps)
-    return x / n, y / n, z / n
+    r = (eps - eps + 1) / max(n, eps)
+    return x * r, y * r, z * r
 
 
 @nb.njit(inline="always")
@@ -273,9 +370,26 @@ def _bilinear(maps, m, x0, x1, y0, y1, fx, fy, ch, one):
     return top + (bot - top) * fy
 
 
+@nb.njit(inline="always")
+def _powi(a, shin, ishin):
+    """``a ** shin`` for a > 0; by repeated squaring when the exponent is a small whole number (the common
+    shininess 64 is 6 multiplications instead of a powf)."""
+    if ishin < 0:
+        return a ** shin
+    r = a - a + 1
+    x = a
+    e = ishin
+    while e > 0:
+        if e & 1:
+            r = r * x
+        x = x * x
+        e >>= 1
+    return r
+
+
 @nb.njit(parallel=True, cache=True)
 def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, vuv, fuv, tidx, align,
-          lights, material, blinn, lit, bg, extra, one, img, out_extra):
+          lights, material, blinn, lit, bg, extra, one, img, out_extra, mask):
     """Interpolate, texture and shade the covered pixels of ``p2f`` / ``bary`` (B,H,W[,3]).
 
     ``tex_kind`` 0: white, 1: vertex colours ``colors`` (Bc,V,3) floats, 2: UV map ``maps`` (M,Ht,Wt,3) (times
@@ -283,9 +397,11 @@ def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, v
     unit vertex normals; ``lights`` (B,L,13) rows ``(kind 0 point / 1 directional, xyz, ambient rgb, diffuse rgb,
     specular rgb)``; ``material`` (B,10) ``(ambient rgb, diffuse rgb, specular rgb, shininess)``; ``lit`` False:
     the image is the texel colour. ``bg`` (B,3) background; ``extra`` (Be,V,C) per-vertex channels interpolated
-    into ``out_extra`` (B,C,H,W) (0 on background). Writes ``img`` (B,3,H,W)."""
+    into ``out_extra`` (B,C,H,W) (0 on background). Writes ``img`` (B,3,H,W), and the coverage into ``mask``
+    (B,1,H,W) unless ``mask`` is empty. All arithmetic in ``one``'s dtype."""
     B, H, W = p2f.shape
     Bf = faces.shape[0]
+    want_mask = mask.shape[0] > 0
     Bn = normals.shape[0]
     Bc = colors.shape[0]
     Mu = vuv.shape[0]
@@ -296,31 +412,41 @@ def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, v
     Ht = maps.shape[1]
     Wt = maps.shape[2]
     zero = one - one
-    eps = one * 1e-6
     two = one + one
+    half = one / two
+    eps = one * np.float32(1e-6)
+    Wt1 = one * (Wt - 1)
+    Ht1 = one * (Ht - 1)
+    Wtf = one * Wt
+    Htf = one * Ht
     for item in nb.prange(B * H):
         b = np.int64(item) // H
         i = np.int64(item) % H
         fb = b if Bf > 1 else np.int64(0)
+        be = b if Be > 1 else np.int64(0)
+        bc = b if Bc > 1 else np.int64(0)
+        bn = b if Bn > 1 else np.int64(0)
+        shin = material[b, 9]
+        ishin = np.int64(shin) if (shin == math.floor(shin) and zero <= shin <= one * 1024) else np.int64(-1)
         for j in range(W):
             f = p2f[b, i, j]
+            if want_mask:
+                mask[b, 0, i, j] = one if f >= 0 else zero
             if f < 0:
-                for ch in range(3):
-                    img[b, ch, i, j] = bg[b, ch]
+                img[b, 0, i, j] = bg[b, 0]
+                img[b, 1, i, j] = bg[b, 1]
+                img[b, 2, i, j] = bg[b, 2]
                 for ch in range(C):
                     out_extra[b, ch, i, j] = zero
                 continue
             w0, w1, w2 = bary[b, i, j, 0], bary[b, i, j, 1], bary[b, i, j, 2]
             a0, a1, a2 = faces[fb, f, 0], faces[fb, f, 1], faces[fb, f, 2]
-            be = b if Be > 1 else np.int64(0)
             for ch in range(C):
                 out_extra[b, ch, i, j] = extra[be, a0, ch] * w0 + extra[be, a1, ch] * w1 + extra[be, a2, ch] * w2
-            # texel
             tr = one
             tg = one
             tb = one
             if tex_kind == 1:
-                bc = b if Bc > 1 else np.int64(0)
                 tr = colors[bc, a0, 0] * w0 + colors[bc, a1, 0] * w1 + colors[bc, a2, 0] * w2
                 tg = colors[bc, a0, 1] * w0 + colors[bc, a1, 1] * w1 + colors[bc, a2, 1] * w2
                 tb = colors[bc, a0, 2] * w0 + colors[bc, a1, 2] * w1 + colors[bc, a2, 2] * w2
@@ -332,13 +458,13 @@ def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, v
                 u = vuv[mu, t0, 0] * w0 + vuv[mu, t1, 0] * w1 + vuv[mu, t2, 0] * w2
                 v = vuv[mu, t0, 1] * w0 + vuv[mu, t1, 1] * w1 + vuv[mu, t2, 1] * w2
                 if align:
-                    x = u * (Wt - 1)
-                    y = (one - v) * (Ht - 1)
+                    x = u * Wt1
+                    y = (one - v) * Ht1
                 else:
-                    x = u * Wt - one * 0.5
-                    y = (one - v) * Ht - one * 0.5
-                x = min(max(x, zero), one * (Wt - 1))
-                y = min(max(y, zero), one * (Ht - 1))
+                    x = u * Wtf - half
+                    y = (one - v) * Htf - half
+                x = min(max(x, zero), Wt1)
+                y = min(max(y, zero), Ht1)
                 x0f = math.floor(x)
                 y0f = math.floor(y)
                 fx = x - x0f
@@ -355,17 +481,14 @@ def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, v
                 img[b, 1, i, j] = tg
                 img[b, 2, i, j] = tb
                 continue
-            # surface point and normal
             px = verts[b, a0, 0] * w0 + verts[b, a1, 0] * w1 + verts[b, a2, 0] * w2
             py = verts[b, a0, 1] * w0 + verts[b, a1, 1] * w1 + verts[b, a2, 1] * w2
             pz = verts[b, a0, 2] * w0 + verts[b, a1, 2] * w1 + verts[b, a2, 2] * w2
-            bn = b if Bn > 1 else np.int64(0)
             nx = normals[bn, a0, 0] * w0 + normals[bn, a1, 0] * w1 + normals[bn, a2, 0] * w2
             ny = normals[bn, a0, 1] * w0 + normals[bn, a1, 1] * w1 + normals[bn, a2, 1] * w2
             nz = normals[bn, a0, 2] * w0 + normals[bn, a1, 2] * w1 + normals[bn, a2, 2] * w2
             nx, ny, nz = _norm3(nx, ny, nz, eps)
             vx, vy, vz = _norm3(-px, -py, -pz, eps)
-            shin = material[b, 9]
             ar = zero
             ag = zero
             ab = zero
@@ -376,34 +499,30 @@ def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, v
             sg = zero
             sb = zero
             for li in range(L):
-                lt = lights[b, li]
-                if lt[0] == zero:
-                    lx, ly, lz = _norm3(lt[1] - px, lt[2] - py, lt[3] - pz, eps)
+                if lights[b, li, 0] == zero:
+                    lx, ly, lz = _norm3(lights[b, li, 1] - px, lights[b, li, 2] - py, lights[b, li, 3] - pz, eps)
                 else:
-                    lx, ly, lz = _norm3(lt[1], lt[2], lt[3], eps)
-                ar += lt[4]
-                ag += lt[5]
-                ab += lt[6]
+                    lx, ly, lz = _norm3(lights[b, li, 1], lights[b, li, 2], lights[b, li, 3], eps)
+                ar += lights[b, li, 4]
+                ag += lights[b, li, 5]
+                ab += lights[b, li, 6]
                 nl = nx * lx + ny * ly + nz * lz
-                rl = max(nl, zero)
-                dr += lt[7] * rl
-                dg += lt[8] * rl
-                db += lt[9] * rl
-                if blinn:
-                    hx, hy, hz = _norm3(lx + vx, ly + vy, lz + vz, eps)
-                    a = max(nx * hx + ny * hy + nz * hz, zero)
-                else:
-                    rx = two * nl * nx - lx
-                    ry = two * nl * ny - ly
-                    rz = two * nl * nz - lz
-                    a = max(vx * rx + vy * ry + vz * rz, zero)
-                if not (nl > zero):
-                    a = zero
-                s = a ** shin
-                sr += lt[10] * s
-                sg += lt[11] * s
-                sb += lt[12] * s
-            mt = material[b]
-            img[b, 0, i, j] = (mt[0] * ar + mt[3] * dr) * tr + mt[6] * sr
-            img[b, 1, i, j] = (mt[1] * ag + mt[4] * dg) * tg + mt[7] * sg
-            img[b, 2, i, j] = (mt[2] * ab + mt[5] * db) * tb + mt[8] * sb
+                s = one if shin == zero else zero  # pow(0, 0) == 1, as torch / PyTorch3D compute it
+                if nl > zero:
+                    dr += lights[b, li, 7] * nl
+                    dg += lights[b, li, 8] * nl
+                    db += lights[b, li, 9] * nl
+                    if blinn:
+                        hx, hy, hz = _norm3(lx + vx, ly + vy, lz + vz, eps)
+                        a = nx * hx + ny * hy + nz * hz
+                    else:
+                        tnl = two * nl
+                        a = vx * (tnl * nx - lx) + vy * (tnl * ny - ly) + vz * (tnl * nz - lz)
+                    if a > zero:
+                        s = _powi(a, shin, ishin)
+                sr += lights[b, li, 10] * s
+                sg += lights[b, li, 11] * s
+                sb += lights[b, li, 12] * s
+            img[b, 0, i, j] = (material[b, 0] * ar + material[b, 3] * dr) * tr + material[b, 6] * sr
+            img[b, 1, i, j] = (material[b, 1] * ag + material[b, 4] * dg) * tg + material[b, 7] * sg
+            img[b, 2, i, j] = (material[b, 2] * ab + material[b, 5] * db) * tb + material[b, 8] * sb

@@ -141,19 +141,21 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
         def part(x):
             return x if whole else _slice_batch(x, sl, B)
 
-        pass_fn(fr, verts[sl], faces if faces.ndim == 2 else faces[sl], part(textures), part(lights),
-                part(material), part(vn), bg[sl], shading, part(ch), img, None if chan is None else chan[sl])
-        cov = (fr.pix_to_face >= 0).unsqueeze(1)
+        # the pass writes the coverage mask itself when it can (k == 1): no extra pass over the pixels
+        done = pass_fn(fr, verts[sl], faces if faces.ndim == 2 else faces[sl], part(textures), part(lights),
+                       part(material), part(vn), bg[sl], shading, part(ch), img, None if chan is None else chan[sl],
+                       mask[sl] if k == 1 else None)
         if k > 1:
             image[sl] = Fnn.avg_pool2d(img, k)
-            mask[sl] = Fnn.avg_pool2d(cov.to(dt), k)
-        else:
-            mask[sl] = cov
+            mask[sl] = Fnn.avg_pool2d((fr.pix_to_face >= 0).unsqueeze(1).to(dt), k)
+        elif not done:
+            mask[sl] = (fr.pix_to_face >= 0).unsqueeze(1)
     return RenderResult(image, mask, frags, chan)
 
 
-def _shade_pass_numba(fr, verts, faces, textures, lights, material, vn, bg, shading, ch, img, chan) -> None:
-    """Interpolate, texture and shade one pass with the compiled kernel, straight into ``img`` / ``chan``."""
+def _shade_pass_numba(fr, verts, faces, textures, lights, material, vn, bg, shading, ch, img, chan, mask) -> bool:
+    """Interpolate, texture and shade one pass with the compiled kernel, straight into ``img`` / ``chan`` /
+    ``mask`` (when given; returns True: the mask is written)."""
     import numpy as np
 
     from .backends import numba_threads
@@ -170,10 +172,11 @@ def _shade_pass_numba(fr, verts, faces, textures, lights, material, vn, bg, shad
     vz = verts.contiguous()
     with nk.LOCK:
         numba_threads()
-        _shade_numba_locked(nk, fr, vz, f3, kin, lit, lights, material, vn, bg, shading, ch, img, chan)
+        _shade_numba_locked(nk, fr, vz, f3, kin, lit, lights, material, vn, bg, shading, ch, img, chan, mask)
+    return mask is not None
 
 
-def _shade_numba_locked(nk, fr, vz, f3, kin, lit, lights, material, vn, bg, shading, ch, img, chan) -> None:
+def _shade_numba_locked(nk, fr, vz, f3, kin, lit, lights, material, vn, bg, shading, ch, img, chan, mask) -> None:
     import numpy as np
 
     B, dt = vz.shape[0], vz.dtype
@@ -200,7 +203,7 @@ def _shade_numba_locked(nk, fr, vz, f3, kin, lit, lights, material, vn, bg, shad
              arr(kin["fuv"], torch.zeros((1, 1, 3), dtype=torch.int64)),
              arr(kin["tidx"], torch.zeros(B, dtype=torch.int64)), bool(kin["align"]), L.numpy(), M.numpy(),
              shading == "blinn", lit, bg.contiguous().numpy(), extra.numpy(), dt_scalar(dt, 1.0), img.numpy(),
-             out_extra)
+             out_extra, np.zeros((0, 0, 0, 0), dtype=out_extra.dtype) if mask is None else mask.numpy())
 
 
 def dt_scalar(dtype, x):
@@ -209,7 +212,7 @@ def dt_scalar(dtype, x):
     return (np.float32 if dtype == torch.float32 else np.float64)(x)
 
 
-def _shade_pass_torch(fr, verts, faces, textures, lights, material, vn, bg, shading, ch, img, chan) -> None:
+def _shade_pass_torch(fr, verts, faces, textures, lights, material, vn, bg, shading, ch, img, chan, mask) -> bool:
     """Interpolate, texture and shade one pass with torch ops (CPU and CUDA) into ``img`` / ``chan``."""
     fg = foreground(fr)
     B, Hr, Wr = fg.shape
@@ -242,3 +245,4 @@ def _shade_pass_torch(fr, verts, faces, textures, lights, material, vn, bg, shad
         full = torch.zeros((C, B * HW), dtype=dt, device=dev)
         full[:, fg.pidx] = vals
         chan.copy_(full.view(C, B, Hr, Wr).transpose(0, 1))
+    return False
