@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="out", default="onthefly-bench.json",
                    help="write the results here (default onthefly-bench.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-tune-malloc", dest="tune_malloc", action="store_false",
+                   help="keep glibc's default allocator thresholds (by default the CPU benchmark calls "
+                        "onthefly.render.tune_malloc(), as OnTheFlyGazeDataset does on the CPU)")
 
 
 def run(args) -> int:
@@ -47,10 +50,15 @@ def run(args) -> int:
     if args.threads and args.threads != torch.get_num_threads():
         torch.set_num_threads(args.threads)
     cuda = dev.type == "cuda"
+    tuned = False
+    if not cuda and args.tune_malloc:
+        from ..render import tune_malloc
+
+        tuned = tune_malloc()
     sizes = args.sizes or ([224] if args.quick else [224, 448])
     batches = args.batches or ([256] if cuda else [8])
     repeats = 3 if args.quick and args.repeats == 5 else args.repeats
-    print("machine:", json.dumps(bm.machine_info(dev)))
+    print("machine:", json.dumps({**bm.machine_info(dev), "tune_malloc": tuned}))
     out = {}
     if args.what in ("all", "render"):
         res = bm.bench_render(dev, sizes, batches, args.meshes, repeats, args.warmup, peers=not args.no_peers,
@@ -65,6 +73,8 @@ def run(args) -> int:
     if not cuda:
         print("\n" + FIGURES)
         bm.print_figures(out)
+    for res in out.values():
+        res["machine"]["tune_malloc"] = tuned
     bm.save_json(args.out, out if args.what == "all" else out[args.what])
     return 0
 

@@ -88,22 +88,6 @@ def band_rows(H: int, B: int, threads: int) -> int:
     return max(1, math.ceil(H / bands))
 
 
-def numba_setup(verts, faces, K, H, W, znear, cull):
-    """Projected vertices and per-face setup arrays of one pass (numpy views of fresh arrays)."""
-    nk = _numba_kernels()
-    t, one, half, tiny = numba_scalars(verts.dtype)
-    v = verts.detach().contiguous().numpy()
-    f = (faces if faces.ndim == 3 else faces.unsqueeze(0)).contiguous().numpy()
-    Kn = K.detach().contiguous().numpy()
-    B, V, F = v.shape[0], v.shape[1], f.shape[1]
-    uvw = np.empty((B, V, 3), dtype=t)
-    nk.project(v, Kn, t(znear), one, uvw)
-    prm = np.empty((B, F, nk.NUM_PRM), dtype=t)
-    box = np.empty((B, F, 4), dtype=np.int32)
-    nk.face_setup(uvw, f, H, W, bool(cull), one, half, tiny, prm, box)
-    return uvw, f, prm, box, np.arange(W, dtype=t), np.arange(H, dtype=t), one
-
-
 def _numba_into(verts, faces, K, H, W, znear, cull, out: Fragments) -> None:
     nk = _numba_kernels()
     t, one, half, tiny = numba_scalars(verts.dtype)

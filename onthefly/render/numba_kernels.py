@@ -39,10 +39,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     nb.config.THREADING_LAYER = "workqueue"
 LOCK = threading.Lock()
 
-__all__ = ["LOCK", "project", "face_setup", "raster_bands", "raster_fused", "vertex_normals", "shade", "NUM_PRM"]
-
-NUM_PRM = 18  # per face: mx[3], my[3], sdx[3], sdy[3], c[3], thr[3]
-
+__all__ = ["LOCK", "project", "raster_fused", "vertex_normals", "shade"]
 
 @nb.njit(parallel=True, cache=True)
 def project(verts, K, znear, one, out):
@@ -57,118 +54,6 @@ def project(verts, K, znear, one, out):
             out[b, v, 0] = fx * (x * iz) + cx
             out[b, v, 1] = fy * (y * iz) + cy
             out[b, v, 2] = iz
-
-
-@nb.njit(parallel=True, cache=True)
-def face_setup(uvw, faces, H, W, cull, one, half, tiny, prm, box):
-    """Per-face screen data. ``uvw`` (B,V,3) from :func:`project`; ``faces`` (Bf,F,3) int64 with Bf in {1, B}
-    (-1 rows = padding). Writes ``prm`` (B,F,18) and ``box`` (B,F,4) int32 = (j0, j1, i0, i1); an empty box
-    (j1 < j0) marks a rejected face."""
-    B = uvw.shape[0]
-    Bf, F = faces.shape[0], faces.shape[1]
-    Wf = one * W
-    Hf = one * H
-    m1 = -one
-    zero = one - one
-    for b in nb.prange(B):
-        fb = np.int64(b) if Bf > 1 else np.int64(0)
-        for f in range(F):
-            a0, a1, a2 = faces[fb, f, 0], faces[fb, f, 1], faces[fb, f, 2]
-            box[b, f, 0] = 0
-            box[b, f, 1] = -1
-            box[b, f, 2] = 0
-            box[b, f, 3] = -1
-            if a0 < 0 or a1 < 0 or a2 < 0:
-                continue
-            U0, V0, Z0 = uvw[b, a0, 0], uvw[b, a0, 1], uvw[b, a0, 2]
-            U1, V1, Z1 = uvw[b, a1, 0], uvw[b, a1, 1], uvw[b, a1, 2]
-            U2, V2, Z2 = uvw[b, a2, 0], uvw[b, a2, 1], uvw[b, a2, 2]
-            ex0, ex1, ex2 = U2 - U1, U0 - U2, U1 - U0
-            ey0, ey1, ey2 = V2 - V1, V0 - V2, V1 - V0
-            area2 = ex0 * ey1 - ey0 * ex1
-            if not (min(Z0, min(Z1, Z2)) > zero) or area2 == zero:
-                continue
-            if cull and not (area2 < zero):
-                continue
-            lo_u = min(U0, min(U1, U2))
-            hi_u = max(U0, max(U1, U2))
-            lo_v = min(V0, min(V1, V2))
-            hi_v = max(V0, max(V1, V2))
-            j0 = max(int(math.ceil(min(max(lo_u, m1), Wf))), 0)
-            j1 = min(int(math.floor(min(max(hi_u, m1), Wf))), W - 1)
-            i0 = max(int(math.ceil(min(max(lo_v, m1), Hf))), 0)
-            i1 = min(int(math.floor(min(max(hi_v, m1), Hf))), H - 1)
-            if j1 < j0 or i1 < i0:
-                continue
-            box[b, f, 0] = j0
-            box[b, f, 1] = j1
-            box[b, f, 2] = i0
-            box[b, f, 3] = i1
-            sg = m1 if area2 < zero else one
-            inv = one / abs(area2)
-            p = prm[b, f]
-            p[0] = (U1 + U2) * half
-            p[1] = (U2 + U0) * half
-            p[2] = (U0 + U1) * half
-            p[3] = (V1 + V2) * half
-            p[4] = (V2 + V0) * half
-            p[5] = (V0 + V1) * half
-            p[6] = ex0 * sg
-            p[7] = ex1 * sg
-            p[8] = ex2 * sg
-            p[9] = ey0 * sg
-            p[10] = ey1 * sg
-            p[11] = ey2 * sg
-            p[12] = Z0 * inv
-            p[13] = Z1 * inv
-            p[14] = Z2 * inv
-            for k in range(3):  # top-left rule: E == 0 is inside when the inward normal points right / down
-                sdx, sdy = p[6 + k], p[9 + k]
-                p[15 + k] = zero if (sdy < zero or (sdy == zero and sdx > zero)) else tiny
-
-
-@nb.njit(inline="always")
-def _raster_band(b, r0, r1, prm, box, xs, ys, tiny32, zbest, fbest, W):
-    """Depth-test every face of image ``b`` on rows [r0, r1) into ``zbest`` float32 / ``fbest`` int64 (those rows)."""
-    F = prm.shape[1]
-    for f in range(F):
-        i0 = box[b, f, 2]
-        i1 = box[b, f, 3]
-        if i1 < r0 or i0 >= r1:
-            continue
-        j0 = box[b, f, 0]
-        j1 = box[b, f, 1]
-        if j1 < j0:
-            continue
-        p = prm[b, f]
-        mx0, mx1, mx2, my0, my1, my2 = p[0], p[1], p[2], p[3], p[4], p[5]
-        sx0, sx1, sx2, sy0, sy1, sy2 = p[6], p[7], p[8], p[9], p[10], p[11]
-        c0, c1, c2, th0, th1, th2 = p[12], p[13], p[14], p[15], p[16], p[17]
-        for i in range(max(i0, r0), min(i1, r1 - 1) + 1):
-            py = ys[i]
-            t10 = sx0 * (py - my0)
-            t11 = sx1 * (py - my1)
-            t12 = sx2 * (py - my2)
-            rs = t10 * c0 + t11 * c1 + t12 * c2
-            row = (i - r0) * W
-            for j in range(j0, j1 + 1):
-                px = xs[j]
-                t20 = sy0 * (px - mx0)
-                if not (t10 - t20 >= th0):
-                    continue
-                t21 = sy1 * (px - mx1)
-                if not (t11 - t21 >= th1):
-                    continue
-                t22 = sy2 * (px - mx2)
-                if not (t12 - t22 >= th2):
-                    continue
-                z = np.float32(rs - (t20 * c0 + t21 * c1 + t22 * c2))
-                if z < tiny32:
-                    z = tiny32
-                q = row + j
-                if z > zbest[q]:
-                    zbest[q] = z
-                    fbest[q] = f
 
 
 @nb.njit(inline="always")
@@ -192,41 +77,10 @@ def _resolve_pixel(uvw, faces, fb, b, f, px, py, q_out, one):
 
 
 @nb.njit(parallel=True, cache=True)
-def raster_bands(uvw, faces, prm, box, xs, ys, band, one, p2f, zbuf, bary):
-    """Rasterize B images in bands of ``band`` rows; writes ``p2f`` (B,H,W) int64, ``zbuf`` (B,H,W),
-    ``bary`` (B,H,W,3) (background -1)."""
-    B, H, W = p2f.shape
-    Bf = faces.shape[0]
-    nb_ = (H + band - 1) // band
-    tiny32 = np.float32(1.1754944e-38)
-    for item in nb.prange(B * nb_):
-        b = np.int64(item) // nb_
-        r0 = (np.int64(item) % nb_) * band
-        r1 = min(r0 + band, H)
-        n = (r1 - r0) * W
-        zbest = np.zeros(n, dtype=np.float32)  # this item's rows of the z-buffer
-        fbest = np.full(n, -1, dtype=np.int64)
-        _raster_band(b, r0, r1, prm, box, xs, ys, tiny32, zbest, fbest, W)
-        fb = np.int64(b) if Bf > 1 else np.int64(0)
-        for q in range(n):
-            i = r0 + q // W
-            j = q % W
-            f = fbest[q]
-            p2f[b, i, j] = f
-            if f < 0:
-                zbuf[b, i, j] = -one
-                bary[b, i, j, 0] = -one
-                bary[b, i, j, 1] = -one
-                bary[b, i, j, 2] = -one
-            else:
-                zbuf[b, i, j] = _resolve_pixel(uvw, faces, fb, b, f, xs[j], ys[i], bary[b, i, j], one)
-
-
-@nb.njit(parallel=True, cache=True)
 def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bary):
-    """Face setup, depth test and resolve in one pass per (image, band of ``band`` rows) item: the setup of
-    :func:`face_setup` is recomputed inline (the same float operations), so no per-face arrays are written or
-    read back. ``p2f`` (B,H,W) int64, ``zbuf`` (B,H,W), ``bary`` (B,H,W,3) (background -1)."""
+    """Face setup, depth test and resolve in one pass per (image, band of ``band`` rows) item: each face's
+    screen setup (bounding box, edge functions, 1/z plane) is computed inline with the torch backend's float
+    operations, so no per-face arrays are written or read back. ``p2f`` (B,H,W) int64, ``zbuf`` (B,H,W), ``bary`` (B,H,W,3) (background -1)."""
     B, H, W = p2f.shape
     Bf, F = faces.shape[0], faces.shape[1]
     nb_ = (H + band - 1) // band

@@ -101,6 +101,9 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
         raise ValueError(f"shading model must be 'phong' or 'blinn', got {shading!r}")
     verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
     textures = as_texture(textures)
+    if backend == "auto" and torch.is_grad_enabled() and _requires_grad(verts, textures, lights, material,
+                                                                        verts_normals, channels, background):
+        backend = "torch"  # the compiled kernels are not differentiable; the torch shading path is
     be = get_backend(backend, verts.device)
     B, V = verts.shape[0], verts.shape[1]
     dt, dev = verts.dtype, verts.device
@@ -151,6 +154,20 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
         elif not done:
             mask[sl] = (fr.pix_to_face >= 0).unsqueeze(1)
     return RenderResult(image, mask, frags, chan)
+
+
+def _requires_grad(*objs) -> bool:
+    for o in objs:
+        if torch.is_tensor(o):
+            if o.requires_grad:
+                return True
+        elif isinstance(o, (list, tuple)):
+            if _requires_grad(*o):
+                return True
+        elif dataclasses.is_dataclass(o):
+            if _requires_grad(*(getattr(o, f.name) for f in dataclasses.fields(o))):
+                return True
+    return False
 
 
 def _shade_pass_numba(fr, verts, faces, textures, lights, material, vn, bg, shading, ch, img, chan, mask) -> bool:
