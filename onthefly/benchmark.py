@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 __all__ = ["load_mesh", "make_views", "renderers", "time_interleaved", "bench_render", "bench_dataset",
-           "machine_info", "load_state", "save_json"]
+           "machine_info", "load_state"]
 
 
 def _scene_dir() -> Path:
@@ -418,14 +418,6 @@ def machine_info(device) -> dict:
 def peak_rss_mb() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1 << 20) if sys.platform == "darwin" else r / 1024
-
-
-def save_json(path, result) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"saved {out}")
-    return out
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 FIGURES = """figures of issue 14 (CPU, 2 cores): raster + shade of 40k faces, batch 8, 224 and 448 px: >= 2x the
 llvmpipe peer (must reach 1.5x); OnTheFlyGazeDataset at 224 px, default appearance, batch 32: >= 150 samples/s
@@ -27,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meshes", nargs="+", default=["40k"], choices=("40k", "150k"), help="meshes (default 40k)")
     p.add_argument("--dataset-batches", "--batch-sizes", dest="dataset_batches", type=int, nargs="+", default=None,
                    help="dataset batch sizes (default 32 on the CPU, 256 on CUDA)")
+    p.add_argument("--frames", type=int, default=128, help="procedural frames in the dataset's cache (default 128)")
+    p.add_argument("--camera", default="xgaze224", help="the dataset's normalized camera (default xgaze224)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats (median reported; default 5)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     p.add_argument("--no-peers", action="store_true", help="time onthefly's backends only (no moderngl/pytorch3d)")
@@ -66,8 +69,8 @@ def run(args) -> int:
         bm.print_render(res)
         out["render"] = res
     if args.what in ("all", "dataset"):
-        res = bm.bench_dataset(dev, args.dataset_batches or ([256] if cuda else [32]), repeats,
-                               progress=not args.no_progress)
+        res = bm.bench_dataset(dev, args.dataset_batches or ([256] if cuda else [32]), repeats, frames=args.frames,
+                               camera=args.camera, progress=not args.no_progress)
         bm.print_dataset(res)
         out["dataset"] = res
     if not cuda:
@@ -75,7 +78,10 @@ def run(args) -> int:
         bm.print_figures(out)
     for res in out.values():
         res["machine"]["tune_malloc"] = tuned
-    bm.save_json(args.out, out if args.what == "all" else out[args.what])
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out if args.what == "all" else out[args.what], indent=1) + "\n")
+    print(f"saved {path}")
     return 0
 
 

@@ -159,18 +159,19 @@ def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bar
                     if z > zbest[q]:
                         zbest[q] = z
                         fbest[q] = f
-        for q in range(n):
-            i = r0 + q // W
-            j = q % W
-            f = fbest[q]
-            p2f[b, i, j] = f
-            if f < 0:
-                zbuf[b, i, j] = -one
-                bary[b, i, j, 0] = -one
-                bary[b, i, j, 1] = -one
-                bary[b, i, j, 2] = -one
-            else:
-                zbuf[b, i, j] = _resolve_pixel(uvw, faces, fb, b, f, xs[j], ys[i], bary[b, i, j], one)
+        for i in range(r0, r1):
+            row = (i - r0) * W
+            py = ys[i]
+            for j in range(W):
+                f = fbest[row + j]
+                p2f[b, i, j] = f
+                if f < 0:
+                    zbuf[b, i, j] = -one
+                    bary[b, i, j, 0] = -one
+                    bary[b, i, j, 1] = -one
+                    bary[b, i, j, 2] = -one
+                else:
+                    zbuf[b, i, j] = _resolve_pixel(uvw, faces, fb, b, f, xs[j], py, bary[b, i, j], one)
 
 
 @nb.njit(parallel=True, cache=True)

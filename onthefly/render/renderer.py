@@ -173,8 +173,6 @@ def _requires_grad(*objs) -> bool:
 def _shade_pass_numba(fr, verts, faces, textures, lights, material, vn, bg, shading, ch, img, chan, mask) -> bool:
     """Interpolate, texture and shade one pass with the compiled kernel, straight into ``img`` / ``chan`` /
     ``mask`` (when given; returns True: the mask is written)."""
-    import numpy as np
-
     from .backends import numba_threads
     from . import numba_kernels as nk
 
