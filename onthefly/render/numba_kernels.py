@@ -141,17 +141,19 @@ def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bar
                 t12 = sx2 * (py - my2)
                 rs = t10 * c0 + t11 * c1 + t12 * c2
                 row = (i - r0) * W
+                entered = False
                 for j in range(j0, j1 + 1):
                     px = xs[j]
                     t20 = sy0 * (px - mx0)
-                    if not (t10 - t20 >= th0):
-                        continue
                     t21 = sy1 * (px - mx1)
-                    if not (t11 - t21 >= th1):
-                        continue
                     t22 = sy2 * (px - mx2)
-                    if not (t12 - t22 >= th2):
+                    if not (t10 - t20 >= th0 and t11 - t21 >= th1 and t12 - t22 >= th2):
+                        # each rounded edge value is monotonic in px (fl(px - m) and the products by a constant
+                        # are monotonic), so the covered centres of a row are one run: past it, none follow
+                        if entered:
+                            break
                         continue
+                    entered = True
                     z = np.float32(rs - (t20 * c0 + t21 * c1 + t22 * c2))
                     if z < tiny32:
                         z = tiny32
