@@ -314,14 +314,20 @@ def _pytorch3d(mesh: Mesh, views: Views) -> Renderer:
     return Renderer("pytorch3d", lambda: renderer(meshes), max_runs=1)
 
 
-def renderers(mesh: Mesh, views: Views, device, peers: bool = True,
-              pytorch3d: bool = True) -> tuple[list[Renderer], dict]:
+def renderers(mesh: Mesh, views: Views, device, peers: bool = True, pytorch3d: bool = True,
+              backends=None) -> tuple[list[Renderer], dict]:
     """onthefly for every backend available on ``device``, plus the peers that are importable here (CPU).
     Returns the renderers and a dict saying why a peer is absent."""
     from .render.backends import available_backends
 
     dev = torch.device(device)
-    out = [_onthefly(mesh, views, b, dev) for b in available_backends(dev) if b != "pytorch3d"]
+    have = [b for b in available_backends(dev) if b != "pytorch3d"]
+    if backends is not None:
+        missing = [b for b in backends if b not in have]
+        if missing:
+            raise ValueError(f"backend(s) {', '.join(missing)} not available on {dev} here (available: {have})")
+        have = list(backends)
+    out = [_onthefly(mesh, views, b, dev) for b in have]
     absent = {}
     if peers and dev.type == "cpu":
         ok, why = moderngl_available()
@@ -354,7 +360,9 @@ def time_interleaved(items: list[Renderer], device, repeats: int = 5, warmup: in
     _sync(device)
     res = {it.name: {"wall": [], "cpu": []} for it in items}
     for r in range(repeats):
-        for it in items:
+        # the order rotates: each renderer follows each other equally often (a renderer that leaves spinning
+        # OpenMP threads behind, like torch's, would otherwise always slow the same next one)
+        for it in items[r % len(items):] + items[:r % len(items)]:
             if it.max_runs is not None and len(res[it.name]["wall"]) >= it.max_runs:
                 continue
             t0, c0 = time.perf_counter(), time.process_time()
@@ -427,7 +435,8 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> dict:
 
 # ------------------------------------------------------------------------------------------- the benchmarks
 def bench_render(device="cpu", sizes=(224, 448), batches=(8,), meshes=("40k",), repeats: int = 5, warmup: int = 2,
-                 peers: bool = True, seed: int = 0, progress: bool = True, pytorch3d: bool = True) -> dict:
+                 peers: bool = True, seed: int = 0, progress: bool = True, pytorch3d: bool = True,
+                 backends=None) -> dict:
     """Raster + Phong shading throughput of every renderer on the same views; ratios to each peer."""
     from tqdm.auto import tqdm
 
@@ -440,11 +449,11 @@ def bench_render(device="cpu", sizes=(224, 448), batches=(8,), meshes=("40k",), 
         for size in sizes:
             for B in batches:
                 views = make_views(mesh, B, size, seed, dev)
-                items, absent = renderers(mesh, views, dev, peers, pytorch3d)
+                items, absent = renderers(mesh, views, dev, peers, pytorch3d, backends)
                 absent_all.update(absent)
                 res = time_interleaved(items, dev, repeats, warmup, bar)
                 ids = {it.name: it.pix_to_face() for it in items if it.pix_to_face is not None}
-                ref = ids.get("onthefly[torch]")
+                ref = ids.get("onthefly[torch]")  # agreement is reported against the torch reference when timed
                 for it in items:
                     w, c = res[it.name]["wall"], res[it.name]["cpu"]
                     med = statistics.median(w)

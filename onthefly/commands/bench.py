@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", default="xgaze224", help="the dataset's normalized camera (default xgaze224)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats (median reported; default 5)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    p.add_argument("--backends", nargs="+", default=None,
+                   help="onthefly render backends to time (default: every one available on the device, e.g. numba "
+                        "torch on the CPU)")
     p.add_argument("--no-peers", action="store_true", help="time onthefly's backends only (no moderngl/pytorch3d)")
     p.add_argument("--quick", action="store_true", help="224 px only, 3 repeats, no PyTorch3D peer")
     p.add_argument("--json", dest="out", default="onthefly-bench.json",
@@ -65,12 +68,12 @@ def run(args) -> int:
     out = {}
     if args.what in ("all", "render"):
         res = bm.bench_render(dev, sizes, batches, args.meshes, repeats, args.warmup, peers=not args.no_peers,
-                              progress=not args.no_progress, pytorch3d=not args.quick)
+                              progress=not args.no_progress, pytorch3d=not args.quick, backends=args.backends)
         bm.print_render(res)
         out["render"] = res
     if args.what in ("all", "dataset"):
         res = bm.bench_dataset(dev, args.dataset_batches or ([256] if cuda else [32]), repeats, frames=args.frames,
-                               camera=args.camera, progress=not args.no_progress)
+                               camera=args.camera, backends=args.backends, progress=not args.no_progress)
         bm.print_dataset(res)
         out["dataset"] = res
     if not cuda:

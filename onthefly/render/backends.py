@@ -83,9 +83,20 @@ def numba_scalars(dtype: torch.dtype):
 
 
 def band_rows(H: int, B: int, threads: int) -> int:
-    """Rows per work item: enough (image, band) items for every thread even at batch 1."""
-    bands = max(1, math.ceil(2 * threads / max(B, 1)))
+    """Rows per work item: at least 4 (image, band) items per thread (batch 1 included), handed out one at a
+    time (see :func:`numba_launch`), so a thread that the OS preempts does not hold the others up."""
+    if threads <= 1:
+        return H
+    bands = max(1, math.ceil(4 * threads / max(B, 1)))
     return max(1, math.ceil(H / bands))
+
+
+def numba_launch():
+    """Context for a kernel launch: dynamic scheduling of the ``prange`` items (one at a time) when several
+    threads run them, so the work balances itself on a shared or busy machine."""
+    import numba
+
+    return numba.parallel_chunksize(1 if numba.get_num_threads() > 1 else 0)
 
 
 def _numba_into(verts, faces, K, H, W, znear, cull, out: Fragments) -> None:
@@ -97,9 +108,10 @@ def _numba_into(verts, faces, K, H, W, znear, cull, out: Fragments) -> None:
         threads = numba_threads()
         uvw = np.empty(v.shape, dtype=t)
         nk.project(v, K.detach().contiguous().numpy(), t(znear), one, uvw)
-        nk.raster_fused(uvw, f, bool(cull), one, half, tiny, np.arange(W, dtype=t), np.arange(H, dtype=t),
-                        band_rows(H, verts.shape[0], threads), out.pix_to_face.numpy(), out.zbuf.numpy(),
-                        out.bary.numpy())
+        with numba_launch():
+            nk.raster_fused(uvw, f, bool(cull), one, half, tiny, np.arange(W, dtype=t), np.arange(H, dtype=t),
+                            band_rows(H, verts.shape[0], threads), out.pix_to_face.numpy(), out.zbuf.numpy(),
+                            out.bary.numpy())
 
 
 # --------------------------------------------------------------------------------------------- pytorch3d

@@ -173,7 +173,7 @@ def _requires_grad(*objs) -> bool:
 def _shade_pass_numba(fr, verts, faces, textures, lights, material, vn, bg, shading, ch, img, chan, mask) -> bool:
     """Interpolate, texture and shade one pass with the compiled kernel, straight into ``img`` / ``chan`` /
     ``mask`` (when given; returns True: the mask is written)."""
-    from .backends import numba_threads
+    from .backends import numba_launch, numba_threads
     from . import numba_kernels as nk
 
     B = verts.shape[0]
@@ -185,7 +185,7 @@ def _shade_pass_numba(fr, verts, faces, textures, lights, material, vn, bg, shad
         kin.update(textures.kernel_inputs(B, dt))
     lit = lights is not None
     vz = verts.contiguous()
-    with nk.LOCK:
+    with nk.LOCK, numba_launch():
         numba_threads()
         _shade_numba_locked(nk, fr, vz, f3, kin, lit, lights, material, vn, bg, shading, ch, img, chan, mask)
     return mask is not None
