@@ -174,7 +174,7 @@ def make_views(mesh: Mesh, B: int, size: int, seed: int = 0, device="cpu") -> Vi
     K[0, 2] = (K[0, 2] + 0.5) * s - 0.5
     K[1, 2] = (K[1, 2] + 0.5) * s - 0.5
     light = (torch.tensor([1.5, 2.0, 3.0], dtype=torch.float64) @ R_cv.T + t_cv).float()
-    return Views(size, cam.float().to(device), K.float().expand(B, 3, 3).to(device), R, t_cv,
+    return Views(size, cam.float().contiguous().to(device), K.float().expand(B, 3, 3).contiguous().to(device), R, t_cv,
                  light.expand(B, 3).contiguous().to(device))
 
 

@@ -111,6 +111,7 @@ def prepare_inputs(verts, faces, K, image_size, check: bool = True):
         raise ValueError("verts is empty (batch size 0)")
     if V == 0:
         raise ValueError("verts is empty (0 vertices)")
+    verts = verts.contiguous()  # once here, so no backend copies it again (e.g. an einsum's permuted output)
     dev = verts.device
 
     if isinstance(faces, (list, tuple)):
