@@ -249,7 +249,7 @@ def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, v
           lights, material, blinn, lit, bg, extra, one, img, out_extra, mask):
     """Interpolate, texture and shade the covered pixels of ``p2f`` / ``bary`` (B,H,W[,3]).
 
-    ``tex_kind`` 0: white, 1: vertex colours ``colors`` (Bc,V,3) floats, 2: UV map ``maps`` (M,Ht,Wt,3) (times
+    ``tex_kind`` 0: white, 1: vertex colours ``colors`` (Bc,V,3) (times ``map_scale``: 1/255 for uint8), 2: UV map ``maps`` (M,Ht,Wt,3) (times
     ``map_scale``), ``vuv`` (Mu,T,2), ``fuv`` (Mf,F,3), ``tidx`` (B,) map of each sample. ``normals`` (Bn,V,3)
     unit vertex normals; ``lights`` (B,L,13) rows ``(kind 0 point / 1 directional, xyz, ambient rgb, diffuse rgb,
     specular rgb)``; ``material`` (B,10) ``(ambient rgb, diffuse rgb, specular rgb, shininess)``; ``lit`` False:
@@ -304,9 +304,9 @@ def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, v
             tg = one
             tb = one
             if tex_kind == 1:
-                tr = colors[bc, a0, 0] * w0 + colors[bc, a1, 0] * w1 + colors[bc, a2, 0] * w2
-                tg = colors[bc, a0, 1] * w0 + colors[bc, a1, 1] * w1 + colors[bc, a2, 1] * w2
-                tb = colors[bc, a0, 2] * w0 + colors[bc, a1, 2] * w1 + colors[bc, a2, 2] * w2
+                tr = (colors[bc, a0, 0] * w0 + colors[bc, a1, 0] * w1 + colors[bc, a2, 0] * w2) * map_scale
+                tg = (colors[bc, a0, 1] * w0 + colors[bc, a1, 1] * w1 + colors[bc, a2, 1] * w2) * map_scale
+                tb = (colors[bc, a0, 2] * w0 + colors[bc, a1, 2] * w1 + colors[bc, a2, 2] * w2) * map_scale
             elif tex_kind == 2:
                 m = tidx[b]
                 mf = m if Mf > 1 else np.int64(0)

@@ -49,12 +49,14 @@ class VertexColors:
         return self.sample_soa(fg, faces, bary_t, vids)
 
     def kernel_inputs(self, B: int, dtype: torch.dtype) -> dict:
-        """The arrays the compiled shader reads (numba backend): colours as (1 or B, V, 3) floats."""
+        """The arrays the compiled shader reads (numba backend): colours (1 or B, V, 3), uint8 ones with the
+        scale 1/255 (``map_scale``)."""
         c = self.colors if self.colors.ndim == 3 else self.colors.unsqueeze(0)
         if c.ndim != 3 or c.shape[0] not in (1, B):
             raise ValueError(f"VertexColors.colors must be (1 or {B}, V, 3), got {tuple(self.colors.shape)}")
-        c = c.to(dtype) * (1.0 / 255.0) if c.dtype == torch.uint8 else c.to(dtype)
-        return dict(tex_kind=1, colors=c.contiguous())
+        if c.dtype == torch.uint8:  # read as /255 by the kernel: no float copy of the colours
+            return dict(tex_kind=1, colors=c.contiguous(), map_scale=1.0 / 255.0)
+        return dict(tex_kind=1, colors=c.to(dtype).contiguous(), map_scale=1.0)
 
 
 def sample_bilinear(maps: Tensor, index: Tensor, uv: Tensor, align_corners: bool = True,
