@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meshes", nargs="+", default=["40k"], choices=("40k", "150k"), help="meshes (default 40k)")
     p.add_argument("--dataset-batches", "--batch-sizes", dest="dataset_batches", type=int, nargs="+", default=None,
                    help="dataset batch sizes (default 32 on the CPU, 256 on CUDA)")
+    p.add_argument("--cull", choices=("off", "on", "both"), default="off",
+                   help="the dataset's cull_backfaces: off (default), on, or both (interleaved, for the ratio)")
     p.add_argument("--frames", type=int, default=128, help="procedural frames in the dataset's cache (default 128)")
     p.add_argument("--camera", default="xgaze224", help="the dataset's normalized camera (default xgaze224)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats (median reported; default 5)")
@@ -73,7 +75,8 @@ def run(args) -> int:
         out["render"] = res
     if args.what in ("all", "dataset"):
         res = bm.bench_dataset(dev, args.dataset_batches or ([256] if cuda else [32]), repeats, frames=args.frames,
-                               camera=args.camera, backends=args.backends, progress=not args.no_progress)
+                               camera=args.camera, backends=args.backends, progress=not args.no_progress,
+                               culls={"off": (False,), "on": (True,), "both": (False, True)}[args.cull])
         bm.print_dataset(res)
         out["dataset"] = res
     if not cuda:
