@@ -25,6 +25,10 @@ setup(
         "lightning>=2.2",
         "jsonargparse[signatures]>=4.27",  # LightningCLI (python -m train / onthefly train)
         "tqdm>=4.60",
+        # the compiled CPU renderer (backend="numba", the CPU default): wheels for CPython on Linux (x86-64,
+        # aarch64), macOS (x86-64, arm64) and Windows (x86-64); llvmlite bundles LLVM, so no compiler is needed
+        # at install or run time. Where it cannot be imported, rendering falls back to the torch backend.
+        "numba>=0.59",
     ],
     extras_require={
         # PyTorch3D has no Linux wheel on PyPI: build it from source or install it with conda; then
@@ -37,6 +41,9 @@ setup(
         "reconstruct": ["dlib-bin>=19.24", "face-recognition-models>=0.3", "face-alignment>=1.4",
                         "scikit-image>=0.20", "matplotlib>=3.5"],
         "test": ["pytest>=7"],
+        # the peer renderer of `onthefly bench` / benchmarks/render.py (headless OpenGL through EGL, e.g. Mesa's
+        # llvmpipe: apt-get install libegl-mesa0 libgl1-mesa-dri)
+        "bench": ["moderngl>=5.8"],
     },
     entry_points={"console_scripts": ["onthefly=onthefly.cli:main"]},
     classifiers=[

@@ -50,6 +50,9 @@ module_command("cache", "inspect a mesh cache: 'cache info CACHE' (counts, sizes
                "'cache validate CACHE' (checks every record)", "onthefly.commands.cache")
 module_command("preview", "write a grid of dataset samples with gaze and head-pose arrows, and a plot of the sampled "
                "head-pose and gaze distributions", "onthefly.commands.preview")
+module_command("bench", "render and end-to-end dataset throughput on this machine for every available backend, "
+               "against the moderngl/llvmpipe and PyTorch3D peers when installed (table + JSON)",
+               "onthefly.commands.bench")
 module_command("export", "write a fixed h5 dataset in the anchors' schema (one file per subject; resumable, "
                "sharded), or --verify / --index an export directory", "onthefly.commands.export")
 

@@ -488,8 +488,12 @@ class OnTheFlyGazeDataset(IterableDataset):
             tex = UVTexture(maps, vuv, fuv, texture_index=st["texture_id"][fr])
         res = render(verts, faces, st["K"].expand(n, 3, 3), (H, W), textures=tex,
                      lights=self.appearance.lights(app_d), material=self.appearance.material(n, dev),
-                     background=None, ssaa=self.ssaa, cull_backfaces=self.cull_backfaces, check=False)
-        mask = res.mask if st["face"] is None else self._face_mask(res.fragments, faces, st["face"][fr])
+                     background=None, ssaa=self.ssaa, cull_backfaces=self.cull_backfaces, check=False,
+                     channels=None if st["face"] is None else st["face"][fr])
+        mask = res.mask
+        if res.channels is not None:  # face mask: interpolated face flag >= 0.5 per (super-sampled) pixel
+            mask = (res.channels[:, :1] >= 0.5).to(torch.float32)
+            mask = torch.nn.functional.avg_pool2d(mask, self.ssaa) if self.ssaa > 1 else mask
         t0 = self._tick("render", t0)
         img = self.appearance.composite(res.image, res.mask, app_d)  # backgrounds: the whole mesh's coverage
         t0 = self._tick("background", t0)
@@ -540,22 +544,6 @@ class OnTheFlyGazeDataset(IterableDataset):
         out.update(app_d.as_dict("param_"))
         self._tick("labels", t0)
         return out
-
-    def _face_mask(self, fragments, faces: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
-        """(n,1,H,W) face mask: covered pixels whose interpolated per-vertex face flag ``face`` (n,V,1) is
-        >= 0.5, computed on the rasterizer's (super-sampled) fragments and averaged like the coverage."""
-        import torch.nn.functional as Fnn
-
-        from .render.interpolate import face_vertex_ids, foreground, interpolate_compact
-
-        fg = foreground(fragments)
-        B, Hr, Wr = fg.shape
-        vids = face_vertex_ids(faces, fg.batch, fg.face)
-        vals = interpolate_compact(face, vids, fg.batch, fg.bary.to(torch.float32))[:, 0]
-        m = torch.zeros(B * Hr * Wr, dtype=torch.float32, device=face.device)
-        m[fg.pidx] = (vals >= 0.5).to(torch.float32)
-        m = m.view(B, 1, Hr, Wr)
-        return Fnn.avg_pool2d(m, self.ssaa) if self.ssaa > 1 else m
 
     def _shape_views(self, out: dict) -> dict:
         K = self.views_per_frame

@@ -3,7 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-bash scripts/install.sh
+EXTRAS=${EXTRAS:-test,bench} bash scripts/install.sh  # moderngl: the llvmpipe peer of benchmarks/render.py
+# the peer needs an EGL/OpenGL driver (Debian/Ubuntu: apt-get install -y libegl-mesa0 libgl1-mesa-dri); without one
+# the render benchmark says so and times the other renderers
 "$PY" -m pytest -q --runslow -m slow "$@" || [ $? -eq 5 ]
 for b in benchmarks/[!_]*.py; do
   echo "== $b"

@@ -6,6 +6,15 @@ import os
 import platform
 
 
+def _backends() -> str:
+    from ..render.backends import BACKENDS, available_backends, get_backend
+
+    have = available_backends("cpu")
+    missing = [n for n in BACKENDS if n not in have]
+    return (", ".join(have) + f" (CPU default: {get_backend('auto', 'cpu').name}"
+            + (f"; not installed: {', '.join(missing)})" if missing else ")"))
+
+
 def run(args) -> int:
     import numpy
     import torch
@@ -25,8 +34,7 @@ def run(args) -> int:
         ("cpu cores", str(os.cpu_count())),
         ("cuda", f"{torch.cuda.device_count()} device(s): {torch.cuda.get_device_name(0)}"
          if torch.cuda.is_available() else "not available"),
-        ("render backends", "torch" + (", pytorch3d" if has("pytorch3d") == "yes" else
-                                        " (pytorch3d not installed)")),
+        ("render backends", _backends()),
         ("face-alignment", has("face_alignment")),
         ("dlib", has("dlib")),
     ]

@@ -1,8 +1,13 @@
-"""onthefly.render: batched mesh rendering in the OpenCV camera frame (pure torch; PyTorch3D optional).
+"""onthefly.render: batched mesh rendering in the OpenCV camera frame (compiled numba kernels on the CPU, pure
+torch as the reference and on CUDA, PyTorch3D optional; see backends.py).
 
 Stages, one module each::
 
-    rasterize.py    rasterize(verts, faces, K, image_size) -> Fragments(pix_to_face, zbuf, bary)
+    fragments.py    Fragments, prepare_inputs (shared by every backend)
+    backends.py     the backend table: torch, numba, pytorch3d; backend="auto"
+    chunking.py     the one chunking policy (samples per pass)
+    rasterize.py    rasterize(verts, faces, K, image_size) -> Fragments(pix_to_face, zbuf, bary); torch rasterizer
+    numba_kernels.py  compiled CPU raster (bit-exact) and fused shader
     interpolate.py  vertex attributes / normals over fragments
     texture.py      VertexColors, UVTexture (one uint8 map per mesh, bilinear)
     shading.py      PointLights, DirectionalLights, Material, phong_shading
@@ -13,7 +18,8 @@ Stages, one module each::
 """
 from .interpolate import interpolate_vertex_attributes, vertex_normals
 from .memory import tune_malloc
-from .rasterize import Fragments, rasterize
+from .fragments import Fragments
+from .rasterize import rasterize
 from .renderer import RenderResult, render, scale_intrinsics
 from .shading import DirectionalLights, Material, PointLights, phong_shading
 from .texture import UVTexture, VertexColors, sample_bilinear

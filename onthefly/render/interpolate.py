@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .rasterize import Fragments
+from .fragments import Fragments
 
 __all__ = ["Foreground", "foreground", "face_vertex_ids", "interpolate_compact", "interpolate_soa",
            "interpolate_rows", "vertex_normals_rows",

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import torch
 
-from .rasterize import Fragments, prepare_inputs
+from .fragments import Fragments, prepare_inputs
 
-__all__ = ["rasterize_pytorch3d", "import_pytorch3d"]
+__all__ = ["rasterize_pytorch3d", "rasterize_pytorch3d_prepared", "import_pytorch3d"]
 
 _INSTALL = ("backend='pytorch3d' needs PyTorch3D, which has no Linux wheel on PyPI. Install it with conda "
             "(`conda install pytorch3d -c pytorch3d`) or build it from source "
@@ -44,8 +44,16 @@ def import_pytorch3d():
 
 def rasterize_pytorch3d(verts, faces, K, image_size, *, znear: float = 1e-6, cull_backfaces: bool = False,
                         check: bool = True, bin_size=None) -> Fragments:
-    Meshes, PerspectiveCameras, RasterizationSettings, MeshRasterizer = import_pytorch3d()
+    """PyTorch3D's fragments for raw inputs (as :func:`onthefly.render.rasterize`), one pass."""
+    import_pytorch3d()
     verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
+    return rasterize_pytorch3d_prepared(verts, faces, K, H, W, znear=znear, cull_backfaces=cull_backfaces,
+                                        bin_size=bin_size)
+
+
+def rasterize_pytorch3d_prepared(verts, faces, K, H, W, *, znear: float = 1e-6, cull_backfaces: bool = False,
+                                 bin_size=None) -> Fragments:
+    Meshes, PerspectiveCameras, RasterizationSettings, MeshRasterizer = import_pytorch3d()
     B, V, _ = verts.shape
     dev, dt = verts.device, verts.dtype
     faces = faces.expand(B, -1, -1) if faces.ndim == 2 else faces

@@ -33,186 +33,20 @@ chunked so memory stays bounded for any batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence, Union
 
 import torch
 from torch import Tensor
 
-__all__ = ["Fragments", "rasterize", "prepare_inputs", "BUCKET_SIZES"]
+from . import chunking
+from .fragments import Fragments, prepare_inputs
+
+__all__ = ["Fragments", "rasterize", "prepare_inputs", "empty_fragments", "rasterize_pass_torch", "BUCKET_SIZES"]
 
 # bbox side classes: a face whose covered-pixel range has max side <= s is evaluated on an s x s grid.
 BUCKET_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-# Work sizes. CPU: small chunks stay in cache; CUDA: big chunks keep the kernel-launch count low.
-_MAX_CANDIDATES = 1 << 18  # candidate (face, pixel) pairs evaluated per chunk (CPU)
-_MAX_CANDIDATES_CUDA = 1 << 24
 _LOW32 = 0xFFFFFFFF
 _F32_TINY = float(torch.finfo(torch.float32).tiny)
-# Sub-batches: faces (B*F) and pixels (B*H*W) per pass. On CPU the temporaries stay below glibc's
-# mmap threshold (32 MB) so they are recycled from the heap instead of being page-faulted in on every
-# call (very slow in some VMs); larger batches run as several sub-batches of many samples.
-_MAX_FACES_PER_PASS = 1 << 19
-_MAX_FACES_PER_PASS_CUDA = 1 << 24
-_MAX_PIXELS_PER_PASS = 1 << 21
-_MAX_PIXELS_PER_PASS_CUDA = 1 << 26
-
-
-@dataclass
-class Fragments:
-    """Rasterizer output. ``pix_to_face`` (B,H,W) int64, ``zbuf`` (B,H,W), ``bary`` (B,H,W,3).
-
-    ``pix_to_face`` indexes the face list of the pixel's own mesh (``-1`` = background); ``zbuf`` is the
-    camera-frame z of the visible surface (``-1`` background); ``bary`` are perspective-correct
-    barycentric weights of the face's vertices 0,1,2 (``-1`` background).
-    """
-
-    pix_to_face: Tensor
-    zbuf: Tensor
-    bary: Tensor
-
-    @property
-    def mask(self) -> Tensor:
-        """Coverage (B,1,H,W) bool."""
-        return (self.pix_to_face >= 0).unsqueeze(1)
-
-    def __iter__(self):  # allows ``p2f, zbuf, bary = rasterize(...)``
-        return iter((self.pix_to_face, self.zbuf, self.bary))
-
-
-# ----------------------------------------------------------------------------------------------
-# input checking
-# ----------------------------------------------------------------------------------------------
-
-def _image_hw(image_size) -> tuple[int, int]:
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        h = w = image_size
-    else:
-        try:
-            h, w = (int(s) for s in image_size)
-        except Exception:  # noqa: BLE001
-            raise ValueError(f"image_size must be an int or (H, W), got {image_size!r}") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"image_size must be positive, got {(h, w)}")
-    return h, w
-
-
-def _pad_list(items, fill, what):
-    if len(items) == 0:
-        raise ValueError(f"{what} is an empty list")
-    n = max(int(t.shape[0]) for t in items)
-    out = items[0].new_full((len(items), n, *items[0].shape[1:]), fill)
-    for b, t in enumerate(items):  # input packing only, not on the hot path
-        out[b, : t.shape[0]] = t
-    return out
-
-
-def prepare_inputs(verts, faces, K, image_size, check: bool = True):
-    """Validate and normalise inputs. Returns ``verts (B,V,3)``, ``faces (F,3) or (B,F,3)`` int64,
-    ``K (B,3,3)`` (verts dtype), ``(H, W)``.
-
-    ``verts`` may be a list of (V_b,3) tensors and ``faces`` a list of (F_b,3) tensors (packed per-mesh
-    faces); they are padded (faces with ``-1`` rows, which are ignored).
-    """
-    H, W = _image_hw(image_size)
-    if isinstance(verts, (list, tuple)):
-        for b, v in enumerate(verts):
-            if not torch.is_tensor(v) or v.ndim != 2 or v.shape[-1] != 3:
-                raise ValueError(f"verts[{b}] must be a (V,3) tensor")
-            if v.shape[0] == 0:
-                raise ValueError(f"verts is empty for mesh {b} (0 vertices)")
-        nverts = [int(v.shape[0]) for v in verts]
-        verts = _pad_list(list(verts), 0.0, "verts")
-    else:
-        nverts = None
-    if not torch.is_tensor(verts):
-        raise ValueError(f"verts must be a torch tensor, got {type(verts).__name__}")
-    if verts.ndim == 2:
-        verts = verts.unsqueeze(0)
-    if verts.ndim != 3 or verts.shape[-1] != 3:
-        raise ValueError(f"verts must have shape (B,V,3), got {tuple(verts.shape)}")
-    if verts.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"verts must be float32/float64, got {verts.dtype}")
-    B, V = int(verts.shape[0]), int(verts.shape[1])
-    if B == 0:
-        raise ValueError("verts is empty (batch size 0)")
-    if V == 0:
-        raise ValueError("verts is empty (0 vertices)")
-    dev = verts.device
-
-    if isinstance(faces, (list, tuple)):
-        if len(faces) != B:
-            raise ValueError(f"faces is a list of {len(faces)} meshes but verts has batch {B}")
-        for b, f in enumerate(faces):
-            if not torch.is_tensor(f) or f.ndim != 2 or f.shape[-1] != 3:
-                raise ValueError(f"faces[{b}] must be an (F,3) integer tensor")
-            if f.shape[0] == 0:
-                raise ValueError(f"faces is empty for mesh {b} (0 faces)")
-            if check and f.numel():
-                fmax = int(f.max())
-                nv = nverts[b] if nverts is not None else V
-                if fmax >= nv or int(f.min()) < 0:
-                    bad = fmax if fmax >= nv else int(f.min())
-                    raise ValueError(f"faces index {bad} out of range for {nv} vertices (mesh {b})")
-        faces = _pad_list([f.to(device=dev, dtype=torch.int64) for f in faces], -1, "faces")
-        check_faces = False
-    else:
-        check_faces = check
-    if not torch.is_tensor(faces):
-        raise ValueError(f"faces must be a torch tensor, got {type(faces).__name__}")
-    if faces.dtype.is_floating_point or faces.dtype == torch.bool or faces.is_complex():
-        raise ValueError(f"faces must be an integer tensor, got {faces.dtype}")
-    if faces.ndim not in (2, 3) or faces.shape[-1] != 3:
-        raise ValueError(f"faces must have shape (F,3) or (B,F,3), got {tuple(faces.shape)}")
-    if faces.ndim == 3 and faces.shape[0] != B:
-        if faces.shape[0] == 1:
-            faces = faces[0]
-        else:
-            raise ValueError(f"faces has batch {faces.shape[0]} but verts has batch {B}")
-    faces = faces.to(device=dev, dtype=torch.int64)
-    if faces.shape[-2] == 0:
-        raise ValueError("faces is empty (0 faces)")
-    if check_faces:
-        if faces.ndim == 2:
-            fmax, fmin = int(faces.max()), int(faces.min())
-            if fmax >= V or fmin < 0:
-                bad = fmax if fmax >= V else fmin
-                raise ValueError(f"faces index {bad} out of range for {V} vertices")
-        else:
-            pad = (faces == -1).all(-1, keepdim=True)
-            bad = ((faces < 0) | (faces >= V)) & ~pad
-            if bool(bad.any()):
-                b, f, k = (int(x) for x in bad.nonzero()[0])
-                raise ValueError(f"faces index {int(faces[b, f, k])} out of range for {V} vertices "
-                                 f"(mesh {b}, face {f})")
-            empty = pad.squeeze(-1).all(-1)
-            if bool(empty.any()):
-                raise ValueError(f"faces is empty for mesh {int(empty.nonzero()[0])} (only padding rows)")
-
-    if check:
-        finite = torch.isfinite(verts).flatten(1).all(1)
-        if not bool(finite.all()):
-            b = int((~finite).nonzero()[0])
-            raise ValueError(f"verts contains NaN/inf at batch {b}")
-
-    if not torch.is_tensor(K):
-        K = torch.as_tensor(K)
-    K = K.to(device=dev, dtype=verts.dtype)
-    if K.ndim == 2:
-        K = K.unsqueeze(0)
-    if K.ndim != 3 or K.shape[-2:] != (3, 3):
-        raise ValueError(f"K must have shape (B,3,3) or (3,3), got {tuple(K.shape)}")
-    if K.shape[0] == 1 and B > 1:
-        K = K.expand(B, 3, 3)
-    if K.shape[0] != B:
-        raise ValueError(f"K has batch {K.shape[0]} but verts has batch {B}")
-    if check:
-        kfin = torch.isfinite(K).flatten(1).all(1)
-        if not bool(kfin.all()):
-            raise ValueError(f"K[{int((~kfin).nonzero()[0])}] contains NaN/inf")
-        badf = (K[:, 0, 0] <= 0) | (K[:, 1, 1] <= 0)
-        if bool(badf.any()):
-            raise ValueError(f"K[{int(badf.nonzero()[0])}] has non-positive focal length")
-    return verts, faces, K, (H, W)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,7 +154,7 @@ def _eval_grid(prm, fidx, j0, i0, sx, sy, F, H, W, buf):
 def _rasterize_keys(fd, H, W, bucket_sizes=BUCKET_SIZES, max_candidates=None):
     dev = fd["P"].device
     if max_candidates is None:
-        max_candidates = _MAX_CANDIDATES_CUDA if dev.type == "cuda" else _MAX_CANDIDATES
+        max_candidates = chunking.max_candidates(dev)
     B, F = fd["B"], fd["F"]
     buf = torch.zeros(B * H * W, dtype=torch.int64, device=dev)
     sizes = [s for s in bucket_sizes if s <= min(H, W)] or [1]
@@ -406,7 +240,7 @@ def _resolve(fd, buf, H, W):
 
 
 def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Sequence[Tensor]], K: Tensor,
-              image_size, *, znear: float = 1e-6, cull_backfaces: bool = False, backend: str = "torch",
+              image_size, *, znear: float = 1e-6, cull_backfaces: bool = False, backend: str = "auto",
               check: bool = True) -> Fragments:
     """Rasterize a batch of B meshes given in the OpenCV camera frame.
 
@@ -418,31 +252,39 @@ def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Seque
         image_size: int or (H, W).
         znear: faces with any vertex at ``z <= znear`` are rejected.
         cull_backfaces: drop faces whose front side (``(v1-v0)x(v2-v0)``) faces away from the camera.
-        backend: ``"torch"`` (default) or ``"pytorch3d"`` (optional dependency, same fragments).
+        backend: ``"auto"`` (default: ``"numba"`` on the CPU when numba is installed, else ``"torch"``),
+            ``"torch"``, ``"numba"`` (CPU, the same fragments bit for bit) or ``"pytorch3d"`` (optional
+            dependency); see :mod:`onthefly.render.backends`.
         check: validate inputs (NaN/inf, index range, focal length); raises ``ValueError``.
     """
-    if backend == "pytorch3d":
-        from .pytorch3d_backend import rasterize_pytorch3d
+    from .backends import get_backend
 
-        return rasterize_pytorch3d(verts, faces, K, image_size, znear=znear, cull_backfaces=cull_backfaces,
-                                   check=check)
-    if backend != "torch":
-        raise ValueError(f"backend must be 'torch' or 'pytorch3d', got {backend!r}")
+    if not isinstance(backend, str):
+        raise ValueError(f"backend must be a string, got {type(backend).__name__}")
     verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
+    be = get_backend(backend, verts.device)
     B, F = verts.shape[0], faces.shape[-2]
-    max_faces = _MAX_FACES_PER_PASS_CUDA if verts.is_cuda else _MAX_FACES_PER_PASS
-    max_pix = _MAX_PIXELS_PER_PASS_CUDA if verts.is_cuda else _MAX_PIXELS_PER_PASS
-    per = max(1, min(max_faces // F, max_pix // (H * W)))
-    if B <= per:
-        return _rasterize_torch(verts, faces, K, H, W, float(znear), cull_backfaces)
-    # bounded memory for huge batches: sub-batches of many samples each (not a per-sample loop)
-    parts = [_rasterize_torch(verts[a:a + per], faces if faces.ndim == 2 else faces[a:a + per], K[a:a + per],
-                              H, W, float(znear), cull_backfaces) for a in range(0, B, per)]
-    return Fragments(*(torch.cat(x) for x in zip(*parts)))
+    out = empty_fragments(B, H, W, verts.dtype, verts.device)
+    per = chunking.samples_per_pass(verts.device, faces=F, pixels=H * W)
+    with torch.no_grad():
+        # bounded memory for huge batches: sub-batches of many samples each (not a per-sample loop), written
+        # straight into the preallocated outputs
+        for a in range(0, B, per):
+            sl = slice(a, min(a + per, B))
+            be.rasterize_into(verts[sl], faces if faces.ndim == 2 else faces[sl], K[sl], H, W, float(znear),
+                              bool(cull_backfaces), Fragments(*(x[sl] for x in out)))
+    return out
+
+
+def empty_fragments(B, H, W, dtype, device) -> Fragments:
+    return Fragments(torch.empty((B, H, W), dtype=torch.int64, device=device),
+                     torch.empty((B, H, W), dtype=dtype, device=device),
+                     torch.empty((B, H, W, 3), dtype=dtype, device=device))
 
 
 @torch.no_grad()
-def _rasterize_torch(verts, faces, K, H, W, znear, cull_backfaces):
+def rasterize_pass_torch(verts, faces, K, H, W, znear, cull_backfaces) -> Fragments:
+    """The torch backend on prepared inputs (one pass)."""
     fd = _face_setup(verts, faces, K, H, W, znear, cull_backfaces)
     buf = _rasterize_keys(fd, H, W)
     return _resolve(fd, buf, H, W)

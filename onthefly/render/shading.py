@@ -24,7 +24,8 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ["DirectionalLights", "PointLights", "Material", "phong_shading", "phong_shading_soa", "as_batch"]
+__all__ = ["DirectionalLights", "PointLights", "Material", "phong_shading", "phong_shading_soa", "as_batch",
+           "pack_lights", "pack_material"]
 
 
 def as_batch(x, B: int, width: int | None, dtype, device, name: str) -> Tensor:
@@ -135,3 +136,34 @@ def phong_shading_soa(points: Tensor, normals: Tensor, texels: Tensor, batch: Te
     ambient = (mat_amb * amb).t().index_select(1, batch)
     return (ambient + per_pixel(material.diffuse, "material.diffuse") * diff) * texels \
         + per_pixel(material.specular, "material.specular") * spec
+
+
+def pack_lights(lights, B: int, dtype, device) -> Tensor:
+    """Lights as one (B, L, 13) array for the compiled shader: per light ``(0 point / 1 directional, location or
+    direction xyz, ambient rgb, diffuse rgb, specular rgb)``."""
+    if isinstance(lights, (DirectionalLights, PointLights)):
+        lights = [lights]
+    rows = []
+    for light in lights:  # a handful of light objects, not samples
+        if isinstance(light, PointLights):
+            kind, pos = 0.0, as_batch(light.location, B, 3, dtype, device, "lights.location")
+        elif isinstance(light, DirectionalLights):
+            kind, pos = 1.0, as_batch(light.direction, B, 3, dtype, device, "lights.direction")
+        else:
+            raise ValueError(f"lights must be DirectionalLights/PointLights, got {type(light).__name__}")
+        rows.append(torch.cat((torch.full((B, 1), kind, dtype=dtype, device=device), pos,
+                               as_batch(light.ambient, B, 3, dtype, device, "lights.ambient"),
+                               as_batch(light.diffuse, B, 3, dtype, device, "lights.diffuse"),
+                               as_batch(light.specular, B, 3, dtype, device, "lights.specular")), 1))
+    if not rows:
+        raise ValueError("lights is an empty list (pass None for unlit rendering)")
+    return torch.stack(rows, 1).contiguous()
+
+
+def pack_material(material: Material | None, B: int, dtype, device) -> Tensor:
+    """A material as one (B, 10) array ``(ambient rgb, diffuse rgb, specular rgb, shininess)``."""
+    m = material or Material()
+    return torch.cat((as_batch(m.ambient, B, 3, dtype, device, "material.ambient"),
+                      as_batch(m.diffuse, B, 3, dtype, device, "material.diffuse"),
+                      as_batch(m.specular, B, 3, dtype, device, "material.specular"),
+                      as_batch(m.shininess, B, None, dtype, device, "material.shininess").reshape(B, 1)), 1).contiguous()

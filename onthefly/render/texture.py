@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .interpolate import Foreground, face_vertex_ids, interpolate_compact, interpolate_soa
 
-__all__ = ["VertexColors", "UVTexture", "sample_bilinear"]
+__all__ = ["VertexColors", "UVTexture", "sample_bilinear", "as_texture"]
 
 
 @dataclass
@@ -43,6 +43,20 @@ class VertexColors:
         if vids is None:
             vids = face_vertex_ids(faces, fg.batch, fg.face)
         return interpolate_soa(c, vids, fg.batch, bary_t)
+
+    def texels(self, fg: Foreground, faces: Tensor, bary_t: Tensor, vids: Tensor) -> Tensor:
+        """(3,P) colours of the covered pixels (the renderer's torch path)."""
+        return self.sample_soa(fg, faces, bary_t, vids)
+
+    def kernel_inputs(self, B: int, dtype: torch.dtype) -> dict:
+        """The arrays the compiled shader reads (numba backend): colours (1 or B, V, 3), uint8 ones with the
+        scale 1/255 (``map_scale``)."""
+        c = self.colors if self.colors.ndim == 3 else self.colors.unsqueeze(0)
+        if c.ndim != 3 or c.shape[0] not in (1, B):
+            raise ValueError(f"VertexColors.colors must be (1 or {B}, V, 3), got {tuple(self.colors.shape)}")
+        if c.dtype == torch.uint8:  # read as /255 by the kernel: no float copy of the colours
+            return dict(tex_kind=1, colors=c.contiguous(), map_scale=1.0 / 255.0)
+        return dict(tex_kind=1, colors=c.to(dtype).contiguous(), map_scale=1.0)
 
 
 def sample_bilinear(maps: Tensor, index: Tensor, uv: Tensor, align_corners: bool = True,
@@ -101,9 +115,7 @@ class UVTexture:
     texture_index: Optional[Tensor] = None
     align_corners: bool = True
 
-    def sample(self, fg: Foreground, faces: Tensor = None) -> Tensor:
-        B = fg.shape[0]
-        dev = fg.bary.device
+    def _index(self, B: int, dev) -> Tensor:
         maps = self.maps
         if maps.ndim != 4:
             raise ValueError(f"UVTexture.maps must be (M,Ht,Wt,C), got {tuple(maps.shape)}")
@@ -121,6 +133,29 @@ class UVTexture:
                 raise ValueError(f"UVTexture.texture_index must have shape ({B},), got {tuple(tex_idx.shape)}")
             if B and (int(tex_idx.min()) < 0 or int(tex_idx.max()) >= M):
                 raise ValueError(f"UVTexture.texture_index out of range for {M} maps")
+        return tex_idx
+
+    def texels(self, fg: Foreground, faces: Tensor, bary_t: Tensor, vids: Tensor) -> Tensor:
+        """(3,P) colours of the covered pixels (the renderer's torch path)."""
+        return self.sample(fg, faces).t()
+
+    def kernel_inputs(self, B: int, dtype: torch.dtype) -> dict:
+        """The arrays the compiled shader reads (numba backend); the maps are passed as they are (no copy)."""
+        tex_idx = self._index(B, self.maps.device)
+        fuv = self.faces_uvs.to(torch.int64)
+        vuv = self.verts_uvs if self.verts_uvs.ndim == 3 else self.verts_uvs.unsqueeze(0)
+        maps = self.maps if self.maps.dtype == torch.uint8 else self.maps.to(dtype)
+        if maps.shape[-1] != 3:
+            raise ValueError(f"UVTexture.maps must have 3 channels for rendering, got {maps.shape[-1]}")
+        return dict(tex_kind=2, maps=maps.contiguous(), map_scale=1.0 / 255.0 if maps.dtype == torch.uint8 else 1.0,
+                    vuv=vuv.to(dtype).contiguous(), fuv=(fuv if fuv.ndim == 3 else fuv.unsqueeze(0)).contiguous(),
+                    tidx=tex_idx.contiguous(), align=bool(self.align_corners))
+
+    def sample(self, fg: Foreground, faces: Tensor = None) -> Tensor:
+        B = fg.shape[0]
+        dev = fg.bary.device
+        maps = self.maps
+        tex_idx = self._index(B, dev)
         m = tex_idx[fg.batch]  # (P,) map / mesh of each pixel
         fuv = self.faces_uvs.to(dev, torch.int64)
         vids = fuv[fg.face] if fuv.ndim == 2 else fuv[m, fg.face]
@@ -130,3 +165,13 @@ class UVTexture:
         uv = interpolate_compact(vuv, vids, m, fg.bary)  # verts_uvs is per mesh: index with m
         return sample_bilinear(maps if maps.device == dev else maps.to(dev), m, uv, self.align_corners,
                                out_dtype=fg.bary.dtype)
+
+
+def as_texture(textures):
+    """``None`` (white), a texture object (anything with ``texels`` and ``kernel_inputs``, such as
+    :class:`VertexColors` and :class:`UVTexture`), or a bare (B or 1, V, 3) colour tensor (vertex colours)."""
+    if textures is None or (hasattr(textures, "texels") and hasattr(textures, "kernel_inputs")):
+        return textures
+    if torch.is_tensor(textures):
+        return VertexColors(textures)
+    raise ValueError(f"textures must be VertexColors, UVTexture, a tensor or None, got {type(textures).__name__}")

@@ -318,7 +318,7 @@ def test_bad_K_and_shapes_raise():
 def test_chunking_does_not_change_results(device, dtype, monkeypatch):
     import importlib
 
-    rz = importlib.import_module("onthefly.render.rasterize")
+    ch = importlib.import_module("onthefly.render.chunking")
     v, f = uv_sphere(12, 24, dtype)
     quad = screen_tri([(-300.0, -200.0), (400.0, -200.0), (400.0, 300.0), (-300.0, 300.0)], z=9.0, dtype=dtype)
     verts = torch.cat([v @ rot(0.3, 0.2, 0.1, dtype).T + torch.tensor([0, 0, 3.0], dtype=dtype), quad])
@@ -326,9 +326,10 @@ def test_chunking_does_not_change_results(device, dtype, monkeypatch):
     verts = torch.stack([verts, verts * torch.tensor([1.0, 1.0, 1.1], dtype=dtype)]).to(device)
     K = torch.tensor([[40.0, 0, 20.0], [0, 40.0, 18.0], [0, 0, 1]], dtype=dtype)
     ref = rasterize(verts, faces.to(device), K, (37, 41))
-    monkeypatch.setattr(rz, "_MAX_CANDIDATES", 50)
-    monkeypatch.setattr(rz, "_MAX_CANDIDATES_CUDA", 50)
-    monkeypatch.setattr(rz, "_MAX_FACES_PER_PASS", faces.shape[0])
+    monkeypatch.setitem(ch._CANDIDATES, "cpu", 50)
+    monkeypatch.setitem(ch._CANDIDATES, "cuda", 50)
+    monkeypatch.setitem(ch._FACES_PER_PASS, "cpu", faces.shape[0])
+    monkeypatch.setitem(ch._FACES_PER_PASS, "cuda", faces.shape[0])
     got = rasterize(verts, faces.to(device), K, (37, 41))
     assert torch.equal(ref.pix_to_face, got.pix_to_face)
     assert torch.equal(ref.zbuf, got.zbuf) and torch.equal(ref.bary, got.bary)

@@ -160,8 +160,7 @@ def test_render_sub_batches_match(device, dtype, monkeypatch):
     # force the memory guard to split the batch: results must not change
     import importlib
 
-    rz = importlib.import_module("onthefly.render.rasterize")  # the module, not the function
-    rr = importlib.import_module("onthefly.render.renderer")
+    ch = importlib.import_module("onthefly.render.chunking")  # the one chunking policy
 
     vs, fs = uv_sphere(10, 20, dtype)
     B = 5
@@ -176,9 +175,9 @@ def test_render_sub_batches_match(device, dtype, monkeypatch):
     tex = UVTexture(maps=maps, verts_uvs=uvs, faces_uvs=fs, texture_index=torch.tensor([0, 1, 1, 0, 1]))
     kw = dict(textures=tex, lights=[light], material=mat, background=torch.rand(B, 3, generator=g, dtype=dtype))
     full = render(verts, fs, K, 20, **kw)
-    monkeypatch.setattr(rr, "_MAX_PIXELS_PER_PASS", 2 * 20 * 20)
-    monkeypatch.setattr(rr, "_MAX_PIXELS_PER_PASS_CUDA", 2 * 20 * 20)
-    monkeypatch.setattr(rz, "_MAX_FACES_PER_PASS", 2 * fs.shape[0])
+    monkeypatch.setitem(ch._PIXELS_PER_PASS, "cpu", 2 * 20 * 20)
+    monkeypatch.setitem(ch._PIXELS_PER_PASS, "cuda", 2 * 20 * 20)
+    monkeypatch.setitem(ch._FACES_PER_PASS, "cpu", 2 * fs.shape[0])
     split = render(verts, fs, K, 20, **kw)
     assert torch.allclose(full.image, split.image, atol=1e-6)
     assert torch.equal(full.fragments.pix_to_face, split.fragments.pix_to_face)
