@@ -50,7 +50,7 @@ def _dataset_rows_per_s(st, subjects: list[str]) -> tuple[float, int]:
     """Rows/s of the batches the export renders (the same subjects, batches and truncation), frames preloaded."""
     from onthefly.dataset import OnTheFlyGazeDataset
 
-    dsets = [OnTheFlyGazeDataset(st.cache, subjects=[s], **st.dataset_kwargs()) for s in subjects]
+    dsets = [OnTheFlyGazeDataset(st.cache, subjects=[s], **st.dataset_kwargs(s)) for s in subjects]
     for ds in dsets:
         ds._load()  # frame loading happens once per process in training: not timed here
     rows, t = 0, time.perf_counter()

@@ -2,8 +2,13 @@
 
 What a file holds (the determinism definition, ``docs/export.md``): for subject ``s`` the rows are one pass of
 
-    ds = OnTheFlyGazeDataset(cache, subjects=[s], seed=S, views_per_frame=K, batch_size=B, camera=CAM,
-                             image_format="unit", **config)
+    ds = OnTheFlyGazeDataset(cache, subjects=[s], seed=subject_seed(S, s), views_per_frame=K, batch_size=B,
+                             camera=CAM, image_format="unit", **config)
+
+so subject ``s``'s stream is keyed by (S, s, epoch, batch): ``subject_seed`` mixes the export seed with a stable
+key of the subject id (SHA-256 of its UTF-8 bytes, never Python's salted ``hash()``), and the dataset then seeds
+batch ``i`` from ``(subject_seed, 0, i)``. Different subjects get independent head poses, appearances and frame
+orders; the same (S, s) always gives the same rows, whatever the other subjects, the shard or the machine.
 
 namely batches ``ds.batch(i, epoch=0)`` for ``i = 0 … ceil(n/B) − 1`` (n = the subject's frames), of which the
 first ``min(B, n − i·B)`` samples are kept (the tail of the last batch would start the next pass), flattened
@@ -35,12 +40,13 @@ import numpy as np
 
 from . import __version__
 
-__all__ = ["SCHEMAS", "KEYS", "ExportError", "ExportSettings", "ExportReport", "export", "plan_files",
+__all__ = ["SCHEMAS", "KEYS", "ExportError", "subject_seed", "ExportSettings", "ExportReport", "export", "plan_files",
            "batch_to_rows", "write_index", "verify_export", "make_camera", "parse_shard", "INDEX_NAME"]
 
 INDEX_NAME = "index.json"
 FORMAT = "onthefly-export"
-FORMAT_VERSION = 1
+#: 2: per-subject streams (``subject_seed``); version-1 files repeated one head-pose stream in every subject
+FORMAT_VERSION = 2
 #: row keys, in writing order
 KEYS = ("face_patch", "face_mask", "face_gaze", "face_head_pose", "face_mat_norm", "rotation_matrix",
         "landmarks_norm", "frame_index", "cam_index")
@@ -57,6 +63,15 @@ _IGNORED = ("epoch_length", "image_format", "device", "tune_malloc")
 
 class ExportError(ValueError):
     """A clear, user-facing export error (names the file or directory and the problem)."""
+
+
+def subject_seed(seed: int, subject: str) -> int:
+    """The dataset seed of subject ``subject``'s file: a SeedSequence mix of ``seed`` and a stable 64-bit key of the
+    subject id (SHA-256 of its UTF-8 bytes), as a non-negative 63-bit int. Keys each subject's stream by
+    (seed, subject, epoch, batch)."""
+    key = int.from_bytes(hashlib.sha256(str(subject).encode("utf-8")).digest()[:8], "little")
+    state = np.random.SeedSequence([int(seed), 0x5B1EC7, key]).generate_state(1, np.uint64)
+    return int(state[0]) >> 1
 
 
 @dataclass(frozen=True)
@@ -195,12 +210,14 @@ class ExportSettings:
     def camera(self):
         return make_camera(self.schema_obj, self.image_size, self.config.get("camera"))
 
-    def dataset_kwargs(self) -> dict:
-        """Keyword arguments of the per-subject datasets, except ``subjects`` (and the shared appearance)."""
+    def dataset_kwargs(self, subject: str) -> dict:
+        """Keyword arguments of subject ``subject``'s dataset, except ``subjects`` (and the shared appearance);
+        its seed is :func:`subject_seed` (seed, subject)."""
         kw = {k: v for k, v in self.config.items() if k not in _SELECTION + _IGNORED + ("camera", "batch_size")}
         if "tune_malloc" in self.config:
             kw["tune_malloc"] = self.config["tune_malloc"]
-        return dict(kw, batch_size=self.batch_size, seed=self.seed, views_per_frame=self.views_per_frame,
+        return dict(kw, batch_size=self.batch_size, seed=subject_seed(self.seed, subject),
+                    views_per_frame=self.views_per_frame,
                     camera=self.camera(), image_format="unit", device=self.device)
 
     def recorded_config(self) -> dict:
@@ -396,6 +413,12 @@ def _attr_str(v) -> str:
 
 
 def _fingerprint_mismatch(path: Path, have, want: dict) -> str | None:
+    v = have.get("format_version")
+    if v is not None and _attr_str(v) != _attr_str(want["format_version"]):
+        return (f"written by export format version {_attr_str(v)}, this onthefly writes version "
+                f"{want['format_version']}" + (" (version 1 repeated one head-pose stream in every subject's file; "
+                                               "its rows cannot be continued or mixed with per-subject streams)"
+                                               if _attr_str(v) == "1" else ""))
     for k in _FINGERPRINT:
         if k not in have:
             return f"no '{k}' attribute"
@@ -525,7 +548,9 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
         "cam_index_base": schema.cam_base,
         "cam_index": f"view number k of the frame's K={K} views, {schema.cam_base}-based",
         **_CONVENTIONS,
-        "definition": "rows of subject s = one pass of OnTheFlyGazeDataset(cache, subjects=[s], **config): "
+        "definition": "rows of subject s = one pass of OnTheFlyGazeDataset(cache, subjects=[s], "
+                      "seed=subject_seed(seed, s), **config) (subject_seed: SeedSequence([seed, 0x5B1EC7, "
+                      "sha256(s)[:8] little-endian]) >> 1): "
                       "ds.batch(i, epoch=0) for i < ceil(n/B), first min(B, n - i*B) samples, flattened "
                       "sample-major (row = (i*B + b)*K + k); images round(255*x) as uint8 BGR (docs/export.md)",
     }
@@ -545,13 +570,13 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
             final = st.out / fname
             n_rows = counts[fname] * K
             attrs = dict(base_attrs, subject=subject, file_stem=final.stem, n_rows=n_rows,
-                         cache_frames=counts[fname])
+                         cache_frames=counts[fname], subject_seed=subject_seed(st.seed, subject))
             start = _prepare(final, attrs, resume, B * K)
             if start is None:
                 skipped.append(fname)
                 prog.skip(n_rows)
                 continue
-            kw = st.dataset_kwargs()
+            kw = st.dataset_kwargs(subject)
             if appearance is not None:
                 kw["appearance"] = appearance  # one background pool for all subjects (same rows)
             ds = OnTheFlyGazeDataset(st.cache, subjects=[subject], **kw)

@@ -19,7 +19,7 @@ import torch
 
 from onthefly.cli import main
 from onthefly.export import (KEYS, SCHEMAS, ExportError, ExportSettings, _SubjectFile, export, make_camera,
-                             verify_export, write_index)
+                             subject_seed, verify_export, write_index)
 
 from .conftest import CONFIG, K, SEED, SIZE, settings
 
@@ -32,7 +32,7 @@ def reference_batches(cache, subject: str, schema: str = "mpii-nv") -> dict[str,
     from onthefly.dataset import OnTheFlyGazeDataset
 
     B = CONFIG["batch_size"]
-    ds = OnTheFlyGazeDataset(cache, subjects=[subject], seed=SEED, views_per_frame=K, batch_size=B,
+    ds = OnTheFlyGazeDataset(cache, subjects=[subject], seed=subject_seed(SEED, subject), views_per_frame=K, batch_size=B,
                              camera=make_camera(SCHEMAS[schema], SIZE), device="cpu",
                              appearance=CONFIG["appearance"], target=CONFIG["target"])
     parts = []
