@@ -83,7 +83,7 @@ def _write_rows_per_s(st, src: Path, image_chunk_rows: int = 1, name: str = "wri
     import h5py
 
     import onthefly.export as ex
-    from onthefly.export import KEYS, SCHEMAS, _SubjectFile
+    from onthefly.export import SCHEMAS, _SubjectFile
 
     out = st.out.parent / name
     if out.exists():
@@ -97,12 +97,11 @@ def _write_rows_per_s(st, src: Path, image_chunk_rows: int = 1, name: str = "wri
     try:
         for p in sorted(src.glob("*.h5")):
             with h5py.File(p, "r") as f:
-                data = {k: f[k][()] for k in KEYS}
+                data = {k: f[k][()] for k in SCHEMAS[st.schema].keys}
                 attrs = dict(f.attrs)
             n = len(data["face_gaze"])
             t = time.perf_counter()
-            sf = _SubjectFile(out / p.name, attrs, sch.row_shapes(cam.height, cam.width), sch.dtypes, B,
-                              st.compression)
+            sf = _SubjectFile(out / p.name, attrs, sch, sch.row_shapes(cam.height, cam.width), B, st.compression)
             sf.create()
             for s in range(0, n, B):
                 sf.append(s, {k: v[s:s + B] for k, v in data.items()})
