@@ -1,25 +1,31 @@
-"""Export: fixed h5 datasets in the anchors' schemas (MPII-NV ``pXX.h5``, XGaze3D ``subjectXXXX.h5``).
+"""Export: fixed h5 datasets that the reference systems' loaders read unmodified.
+
+Schemas (field tables in :mod:`onthefly.h5`): ``mpii-nv`` (``pXX.h5``), ``xgaze3d`` (``subjectXXXX.h5`` with
+XGaze3D's meanings, a plain green-unlit set and ``augment/``), ``rot-mvgaze`` (``p00.h5`` ... for Rot-MVGaze's
+``mpiinv`` path); layouts ``flat`` and ``eth-xgaze`` (``train/``, ``test/``, ``train_test_split.json``).
 
 What a file holds (the determinism definition, ``docs/export.md``): for subject ``s`` the rows are one pass of
 
     ds = OnTheFlyGazeDataset(cache, subjects=[s], seed=subject_seed(S, s), views_per_frame=K, batch_size=B,
                              camera=CAM, image_format="unit", **config)
 
-so subject ``s``'s stream is keyed by (S, s, epoch, batch): ``subject_seed`` mixes the export seed with a stable
-key of the subject id (SHA-256 of its UTF-8 bytes, never Python's salted ``hash()``), and the dataset then seeds
-batch ``i`` from ``(subject_seed, 0, i)``. Different subjects get independent head poses, appearances and frame
-orders; the same (S, s) always gives the same rows, whatever the other subjects, the shard or the machine.
-
 namely batches ``ds.batch(i, epoch=0)`` for ``i = 0 … ceil(n/B) − 1`` (n = the subject's frames), of which the
 first ``min(B, n − i·B)`` samples are kept (the tail of the last batch would start the next pass), flattened
-sample-major (sample b, view k → row ``(i·B + b)·K + k``). So every frame of the subject appears exactly K times,
-in the order of the epoch-0 frame permutation. Images go through ``round(255·x)`` to uint8 BGR; labels are the
-batch's values (float32, stored in the schema's dtype).
+sample-major (sample b, view k → row ``(i·B + b)·K + k``: frame-major blocks of K rows). So every frame of the
+subject appears exactly K times, in the order of the epoch-0 frame permutation. The rows are encoded by the
+schema's field table (images ``round(255·x)`` to uint8 BGR or RGB, labels in the stored dtypes, a few derived
+fields such as Q, ``pj_landmarks_norm`` or the view slot). A file set with its own appearance (xgaze3d's plain
+set) uses that appearance in ``config``.
+
+Subject ``s``'s stream is keyed by (S, s, epoch, batch): ``subject_seed`` mixes the export seed with a stable key
+of the subject id (SHA-256 of its UTF-8 bytes, never Python's salted ``hash()``), and the dataset then seeds batch
+``i`` from ``(subject_seed, 0, i)``. Different subjects get independent head poses, appearances and frame orders;
+the same (S, s) always gives the same rows, whatever the other subjects, the shard or the machine.
 
 Streaming: the main thread renders; a writer thread (bounded queue) writes and compresses, so HDF5 I/O overlaps
 rendering. Resumable: each file is written as ``NAME.h5.tmp``; after every batch the rows are flushed and then the
 attribute ``rows_done`` is updated and flushed; at the end ``complete`` is set and the file is renamed. Sharded:
-``shard=(i, n)`` exports every n-th subject file; ``write_index`` lists all files once they are complete.
+``shard=(i, n)`` exports every n-th file; ``write_index`` lists all files once they are complete.
 """
 from __future__ import annotations
 
