@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from onthefly.export import ExportError, export, subject_seed
+from onthefly.export import ExportError, export, subject_seed, verify_export
 from onthefly.h5 import H5GazeDataset
 
 from .conftest import CONFIG, SEED, settings
@@ -123,8 +123,6 @@ def test_eth_xgaze_official_loader_reads_the_eth_xgaze_layout(proc_cache, tmp_pa
 
 
 def test_eth_xgaze_layout_errors_and_verify(proc_cache, tmp_path):
-    from onthefly.export import verify_export
-
     with pytest.raises(ExportError, match="--test-subjects: only with --layout eth-xgaze"):
         settings(proc_cache, tmp_path / "a", test_subjects=("proc0000",))
     with pytest.raises(ExportError, match=r"--test-subjects: \['nobody'\] are not among the exported subjects"):
@@ -208,6 +206,7 @@ def _rmv_reference(proc_cache, subject):
 def test_rot_mvgaze_reads_pairs_of_one_frame_with_exact_relative_rotation(proc_cache, rmv_exports, schema, kind):
     outs, subjects = rmv_exports
     out = outs[schema]
+    assert verify_export(out) == []
     names = sorted(f for f in os.listdir(out) if f.endswith(".h5"))
     # rot-mvgaze numbers the selected subjects p00.. (the names Rot-MVGaze opens); mpii-nv keeps cache positions
     assert names == (["p00.h5", "p01.h5"] if schema == "rot-mvgaze" else ["p01.h5", "p02.h5"])
@@ -309,6 +308,7 @@ def test_xgaze3d_print_result_reads_both_file_sets(proc_cache, tmp_path):
     out = tmp_path / "x3d"
     K = 3
     export(settings(proc_cache, out, schema="xgaze3d", views_per_frame=K), progress="none")
+    assert verify_export(out) == []
     idx = _index(out)
     green = {"preset": "xgaze3d", "modes": [{"weight": 1.0, "background": "green", "light": "none"}], "jitter": None}
     plain, aug = list(print_result_rows(out)), list(print_result_rows(out / "augment"))
