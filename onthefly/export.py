@@ -1,20 +1,31 @@
-"""Export: fixed h5 datasets in the anchors' schemas (MPII-NV ``pXX.h5``, XGaze3D ``subjectXXXX.h5``).
+"""Export: fixed h5 datasets that the reference systems' loaders read unmodified.
+
+Schemas (field tables in :mod:`onthefly.h5`): ``mpii-nv`` (``pXX.h5``), ``xgaze3d`` (``subjectXXXX.h5`` with
+XGaze3D's meanings, a plain green-unlit set and ``augment/``), ``rot-mvgaze`` (``p00.h5`` ... for Rot-MVGaze's
+``mpiinv`` path); layouts ``flat`` and ``eth-xgaze`` (``train/``, ``test/``, ``train_test_split.json``).
 
 What a file holds (the determinism definition, ``docs/export.md``): for subject ``s`` the rows are one pass of
 
-    ds = OnTheFlyGazeDataset(cache, subjects=[s], seed=S, views_per_frame=K, batch_size=B, camera=CAM,
-                             image_format="unit", **config)
+    ds = OnTheFlyGazeDataset(cache, subjects=[s], seed=subject_seed(S, s), views_per_frame=K, batch_size=B,
+                             camera=CAM, image_format="unit", **config)
 
 namely batches ``ds.batch(i, epoch=0)`` for ``i = 0 … ceil(n/B) − 1`` (n = the subject's frames), of which the
 first ``min(B, n − i·B)`` samples are kept (the tail of the last batch would start the next pass), flattened
-sample-major (sample b, view k → row ``(i·B + b)·K + k``). So every frame of the subject appears exactly K times,
-in the order of the epoch-0 frame permutation. Images go through ``round(255·x)`` to uint8 BGR; labels are the
-batch's values (float32, stored in the schema's dtype).
+sample-major (sample b, view k → row ``(i·B + b)·K + k``: frame-major blocks of K rows). So every frame of the
+subject appears exactly K times, in the order of the epoch-0 frame permutation. The rows are encoded by the
+schema's field table (images ``round(255·x)`` to uint8 BGR or RGB, labels in the stored dtypes, a few derived
+fields such as Q, ``pj_landmarks_norm`` or the view slot). A file set with its own appearance (xgaze3d's plain
+set) uses that appearance in ``config``.
+
+Subject ``s``'s stream is keyed by (S, s, epoch, batch): ``subject_seed`` mixes the export seed with a stable key
+of the subject id (SHA-256 of its UTF-8 bytes, never Python's salted ``hash()``), and the dataset then seeds batch
+``i`` from ``(subject_seed, 0, i)``. Different subjects get independent head poses, appearances and frame orders;
+the same (S, s) always gives the same rows, whatever the other subjects, the shard or the machine.
 
 Streaming: the main thread renders; a writer thread (bounded queue) writes and compresses, so HDF5 I/O overlaps
 rendering. Resumable: each file is written as ``NAME.h5.tmp``; after every batch the rows are flushed and then the
 attribute ``rows_done`` is updated and flushed; at the end ``complete`` is set and the file is renamed. Sharded:
-``shard=(i, n)`` exports every n-th subject file; ``write_index`` lists all files once they are complete.
+``shard=(i, n)`` exports every n-th file; ``write_index`` lists all files once they are complete.
 """
 from __future__ import annotations
 
@@ -35,20 +46,28 @@ import numpy as np
 
 from . import __version__
 
-__all__ = ["SCHEMAS", "KEYS", "ExportError", "ExportSettings", "ExportReport", "export", "plan_files",
-           "batch_to_rows", "write_index", "verify_export", "make_camera", "parse_shard", "INDEX_NAME"]
+from ._io import atomic_write
+from .h5 import SCHEMAS as _ALL_SCHEMAS
+from .h5 import XGAZE3D_STORED_GREEN, EncodeContext, H5Schema
+
+__all__ = ["SCHEMAS", "ExportError", "subject_seed", "ExportSettings", "ExportReport", "export", "plan_files",
+           "batch_to_rows", "write_index", "verify_export", "make_camera", "parse_shard", "atomic_write",
+           "INDEX_NAME", "SPLIT_NAME", "LAYOUTS", "frame_numbers"]
 
 INDEX_NAME = "index.json"
+#: ETH-XGaze's split file (``--layout eth-xgaze``): {"train": [names], "test": [names]}
+SPLIT_NAME = "train_test_split.json"
+LAYOUTS = ("flat", "eth-xgaze")
 FORMAT = "onthefly-export"
-FORMAT_VERSION = 1
-#: row keys, in writing order
-KEYS = ("face_patch", "face_mask", "face_gaze", "face_head_pose", "face_mat_norm", "rotation_matrix",
-        "landmarks_norm", "frame_index", "cam_index")
+#: 2: per-subject streams (``subject_seed``); version-1 files repeated one head-pose stream in every subject
+FORMAT_VERSION = 2
+#: the writable schemas (field tables in :mod:`onthefly.h5`)
+SCHEMAS: dict[str, H5Schema] = {k: v for k, v in _ALL_SCHEMAS.items() if v.writable}
 #: rows per HDF5 chunk of the image datasets (the anchors' one row per chunk: cheap random reads)
 IMAGE_CHUNK_ROWS = 1
 #: attributes that must match for ``--resume`` to continue a file
 _FINGERPRINT = ("format_version", "schema", "subject", "n_rows", "seed", "views_per_frame", "batch_size", "epoch",
-                "config", "onthefly_version", "cache_created")
+                "config", "onthefly_version", "cache_created", "file_set", "set_appearance", "layout", "split")
 #: config keys that select subjects (the export exports every selected subject, one file each)
 _SELECTION = ("subjects", "split", "val_subjects", "val_fraction", "split_seed")
 #: config keys the export sets itself or that do not change the rows
@@ -59,53 +78,32 @@ class ExportError(ValueError):
     """A clear, user-facing export error (names the file or directory and the problem)."""
 
 
-@dataclass(frozen=True)
-class Schema:
-    """An output schema: file naming, default image size and the dtype of every key."""
-
-    name: str
-    file_format: str  # e.g. "p{:02d}"
-    id_pattern: str  # cache subject ids used verbatim as file names when they all match
-    default_size: int
-    base_camera: str
-    cam_base: int  # cam_index of the first view (1: XGaze3D's 1-based cameras)
-    dtypes: dict
-
-    def row_shapes(self, H: int, W: int) -> dict[str, tuple]:
-        return {"face_patch": (H, W, 3), "face_mask": (H, W), "face_gaze": (2,), "face_head_pose": (2,),
-                "face_mat_norm": (3, 3), "rotation_matrix": (3, 3), "landmarks_norm": (68, 2),
-                "frame_index": (), "cam_index": ()}
+def subject_seed(seed: int, subject: str) -> int:
+    """The dataset seed of subject ``subject``'s file: a SeedSequence mix of ``seed`` and a stable 64-bit key of the
+    subject id (SHA-256 of its UTF-8 bytes), as a non-negative 63-bit int. Keys each subject's stream by
+    (seed, subject, epoch, batch)."""
+    key = int.from_bytes(hashlib.sha256(str(subject).encode("utf-8")).digest()[:8], "little")
+    state = np.random.SeedSequence([int(seed), 0x5B1EC7, key]).generate_state(1, np.uint64)
+    return int(state[0]) >> 1
 
 
-_COMMON = {"face_patch": "uint8", "face_mask": "uint8", "face_mat_norm": "float32", "landmarks_norm": "float32",
-           "frame_index": "int64", "cam_index": "int64", "face_gaze": "float64", "rotation_matrix": "float64"}
-SCHEMAS = {
-    "mpii-nv": Schema("mpii-nv", "p{:02d}", r"p\d+", 224, "xgaze224", 0,
-                      {**_COMMON, "face_head_pose": "float64"}),
-    "xgaze3d": Schema("xgaze3d", "subject{:04d}", r"subject\d+", 448, "xgaze448", 1,
-                      {**_COMMON, "face_head_pose": "float32"}),
-}
-
-_CONVENTIONS = {
-    "color_order": "BGR",
-    "image_layout": "face_patch (N,H,W,3) uint8 BGR (as the anchors and the ETH-XGaze loader: face_patch[..., ::-1] "
-                    "is RGB); face_mask (N,H,W) uint8 0..255 (face region: brows to chin, or the mesh coverage for "
-                    "caches without face regions)",
-    "gaze_convention": "face_gaze (N,2) = (pitch, yaw) radians, ETH-XGaze signs: pitch = asin(-g_y), "
-                       "yaw = atan2(-g_x, -g_z) for g the unit vector face centre -> target in the normalized camera; "
-                       "pitch > 0 looks up, yaw > 0 looks toward image left",
-    "head_pose_convention": "face_head_pose (N,2) = (pitch, yaw) radians of the head in the normalized camera "
-                            "(pitch = asin(H[1,2]), yaw = atan2(H[0,2], H[2,2])); pitch > 0 faces up, yaw > 0 faces "
-                            "image left; frontal = (0, 0)",
-    "face_mat_norm": "rotation source camera -> this normalized view (V); float32",
-    "rotation_matrix": "rotation source normalized view -> this view (V . R_src^T, MPII-NV's Q); XGaze3D writes the "
-                       "identity here",
-    "landmarks_norm": "68 landmarks projected into the normalized image, OpenCV pixels (pixel centres at integers)",
-    "frame_index": "cache row of the source frame (views of one frame share it)",
-}
+def _conventions(schema: H5Schema) -> dict:
+    """The self-describing attributes of a file of ``schema`` (from its field table)."""
+    return {
+        "color_order": schema.color_order,
+        "head_pose_pitch_sign": schema.pitch_sign,
+        "gaze_convention": "face_gaze (N,2) = (pitch, yaw) radians, ETH-XGaze signs: pitch = asin(-g_y), "
+                           "yaw = atan2(-g_x, -g_z) for g the unit vector face centre -> target in the normalized "
+                           "camera; pitch > 0 looks up, yaw > 0 looks toward image left",
+        "head_pose_convention": "face_head_pose (N,2) = (pitch_sign * pitch, yaw) radians of the head in the "
+                                "normalized camera (pitch = asin(H[1,2]), yaw = atan2(H[0,2], H[2,2])); pitch > 0 "
+                                "faces up, yaw > 0 faces image left; frontal = (0, 0)",
+        "fields": json.dumps({f.key: {"shape": list(f.shape), "dtype": f.dtype, "meaning": f.meaning}
+                              for f in schema.fields}),
+    }
 
 
-def make_camera(schema: Schema, image_size: int | None, camera=None):
+def make_camera(schema: H5Schema, image_size: int | None, camera=None):
     """The normalized camera: ``camera`` (a preset name from the config) or the schema's preset at
     ``image_size`` px (224 → xgaze224, 448 → xgaze448, other sizes rescale the schema's preset: same field of view
     and distance, e.g. 64 px for tests)."""
@@ -139,19 +137,67 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
-def plan_files(all_subjects: list[str], selected: list[str], schema: Schema) -> list[tuple[str, str]]:
-    """(file name, cache subject) of every file of the export, sorted by file name.
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file of an export: ``rel`` (path under OUT, ``/``-separated), the cache subject, the file set
+    (``""`` or ``"augment"``) and the split (``""`` flat, ``"train"``/``"test"`` in the eth-xgaze layout)."""
 
-    The cache's subject ids are used verbatim when every one of them matches the schema's pattern (``p\\d+`` for
-    mpii-nv, ``subject\\d+`` for xgaze3d); otherwise a subject is named by its position in the cache's subject list
-    (order of first appearance, as ``onthefly cache info`` lists them): ``p00``, ``p01``... / ``subject0000``...
-    Either way the name of a subject does not depend on the selection or the shard."""
-    verbatim = all(re.fullmatch(schema.id_pattern, s) for s in all_subjects)
+    rel: str
+    subject: str
+    file_set: str = ""
+    split: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.rel.rsplit("/", 1)[-1]
+
+
+def plan_files(all_subjects: list[str], selected: list[str], schema: H5Schema, layout: str = "flat",
+               test_subjects=()) -> list[PlannedFile]:
+    r"""Every file of the export, sorted by path.
+
+    Names: when the schema has an id pattern and every cache subject id matches it (``p\d+`` for mpii-nv,
+    ``subject\d+`` for xgaze3d) the ids are used verbatim; otherwise a subject is named by its position in the
+    cache's subject list (order of first appearance, as ``onthefly cache info`` lists them): ``p00``... /
+    ``subject0000``..., so its name does not depend on the selection or the shard. ``rot-mvgaze`` (no pattern)
+    numbers the *selected* subjects in cache order, ``p00`` ... ``p14`` (the names Rot-MVGaze opens); more than
+    ``max_files`` subjects are an error. Each of the schema's file sets gets one file per subject (xgaze3d: the
+    plain set in OUT, the augment set in OUT/augment); the eth-xgaze layout puts files under ``train/`` or
+    ``test/`` (``test_subjects``)."""
+    if layout not in LAYOUTS:
+        raise ExportError(f"--layout: expected one of {LAYOUTS}, got {layout!r}")
     pos = {s: i for i, s in enumerate(all_subjects)}
-    out = [((s if verbatim else schema.file_format.format(pos[s])) + ".h5", s) for s in selected]
-    if len({f for f, _ in out}) != len(out):
-        raise ExportError(f"subject ids map to duplicate file names: {sorted(f for f, _ in out)[:8]}")
-    return sorted(out)
+    selected = sorted(selected, key=pos.__getitem__)
+    if schema.max_files is not None and len(selected) > schema.max_files:
+        raise ExportError(f"--schema {schema.name}: {len(selected)} subjects selected, but its client opens only "
+                          f"{schema.file_format.format(0)}.h5 ... {schema.file_format.format(schema.max_files - 1)}"
+                          f".h5 ({schema.max_files} files): select at most {schema.max_files} subjects with "
+                          f"'subjects:' in --config and export the others into another --out")
+    if schema.id_pattern is None:
+        names = {s: schema.file_format.format(i) for i, s in enumerate(selected)}
+    else:
+        verbatim = all(re.fullmatch(schema.id_pattern, s) for s in all_subjects)
+        names = {s: s if verbatim else schema.file_format.format(pos[s]) for s in selected}
+    if len(set(names.values())) != len(names):
+        raise ExportError(f"subject ids map to duplicate file names: {sorted(names.values())[:8]}")
+    test = set(test_subjects)
+    out = []
+    for set_dir, _, _ in schema.file_sets:
+        for s in selected:
+            split = ("test" if s in test else "train") if layout == "eth-xgaze" else ""
+            rel = "/".join(x for x in (set_dir, split, names[s] + ".h5") if x)
+            out.append(PlannedFile(rel, s, set_dir, split))
+    return sorted(out, key=lambda p: p.rel)
+
+
+def frame_numbers(frame_ids: list[str]) -> np.ndarray:
+    """XGaze3D's ``frame_index`` of each frame id: its trailing digits (``frame0003`` → 3), or, when an id has none,
+    the position of the id among the subject's distinct ids (sorted)."""
+    nums = [re.search(r"(\d+)$", f) for f in frame_ids]
+    if all(nums):
+        return np.array([int(m.group(1)) for m in nums], np.int64)
+    order = {f: i for i, f in enumerate(sorted(set(frame_ids)))}
+    return np.array([order[f] for f in frame_ids], np.int64)
 
 
 @dataclass
@@ -167,11 +213,25 @@ class ExportSettings:
     config: dict = field(default_factory=dict)
     compression: str = "lzf"
     device: str | None = None
+    layout: str = "flat"
+    test_subjects: tuple = ()
 
     def __post_init__(self):
         self.cache, self.out = Path(self.cache), Path(self.out)
         if self.schema not in SCHEMAS:
             raise ExportError(f"--schema: expected one of {sorted(SCHEMAS)}, got {self.schema!r}")
+        if self.layout not in LAYOUTS:
+            raise ExportError(f"--layout: expected one of {list(LAYOUTS)}, got {self.layout!r}")
+        self.test_subjects = tuple(self.test_subjects or ())
+        if self.test_subjects and self.layout != "eth-xgaze":
+            raise ExportError("--test-subjects: only with --layout eth-xgaze (files under test/)")
+        sch = SCHEMAS[self.schema]
+        if sch.views_per_frame is not None and self.views_per_frame != sch.views_per_frame:
+            raise ExportError(f"--schema {self.schema}: needs --views-per-frame {sch.views_per_frame} (its client "
+                              f"pairs views within blocks of {sch.views_per_frame} rows; with "
+                              f"{self.views_per_frame} views per frame, pairs would mix frames)")
+        if self.schema == "rot-mvgaze" and self.layout != "flat":
+            raise ExportError("--schema rot-mvgaze: Rot-MVGaze opens <path>/p00.h5 ... flat; use --layout flat")
         if self.compression not in ("lzf", "gzip", "none"):
             raise ExportError(f"--compression: expected lzf, gzip or none, got {self.compression!r}")
         for name, v, lo in (("--seed", self.seed, 0), ("--views-per-frame", self.views_per_frame, 1)):
@@ -195,12 +255,14 @@ class ExportSettings:
     def camera(self):
         return make_camera(self.schema_obj, self.image_size, self.config.get("camera"))
 
-    def dataset_kwargs(self) -> dict:
-        """Keyword arguments of the per-subject datasets, except ``subjects`` (and the shared appearance)."""
+    def dataset_kwargs(self, subject: str) -> dict:
+        """Keyword arguments of subject ``subject``'s dataset, except ``subjects`` (and the shared appearance);
+        its seed is :func:`subject_seed` (seed, subject)."""
         kw = {k: v for k, v in self.config.items() if k not in _SELECTION + _IGNORED + ("camera", "batch_size")}
         if "tune_malloc" in self.config:
             kw["tune_malloc"] = self.config["tune_malloc"]
-        return dict(kw, batch_size=self.batch_size, seed=self.seed, views_per_frame=self.views_per_frame,
+        return dict(kw, batch_size=self.batch_size, seed=subject_seed(self.seed, subject),
+                    views_per_frame=self.views_per_frame,
                     camera=self.camera(), image_format="unit", device=self.device)
 
     def recorded_config(self) -> dict:
@@ -227,22 +289,20 @@ class ExportReport:
     shard: tuple[int, int]
 
 
-def batch_to_rows(batch: dict, views_per_frame: int, take: int, schema: Schema) -> dict[str, np.ndarray]:
-    """The first ``take`` samples of a dataset batch as export rows (sample-major, K views each), in the schema's
-    dtypes: images ``round(255·x)`` uint8 BGR (N,H,W,3), masks uint8 (N,H,W), labels as stored."""
+def batch_to_rows(batch: dict, views_per_frame: int, take: int, schema: H5Schema,
+                  ctx: EncodeContext | None = None) -> dict[str, np.ndarray]:
+    """The first ``take`` samples of a dataset batch as export rows (sample-major, K views each: frame-major blocks
+    of K rows), encoded by the schema's field table in its dtypes (e.g. images ``round(255·x)`` uint8 BGR)."""
     import torch
 
     K = views_per_frame
     flat = {k: (v[:take].reshape(take * K, *v.shape[2:]) if K > 1 else v[:take])
             for k, v in batch.items() if torch.is_tensor(v)}
-    img = flat["image"].mul(255).round_().clamp_(0, 255).to(torch.uint8)
-    out = {"face_patch": img.flip(1).permute(0, 2, 3, 1),
-           "face_mask": flat["mask"][:, 0].mul(255).round_().clamp_(0, 255).to(torch.uint8),
-           "face_gaze": flat["gaze"], "face_head_pose": flat["head_pose"], "face_mat_norm": flat["face_mat_norm"],
-           "rotation_matrix": flat["rotation_matrix"], "landmarks_norm": flat["landmarks_2d"],
-           "frame_index": flat["frame_index"],
-           "cam_index": torch.arange(K).repeat(take) + schema.cam_base}
-    return {k: np.ascontiguousarray(out[k].cpu().numpy().astype(schema.dtypes[k], copy=False)) for k in KEYS}
+    if ctx is None:
+        ctx = EncodeContext(K, take, schema.cam_base)
+    else:
+        ctx.views_per_frame, ctx.take = K, take
+    return schema.encode(flat, ctx)
 
 
 # ----------------------------------------------------------------------------------------------- writing
@@ -305,10 +365,11 @@ def _write_error(path: Path, exc: OSError, out: Path) -> ExportError:
 class _SubjectFile:
     """One subject's ``NAME.h5.tmp``: created or reopened, appended batch by batch, then completed and renamed."""
 
-    def __init__(self, final: Path, attrs: dict, shapes: dict, dtypes: dict, chunk_rows: int, compression: str,
-                 progress=None):
+    def __init__(self, final: Path, attrs: dict, schema: H5Schema, shapes: dict, chunk_rows: int,
+                 compression: str, progress=None):
         self.final, self.tmp = final, final.with_name(final.name + ".tmp")
-        self.attrs, self.shapes, self.dtypes = attrs, shapes, dtypes
+        self.attrs, self.shapes, self.schema = attrs, shapes, schema
+        self.keys = schema.keys
         self.chunk_rows, self.compression = chunk_rows, compression
         self.progress = progress
         self.f = None
@@ -331,15 +392,16 @@ class _SubjectFile:
 
         comp = {} if self.compression == "none" else (
             {"compression": "gzip", "compression_opts": 4} if self.compression == "gzip" else {"compression": "lzf"})
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self.f = f = h5py.File(self.tmp, "w")
         for k, v in self.attrs.items():
             f.attrs[k] = v
         f.attrs["rows_done"] = 0
         f.attrs["complete"] = False
-        for k in KEYS:
-            shape = self.shapes[k]
-            rows = IMAGE_CHUNK_ROWS if k in ("face_patch", "face_mask") else self.chunk_rows
-            f.create_dataset(k, shape=(0, *shape), maxshape=(None, *shape), dtype=self.dtypes[k],
+        for fld in self.schema.fields:
+            k, shape = fld.key, self.shapes[fld.key]
+            rows = IMAGE_CHUNK_ROWS if fld.image else self.chunk_rows
+            f.create_dataset(k, shape=(0, *shape), maxshape=(None, *shape), dtype=fld.dtype,
                              chunks=(rows, *shape), **comp)
         f.flush()
         self.rows = 0
@@ -359,8 +421,8 @@ class _SubjectFile:
     def _append(self, start: int, rows: dict) -> None:
         if start != self.rows:
             raise RuntimeError(f"{self.tmp}: rows out of order ({start} != {self.rows})")
-        f, n = self.f, len(rows["face_gaze"])
-        for k in KEYS:
+        f, n = self.f, len(rows[self.keys[0]])
+        for k in self.keys:
             ds = f[k]
             ds.resize(start + n, 0)
             ds[start:start + n] = rows[k]
@@ -396,6 +458,12 @@ def _attr_str(v) -> str:
 
 
 def _fingerprint_mismatch(path: Path, have, want: dict) -> str | None:
+    v = have.get("format_version")
+    if v is not None and _attr_str(v) != _attr_str(want["format_version"]):
+        return (f"written by export format version {_attr_str(v)}, this onthefly writes version "
+                f"{want['format_version']}" + (" (version 1 repeated one head-pose stream in every subject's file; "
+                                               "its rows cannot be continued or mixed with per-subject streams)"
+                                               if _attr_str(v) == "1" else ""))
     for k in _FINGERPRINT:
         if k not in have:
             return f"no '{k}' attribute"
@@ -426,13 +494,14 @@ def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
             r = int(f.attrs["rows_done"])
             if r != n_rows:
                 r -= r % rows_per_batch
-            for k in KEYS:
+            keys = SCHEMAS[_attr_str(attrs["schema"])].keys
+            for k in keys:
                 if k not in f or f[k].shape[0] < r:
                     raise _Unreadable(f"'{k}' has fewer than the {r} rows declared")
                 a = f[k][:r]
                 if a.dtype.kind == "f" and not np.isfinite(a).all():
                     raise _Unreadable(f"'{k}' has non-finite values")
-            for k in KEYS:
+            for k in keys:
                 f[k].resize(r, 0)
             f.flush()
             return r
@@ -491,10 +560,28 @@ class _Progress:
             self.bar.close()
 
 
+def _set_appearance(st: ExportSettings, override):
+    """The appearance of a file set: the schema's override, else the config's; XGaze3D's augment set without a
+    configured appearance gets XGaze3D's augment mix (RGB or image backgrounds, low light)."""
+    if override is not None:
+        return override
+    if "appearance" in st.config:
+        return st.config["appearance"]
+    if st.schema == "xgaze3d":
+        modes = [{"weight": 0.5, "background": "color", "light": "low"}]
+        if st.config.get("background_dir"):
+            modes.append({"weight": 0.5, "background": "image", "light": "low"})
+        return {"preset": "xgaze3d", "modes": modes, "jitter": None}
+    return None
+
+
 def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, resume: bool = False,
            progress: str = "bar", queue_size: int = 2) -> ExportReport:
-    """Export this shard's subjects (``shard`` default: ``RANK``/``WORLD_SIZE`` when set, else everything) and
-    write ``index.json`` once every file of the export is complete. See the module docstring."""
+    """Export this shard's files (``shard`` default: ``RANK``/``WORLD_SIZE`` when set, else everything) and
+    write ``index.json`` (and the eth-xgaze layout's split files) once every file of the export is complete. See
+    the module docstring."""
+    import torch
+
     from .cache import MeshCache
     from .dataset import OnTheFlyGazeDataset, distributed_info
 
@@ -503,61 +590,79 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
     if shard is None:
         shard = distributed_info()
     i_shard, n_shard = shard
-    _check_out_dir(st.out)
     with MeshCache(st.cache) as mc:
         all_subjects = list(mc.subjects)
         cache_created = _attr_str(mc.attrs.get("created", ""))
     sel = {k: st.config[k] for k in _SELECTION if k in st.config}
     selected = OnTheFlyGazeDataset(st.cache, device="cpu", **sel).subjects if sel else all_subjects
-    plan = plan_files(all_subjects, selected, schema)
+    unknown = [s for s in st.test_subjects if s not in selected]
+    if unknown:
+        raise ExportError(f"--test-subjects: {unknown[:5]} are not among the exported subjects "
+                          f"({selected[:5]}{'...' if len(selected) > 5 else ''})")
+    plan = plan_files(all_subjects, selected, schema, st.layout, st.test_subjects)
+    _check_out_dir(st.out)
     mine = plan[i_shard::n_shard]
     cam = st.camera()
     K, B = st.views_per_frame, st.batch_size
     shapes = schema.row_shapes(cam.height, cam.width)
     recorded = json.dumps(st.recorded_config(), sort_keys=True, default=str)
+    sets = {d: (_set_appearance(st, app), green) for d, app, green in schema.file_sets}
     base_attrs = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "schema": schema.name, "onthefly_version": __version__,
         "seed": st.seed, "views_per_frame": K, "batch_size": B, "epoch": 0, "config": recorded,
-        "cache": str(st.cache.resolve()), "cache_created": cache_created,
-        "export_files": json.dumps([[f, s] for f, s in plan]),
+        "cache": str(st.cache.resolve()), "cache_created": cache_created, "layout": st.layout,
+        "export_files": json.dumps([[p.rel, p.subject] for p in plan]),
         "normalized_camera": json.dumps({"name": cam.name, "focal": cam.focal, "distance": cam.distance,
                                          "width": cam.width, "height": cam.height}),
         "cam_index_base": schema.cam_base,
-        "cam_index": f"view number k of the frame's K={K} views, {schema.cam_base}-based",
-        **_CONVENTIONS,
-        "definition": "rows of subject s = one pass of OnTheFlyGazeDataset(cache, subjects=[s], **config): "
+        **_conventions(schema),
+        "definition": "rows of subject s = one pass of OnTheFlyGazeDataset(cache, subjects=[s], "
+                      "seed=subject_seed(seed, s), **config) (subject_seed: SeedSequence([seed, 0x5B1EC7, "
+                      "sha256(s)[:8] little-endian]) >> 1): "
                       "ds.batch(i, epoch=0) for i < ceil(n/B), first min(B, n - i*B) samples, flattened "
-                      "sample-major (row = (i*B + b)*K + k); images round(255*x) as uint8 BGR (docs/export.md)",
+                      "sample-major (row = (i*B + b)*K + k), encoded by the schema's field table "
+                      "(docs/export.md)",
     }
     # counts first (cheap: the cache's frame table), so the bar knows the total
-    counts = {}
     with MeshCache(st.cache) as mc:
-        for f, s in mine:
-            counts[f] = int(len(mc.indices([s])))
-    total = sum(counts.values()) * K
+        rows_of = {s: np.asarray(mc.indices([s])) for s in {p.subject for p in mine}}
+    total = sum(len(rows_of[p.subject]) for p in mine) * K
     prog = _Progress(progress, total, f"export {st.out.name} shard {i_shard}/{n_shard}")
     writer = _AsyncWriter(queue_size)
     written, skipped, rows_total = [], [], 0
-    appearance = None
+    appearance: dict = {}
     current: _SubjectFile | None = None
     try:
-        for fname, subject in mine:
-            final = st.out / fname
-            n_rows = counts[fname] * K
-            attrs = dict(base_attrs, subject=subject, file_stem=final.stem, n_rows=n_rows,
-                         cache_frames=counts[fname])
+        for pf in mine:
+            final = st.out / pf.rel
+            n_frames = len(rows_of[pf.subject])
+            n_rows = n_frames * K
+            app_spec, green = sets[pf.file_set]
+            attrs = dict(base_attrs, subject=pf.subject, file_stem=final.stem, n_rows=n_rows,
+                         cache_frames=n_frames, subject_seed=subject_seed(st.seed, pf.subject),
+                         file_set=pf.file_set, split=pf.split,
+                         set_appearance=json.dumps(app_spec, sort_keys=True, default=str),
+                         background_stored_as=(f"XGaze3D's uint8 wrap: green {XGAZE3D_STORED_GREEN}" if green
+                                               else "as rendered"))
             start = _prepare(final, attrs, resume, B * K)
             if start is None:
-                skipped.append(fname)
+                skipped.append(pf.rel)
                 prog.skip(n_rows)
                 continue
-            kw = st.dataset_kwargs()
-            if appearance is not None:
-                kw["appearance"] = appearance  # one background pool for all subjects (same rows)
-            ds = OnTheFlyGazeDataset(st.cache, subjects=[subject], **kw)
-            appearance = ds.appearance
-            assert ds.n_frames == counts[fname], (ds.n_frames, counts[fname])
-            current = _SubjectFile(final, attrs, shapes, schema.dtypes, B * K, st.compression, prog)
+            kw = st.dataset_kwargs(pf.subject)
+            if pf.file_set in appearance:
+                kw["appearance"] = appearance[pf.file_set]  # one background pool per set (same rows)
+            elif app_spec is not None:
+                kw["appearance"] = app_spec
+            ds = OnTheFlyGazeDataset(st.cache, subjects=[pf.subject], **kw)
+            appearance[pf.file_set] = ds.appearance
+            assert ds.n_frames == n_frames, (ds.n_frames, n_frames)
+            idx = rows_of[pf.subject]
+            lut = torch.full((int(idx.max()) + 1,), -1, dtype=torch.int64)
+            lut[torch.from_numpy(idx)] = torch.from_numpy(
+                frame_numbers([f for _, f, _ in ds.frame_ids(torch.from_numpy(idx))]))
+            ctx = EncodeContext(K, B, schema.cam_base, green, lut)
+            current = _SubjectFile(final, attrs, schema, shapes, B * K, st.compression, prog)
             if start == 0:
                 writer.submit(current.create)
             else:
@@ -565,11 +670,11 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
                 prog.skip(start)
             for i in range(start // (B * K), math.ceil(ds.n_frames / B)):
                 take = min(B, ds.n_frames - i * B)
-                rows = batch_to_rows(ds.batch(i, 0), K, take, schema)
+                rows = batch_to_rows(ds.batch(i, 0), K, take, schema, ctx)
                 writer.submit(current.append, i * B * K, rows)
                 rows_total += take * K
             writer.submit(current.finish)
-            written.append(fname)
+            written.append(pf.rel)
         writer.close()
     except BaseException:
         try:
@@ -582,7 +687,7 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
     finally:
         prog.close()
     index = None
-    if all((st.out / f).is_file() for f, _ in plan):
+    if all((st.out / p.rel).is_file() for p in plan):
         index = write_index(st.out)
     return ExportReport(st.out, written, skipped, rows_total, time.perf_counter() - t_start, index, shard)
 
@@ -625,19 +730,32 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _export_files(out: Path) -> list[Path]:
-    return sorted(p for p in out.glob("*.h5") if p.is_file())
+def _export_files(out: Path) -> list[str]:
+    """Relative paths (``/``-separated) of the ``.h5`` files under ``out`` (any depth), sorted."""
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*.h5") if p.is_file())
+
+
+def _splits(entries: list[dict]) -> dict[str, dict]:
+    """eth-xgaze layout: {set root: {"train": [names], "test": [names]}} of the indexed files."""
+    roots: dict[str, dict] = {}
+    for e in entries:
+        if e.get("split"):
+            root = e["file"].rsplit("/", 2)[0] if e["file"].count("/") >= 2 else ""
+            roots.setdefault(root, {"train": [], "test": []})[e["split"]].append(e["file"].rsplit("/", 1)[-1])
+    return {r: {k: sorted(v) for k, v in d.items()} for r, d in roots.items()}
 
 
 def write_index(out: str | Path) -> Path:
     """Write ``OUT/index.json`` (files, subjects, rows, bytes, sha256, and the shared settings) once every file of
-    the export is complete; :class:`ExportError` naming what is missing otherwise. Atomic (temp file + rename)."""
+    the export is complete, and, in the eth-xgaze layout, ``train_test_split.json`` in every set root;
+    :class:`ExportError` naming what is missing otherwise. Atomic (temp file + rename)."""
     out = Path(out)
     files = _export_files(out)
     if not files:
         raise ExportError(f"{out}: no exported .h5 files")
     entries, plan, first = [], None, None
-    for p in files:
+    for rel in files:
+        p = out / rel
         try:
             a = _read_attrs(p)
         except OSError as exc:
@@ -650,8 +768,9 @@ def write_index(out: str | Path) -> Path:
             first, plan = a, json.loads(_attr_str(a["export_files"]))
         elif _attr_str(a["config"]) != _attr_str(first["config"]) or _attr_str(a["schema"]) != _attr_str(
                 first["schema"]):
-            raise ExportError(f"{p}: exported with another configuration than {files[0].name}")
-        entries.append({"file": p.name, "subject": _attr_str(a["subject"]), "rows": int(a["n_rows"]),
+            raise ExportError(f"{p}: exported with another configuration than {files[0]}")
+        entries.append({"file": rel, "subject": _attr_str(a["subject"]), "rows": int(a["n_rows"]),
+                        "file_set": _attr_str(a.get("file_set", "")), "split": _attr_str(a.get("split", "")),
                         "bytes": p.stat().st_size, "sha256": _sha256(p)})
     names = {e["file"] for e in entries}
     missing = [f for f, _ in plan if f not in names]
@@ -664,24 +783,27 @@ def write_index(out: str | Path) -> Path:
     if extra:
         raise ExportError(f"{out}: files not part of this export: {extra[:8]}")
     index = {"format": FORMAT, "format_version": FORMAT_VERSION, "schema": _attr_str(first["schema"]),
+             "layout": _attr_str(first.get("layout", "flat")),
              "onthefly_version": _attr_str(first["onthefly_version"]), "seed": int(first["seed"]),
              "views_per_frame": int(first["views_per_frame"]), "batch_size": int(first["batch_size"]),
              "config": json.loads(_attr_str(first["config"])), "cache": _attr_str(first["cache"]),
              "normalized_camera": json.loads(_attr_str(first["normalized_camera"])),
              "subjects": {e["file"]: e["subject"] for e in entries},
              "total_rows": sum(e["rows"] for e in entries), "files": entries}
-    path = out / INDEX_NAME
-    tmp = out / f".{INDEX_NAME}.{socket.gethostname()}.{os.getpid()}.tmp"  # shards may finish together
     try:
-        tmp.write_text(json.dumps(index, indent=1))
-        os.replace(tmp, path)
+        for root, split in _splits(entries).items():
+            with atomic_write(out / root / SPLIT_NAME) as tmp:
+                tmp.write_text(json.dumps(split, indent=1))
+        path = out / INDEX_NAME
+        with atomic_write(path) as tmp:  # shards may finish together: each writes its own temporary file
+            tmp.write_text(json.dumps(index, indent=1))
     except OSError as exc:
-        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise ExportError(f"{out / INDEX_NAME}: cannot write ({exc.strerror or exc})") from None
     return path
 
 
 def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str], dict | None]:
-    """Problems of one exported file and its attributes."""
+    """Problems of one exported file and its attributes (against its schema's field table)."""
     from .h5 import open_h5
 
     probs = []
@@ -702,13 +824,13 @@ def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str]
         if int(a.get("rows_done", -1)) != n:
             probs.append(f"{p}: rows_done {a.get('rows_done')} != n_rows {n}")
         if ref is not None:
-            for k in ("schema", "config", "seed", "views_per_frame", "onthefly_version"):
+            for k in ("schema", "config", "seed", "views_per_frame", "onthefly_version", "layout"):
                 if _attr_str(a.get(k, "")) != _attr_str(ref.get(k, "")):
                     probs.append(f"{p}: attribute {k} differs from the other files")
         cam = json.loads(_attr_str(a.get("normalized_camera", "{}")) or "{}")
         shapes = schema.row_shapes(int(cam.get("height", 0)), int(cam.get("width", 0)))
-        K, base = int(a.get("views_per_frame", 1)), schema.cam_base
-        for k in KEYS:
+        for fld in schema.fields:
+            k = fld.key
             if k not in f:
                 probs.append(f"{p}: missing dataset '{k}'")
                 continue
@@ -716,19 +838,17 @@ def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str]
             if ds.shape != (n, *shapes[k]):
                 probs.append(f"{p}: '{k}' has shape {ds.shape}, expected {(n, *shapes[k])}")
                 continue
-            if ds.dtype != np.dtype(schema.dtypes[k]):
-                probs.append(f"{p}: '{k}' has dtype {ds.dtype}, expected {schema.dtypes[k]}")
+            if ds.dtype != np.dtype(fld.dtype):
+                probs.append(f"{p}: '{k}' has dtype {ds.dtype}, expected {fld.dtype}")
             try:
                 for s in range(0, n, block):
                     x = ds[s:s + block]
                     if x.dtype.kind == "f" and not np.isfinite(x).all():
                         probs.append(f"{p}: '{k}' has NaN/inf values (rows {s}..{s + len(x) - 1})")
                         break
-                    if k == "cam_index" and ((x < base) | (x >= base + K)).any():
-                        probs.append(f"{p}: 'cam_index' outside {base}..{base + K - 1}")
-                        break
-                    if k == "frame_index" and (x < 0).any():
-                        probs.append(f"{p}: negative 'frame_index'")
+                    bad = fld.check(x, a) if fld.check is not None else None
+                    if bad:
+                        probs.append(f"{p}: {bad}")
                         break
             except (OSError, RuntimeError, ValueError) as exc:
                 probs.append(f"{p}: '{k}' cannot be read ({exc})")
@@ -736,24 +856,25 @@ def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str]
 
 
 def verify_export(out: str | Path) -> list[str]:
-    """Check an export directory: every file complete with all keys, equal row counts, the schema's shapes and
-    dtypes, finite labels, every chunk readable; no ``.tmp`` left; ``index.json`` consistent with the files.
-    Returns the problems (``"PATH: problem"``), empty when the export is good."""
+    """Check an export directory: every file complete with all its schema's keys, the schema's shapes and dtypes,
+    finite labels, every chunk readable; no ``.tmp`` left; ``index.json`` (and the eth-xgaze layout's
+    ``train_test_split.json``) consistent with the files. Returns the problems (``"PATH: problem"``), empty when
+    the export is good."""
     out = Path(out)
     if not out.is_dir():
         return [f"{out}: not a directory"]
     probs: list[str] = []
-    for t in sorted(out.glob("*.h5.tmp")):
+    for t in sorted(out.rglob("*.h5.tmp")):
         probs.append(f"{t}: partial (interrupted) export; rerun onthefly export with --resume")
     files = _export_files(out)
     if not files:
         return probs + [f"{out}: no exported .h5 files"]
     ref, attrs = None, {}
-    for p in files:
-        pp, a = _verify_file(p, ref)
+    for rel in files:
+        pp, a = _verify_file(out / rel, ref)
         probs += pp
         if a is not None:
-            attrs[p.name] = a
+            attrs[rel] = a
             ref = ref or a
     idx_path = out / INDEX_NAME
     if not idx_path.is_file():
@@ -763,14 +884,15 @@ def verify_export(out: str | Path) -> list[str]:
         entries = {e["file"]: e for e in index["files"]}
     except (ValueError, KeyError, TypeError) as exc:
         return probs + [f"{idx_path}: not a valid export index ({exc})"]
-    for name in sorted(set(entries) - {p.name for p in files}):
+    for name in sorted(set(entries) - set(files)):
         probs.append(f"{out / name}: listed in {INDEX_NAME} but missing")
-    for p in files:
-        e = entries.get(p.name)
+    for rel in files:
+        p = out / rel
+        e = entries.get(rel)
         if e is None:
             probs.append(f"{p}: not listed in {INDEX_NAME}")
             continue
-        a = attrs.get(p.name, {})
+        a = attrs.get(rel, {})
         if "n_rows" in a and int(e.get("rows", -1)) != int(a["n_rows"]):
             probs.append(f"{p}: {INDEX_NAME} says {e.get('rows')} rows, the file has {a['n_rows']}")
         if int(e.get("bytes", -1)) != p.stat().st_size:
@@ -779,8 +901,18 @@ def verify_export(out: str | Path) -> list[str]:
             probs.append(f"{p}: sha256 differs from {INDEX_NAME}")
     if ref is not None and "export_files" in ref:
         plan = {f for f, _ in json.loads(_attr_str(ref["export_files"]))}
-        for name in sorted(plan - {p.name for p in files}):
+        for name in sorted(plan - set(files)):
             probs.append(f"{out / name}: part of the export but missing")
+    for root, want in _splits(list(entries.values())).items():
+        sp = out / root / SPLIT_NAME
+        try:
+            have = json.loads(sp.read_text())
+        except (OSError, ValueError) as exc:
+            probs.append(f"{sp}: missing or unreadable ({exc})")
+            continue
+        for k in ("train", "test"):
+            if sorted(have.get(k, [])) != want[k]:
+                probs.append(f"{sp}: '{k}' lists {sorted(have.get(k, []))[:4]}, the files are {want[k][:4]}")
     if int(index.get("total_rows", -1)) != sum(int(e.get("rows", 0)) for e in entries.values()):
         probs.append(f"{idx_path}: total_rows does not add up")
     return probs

@@ -1,33 +1,37 @@
-"""``H5GazeDataset``: a map-style reader for normalized gaze h5 files.
+"""Normalized gaze h5 files: the schemas (one field table each) and ``H5GazeDataset``, a map-style reader.
 
-Reads (a) the files written by ``onthefly export`` (``docs/export.md``: MPII-NV ``pXX.h5`` or XGaze3D
-``subjectXXXX.h5`` schema) and (b) the official normalized ETH-XGaze / MPIIFaceGaze files in the ETH-XGaze layout
-(``face_patch`` (N,H,W,3) BGR uint8, ``face_gaze`` (N,2) pitch-yaw radians, optional ``face_head_pose``).
-Items are dicts with the same keys, dtypes and layout as :class:`onthefly.dataset.OnTheFlyGazeDataset` batches
-(one sample, no batch dimension), for the keys the files hold:
+**Schemas.** Every h5 layout this project writes or reads is declared once, in :data:`SCHEMAS`: a table of
+:class:`Field` rows (h5 key, batch/item key, row shape, dtype, encode, decode, meaning). The exporter
+(:mod:`onthefly.export`) writes a file with the table's encoders, ``onthefly export --verify`` checks it against the
+table's shapes and dtypes, and :class:`H5GazeDataset` reads it back with the table's decoders. Adding a field to a
+schema is one row. The schemas (``docs/export.md`` has the full tables):
 
-=================== =================== ============================ ==================================
-h5 key              item key            item shape, dtype            note
-=================== =================== ============================ ==================================
-``face_patch``      ``image``           (3,H,W) float32              BGR → RGB, [0,1] or ImageNet-normalized
-``face_gaze``       ``gaze``            (2,) float32                 (pitch, yaw) radians
-``face_head_pose``  ``head_pose``       (2,) float32                 NaN when the files have none
-``face_mask``       ``mask``            (1,H,W) float32              uint8 0..255 → [0,1]
-``landmarks_norm``  ``landmarks_2d``    (68,2) float32               also ``facial_landmarks`` (ETH-XGaze)
-``face_mat_norm``   ``face_mat_norm``   (3,3) float32
-``rotation_matrix`` ``rotation_matrix`` (3,3) float32
-``frame_index``     ``frame_index``     () int64                     (N,1) files are flattened
-``cam_index``       ``cam_index``       () int64                     as stored (1-based in XGaze3D)
-—                   ``subject_index``   () int64                     index of the file in ``paths``
-=================== =================== ============================ ==================================
+* ``mpii-nv``: Gaze-NV-Rendering's ``pXX.h5`` keys (BGR patches, ETH-XGaze signs, ``rotation_matrix`` = Q) plus
+  this project's mask, landmarks and indices;
+* ``xgaze3d``: XGaze3D's ``subjectXXXX.h5`` keys with XGaze3D's meanings (``frame_index`` = frame number,
+  ``cam_index`` = camera + 1, ``face_mat_norm`` = R of camera i, ``rotation_matrix`` = identity,
+  ``pj_landmarks_norm`` (50 points)), and ``cache_index`` = this project's frame index;
+* ``rot-mvgaze``: the files Rot-MVGaze's ``GazeDataset`` reads through its MPII-NV (``mpiinv``) path: **RGB**
+  patches and **negated** head-pose pitch (that path flips it back), 18 views per frame in frame-major blocks;
+* ``eth-xgaze``: the official normalized ETH-XGaze files (and real XGaze3D / MPII-NV files, which use the same
+  key names): read only; what a file without an onthefly ``schema`` attribute is read as.
 
-Optional keys appear only when every file has them. Files open lazily, read-only, in the process that reads
-(DataLoader workers reopen after fork), with ``swmr=True`` where the file allows it (else a plain read-only open).
+**Reader.** :class:`H5GazeDataset` reads exports of any schema and the official ETH-XGaze-layout files (train or
+the unlabelled test split). Items are dicts with the same keys, dtypes and layout as
+:class:`onthefly.dataset.OnTheFlyGazeDataset` batches (one sample, no batch dimension), for the keys the files hold:
+``image`` (3,H,W) float32 RGB, ``gaze`` (2,), ``head_pose`` (2,) (NaN when labelled files have none), ``mask``
+(1,H,W), ``landmarks_2d`` (68,2), ``landmarks_50`` (50,2), ``face_mat_norm``, ``rotation_matrix`` (3,3),
+``frame_index``, ``cam_index``, ``frame_number`` () int64, and ``subject_index`` (the file's position). Optional
+keys appear only when every file has them. It cannot read the official normalized MPIIFaceGaze ``.mat`` files
+(MATLAB ``Data/data`` + ``Data/label``): :func:`check_h5` says so. Files open lazily, read-only, in the process that
+reads (DataLoader workers reopen after fork), with ``swmr=True`` where the file allows it.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,15 +39,268 @@ from torch.utils.data import Dataset
 
 from .dataset import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["H5GazeDataset", "check_h5", "open_h5"]
+__all__ = ["H5GazeDataset", "check_h5", "open_h5", "Field", "H5Schema", "SCHEMAS", "EncodeContext",
+           "LM68_FROM_50", "XGAZE3D_STORED_GREEN"]
 
-#: optional h5 keys → (item key, dtype) read when every file has them (besides face_patch / face_gaze / head pose)
-_OPTIONAL = (("face_mask", "mask"), ("landmarks_norm", "landmarks_2d"), ("facial_landmarks", "landmarks_2d"),
-             ("face_mat_norm", "face_mat_norm"), ("rotation_matrix", "rotation_matrix"),
-             ("frame_index", "frame_index"), ("cam_index", "cam_index"))
-_INT_KEYS = ("frame_index", "cam_index")
+#: 68-point (iBUG) index of each of the 50 rows of ETH-XGaze's face_model.txt (``lm50[0]=lm68[8]``,
+#: ``[1:44]=lm68[17:60]``, ``[44:47]=lm68[61:64]``, ``[47:50]=lm68[65:68]``)
+LM68_FROM_50 = np.r_[8, np.arange(17, 60), np.arange(61, 64), np.arange(65, 68)]
+#: XGaze3D's background ``[0, 110, 0]`` in the [0,1] scale, ×255 and cast to uint8: 28050 mod 256 = 146
+XGAZE3D_STORED_GREEN = int(np.array(110.0 * 255.0).astype(np.int64) % 256)
 
 
+# ----------------------------------------------------------------------------------------------- field tables
+@dataclass
+class EncodeContext:
+    """What the encoders need besides the flat batch: views per frame K, samples kept, the schema's cam_index base,
+    whether to store XGaze3D's wrapped green background, and a cache row → frame number look-up table."""
+
+    views_per_frame: int
+    take: int
+    cam_base: int = 0
+    stored_green: bool = False
+    frame_number: torch.Tensor | None = None
+
+
+def _u8(x: torch.Tensor) -> torch.Tensor:
+    return x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _enc_patch(order: str):
+    def enc(b: dict, ctx: EncodeContext) -> torch.Tensor:
+        img = b["image"]
+        if ctx.stored_green:  # XGaze3D stores its green as uint8(110·255) = 146: img + (146-110)/255 · background
+            img = img.clone()
+            img[:, 1] += (XGAZE3D_STORED_GREEN - 110) / 255.0 * (1 - b["coverage"][:, 0])
+        img = _u8(img)
+        return (img.flip(1) if order == "BGR" else img).permute(0, 2, 3, 1)
+    return enc
+
+
+def _dec_patch(order: str):
+    def dec(a: np.ndarray) -> np.ndarray:
+        return a[..., ::-1] if order == "BGR" else a
+    return dec
+
+
+def _enc_pitch(sign: float):
+    def enc(b: dict, ctx: EncodeContext) -> torch.Tensor:
+        hp = b["head_pose"].double().clone()
+        hp[:, 0] *= sign
+        return hp
+    return enc
+
+
+def _dec_pitch(sign: float):
+    def dec(a: np.ndarray) -> np.ndarray:
+        a = a[:, :2].astype(np.float64)
+        a[:, 0] *= sign
+        return a
+    return dec
+
+
+def _enc_q(b: dict, ctx: EncodeContext) -> torch.Tensor:
+    """MPII-NV's Q = rot(−p_t, y_t, 0)·rot(−p_s, y_s, 0)⁻¹ = Ry(y_t)Rx(−p_t)·(Ry(y_s)Rx(−p_s))ᵀ (target, source)."""
+    from .geometry import _pitchyaw_to_rotation
+
+    return _pitchyaw_to_rotation(b["target_pose"].double()) @ \
+        _pitchyaw_to_rotation(b["source_head_pose"].double()).transpose(-1, -2)
+
+
+def _enc_identity(b: dict, ctx: EncodeContext) -> torch.Tensor:
+    return torch.eye(3, dtype=torch.float64).expand(len(b["gaze"]), 3, 3)
+
+
+def _enc_slot(b: dict, ctx: EncodeContext) -> torch.Tensor:
+    return torch.arange(ctx.views_per_frame).repeat(ctx.take) + ctx.cam_base
+
+
+def _enc_frame_number(b: dict, ctx: EncodeContext) -> torch.Tensor:
+    return ctx.frame_number[b["frame_index"].cpu()]
+
+
+def _enc_pj50(b: dict, ctx: EncodeContext) -> torch.Tensor:
+    return b["landmarks_2d"][:, torch.from_numpy(LM68_FROM_50)]
+
+
+def _chk_slot(x: np.ndarray, a: dict) -> str | None:
+    K, base = int(a.get("views_per_frame", 1)), int(a.get("cam_index_base", 0))
+    if ((x < base) | (x >= base + K)).any():
+        return f"'cam_index' outside {base}..{base + K - 1}"
+    return None
+
+
+def _chk_nonneg(key: str):
+    def chk(x: np.ndarray, a: dict) -> str | None:
+        return f"negative '{key}'" if (x < 0).any() else None
+    return chk
+
+
+@dataclass(frozen=True)
+class Field:
+    """One h5 dataset of a schema.
+
+    ``key``: the h5 name; ``item``: the batch key it is encoded from by default and the item key it is read back as
+    (None: not read back); ``shape``: row shape (``"H"``/``"W"`` = image size); ``dtype``: stored dtype;
+    ``encode(batch, ctx)``: flat batch → (N, ...) tensor (default ``batch[item]``); ``decode(array)``: stored rows →
+    item layout (default: as stored); ``image``: one row per HDF5 chunk; ``check(block, attrs)``: a verify rule."""
+
+    key: str
+    item: str | None
+    shape: tuple
+    dtype: str
+    meaning: str
+    encode: Callable | None = None
+    decode: Callable | None = None
+    image: bool = False
+    check: Callable | None = None
+
+    def row_shape(self, H: int, W: int) -> tuple:
+        return tuple(H if d == "H" else W if d == "W" else d for d in self.shape)
+
+
+@dataclass(frozen=True)
+class H5Schema:
+    """A file layout: its field table, naming and export rules.
+
+    ``file_format``/``id_pattern``: file names (cache ids verbatim when all match ``id_pattern``, else positional;
+    ``id_pattern`` None: always positional); ``views_per_frame``: the required K (None: any); ``max_files``: the
+    most files a client opens; ``file_sets``: (sub-folder, appearance override or None = the config's, store
+    XGaze3D's wrapped green) — one file per subject in each set; ``writable``: False for read-only tables."""
+
+    name: str
+    fields: tuple
+    color_order: str = "BGR"
+    pitch_sign: float = 1.0
+    file_format: str = "p{:02d}"
+    id_pattern: str | None = None
+    default_size: int = 224
+    base_camera: str = "xgaze224"
+    cam_base: int = 0
+    views_per_frame: int | None = None
+    max_files: int | None = None
+    file_sets: tuple = (("", None, False),)
+    writable: bool = True
+    description: str = ""
+
+    @property
+    def keys(self) -> tuple:
+        return tuple(f.key for f in self.fields)
+
+    @property
+    def dtypes(self) -> dict:
+        return {f.key: f.dtype for f in self.fields}
+
+    def field(self, key: str) -> Field:
+        return next(f for f in self.fields if f.key == key)
+
+    def row_shapes(self, H: int, W: int) -> dict:
+        return {f.key: f.row_shape(H, W) for f in self.fields}
+
+    def encode(self, batch: dict, ctx: EncodeContext) -> dict:
+        """A flat batch (N = take·K rows) as numpy rows of every field, in the stored dtypes."""
+        out = {}
+        for f in self.fields:
+            v = f.encode(batch, ctx) if f.encode is not None else batch[f.item]
+            out[f.key] = np.ascontiguousarray(v.cpu().numpy().astype(f.dtype, copy=False))
+        return out
+
+    def readable(self) -> dict:
+        """{item key: field} of the fields read back (the first field of an item key wins)."""
+        m: dict = {}
+        for f in self.fields:
+            if f.item is not None and f.item not in m:
+                m[f.item] = f
+        return m
+
+
+_GAZE = "(pitch, yaw) radians, ETH-XGaze signs: pitch = asin(-g_y), yaw = atan2(-g_x, -g_z); pitch > 0 up"
+_HEAD = "(pitch, yaw) radians of the head, pitch = asin(H[1,2]), yaw = atan2(H[0,2], H[2,2])"
+_BGR_PATCH = Field("face_patch", "image", ("H", "W", 3), "uint8", "BGR image, round(255·x) of the batch's RGB image",
+                   _enc_patch("BGR"), _dec_patch("BGR"), image=True)
+_MASK = Field("face_mask", "mask", ("H", "W"), "uint8", "0..255 face mask (brows to chin) or the mesh coverage",
+              lambda b, c: _u8(b["mask"][:, 0]), image=True)
+_LM68 = Field("landmarks_norm", "landmarks_2d", (68, 2), "float32",
+              "68 landmarks projected into the normalized image, OpenCV pixels")
+_V = "rotation source camera -> this view, V; the R of virtual camera i (the source camera moved to the view's " \
+     "centre), so R_j·R_iᵀ is the views' relative rotation"
+_Q = "Q = Ry(y_t)Rx(-p_t)·(Ry(y_s)Rx(-p_s))ᵀ, source normalized view -> this view (MPII-NV's Q, before any " \
+     "re-normalization; here R_new = I, so Q = V·R_srcᵀ)"
+
+SCHEMAS: dict[str, H5Schema] = {
+    "mpii-nv": H5Schema("mpii-nv", (
+        _BGR_PATCH, _MASK,
+        Field("face_gaze", "gaze", (2,), "float64", _GAZE),
+        Field("face_head_pose", "head_pose", (2,), "float64", _HEAD),
+        Field("face_mat_norm", "face_mat_norm", (3, 3), "float32", _V),
+        Field("rotation_matrix", "rotation_matrix", (3, 3), "float64", _Q, _enc_q),
+        _LM68,
+        Field("frame_index", "frame_index", (), "int64", "cache row of the source frame (a frame's views share it)",
+              check=_chk_nonneg("frame_index")),
+        Field("cam_index", "cam_index", (), "int64", "view slot k of the frame's K views, 0-based", _enc_slot,
+              check=_chk_slot),
+    ), file_format="p{:02d}", id_pattern=r"p\d+", default_size=224, base_camera="xgaze224",
+        description="Gaze-NV-Rendering pXX.h5 keys"),
+    "xgaze3d": H5Schema("xgaze3d", (
+        _BGR_PATCH, _MASK,
+        Field("face_gaze", "gaze", (2,), "float64", _GAZE),
+        Field("face_head_pose", "head_pose", (2,), "float32", _HEAD),
+        Field("face_mat_norm", "face_mat_norm", (3, 3), "float32", _V),
+        Field("rotation_matrix", None, (3, 3), "float64", "identity, as XGaze3D writes it", _enc_identity),
+        _LM68,
+        Field("pj_landmarks_norm", "landmarks_50", (50, 2), "float32",
+              "the 50 face-model points (68->50 mapping of the projected 3-D landmarks), normalized image pixels",
+              _enc_pj50),
+        Field("frame_index", "frame_number", (), "int64",
+              "XGaze3D's frame number: the trailing digits of the cache frame id (frame0003 -> 3; else the frame's "
+              "position in the subject)", _enc_frame_number, check=_chk_nonneg("frame_index")),
+        Field("cam_index", "cam_index", (), "int64", "camera + 1 (XGaze3D): virtual camera = view slot k, k + 1",
+              _enc_slot, check=_chk_slot),
+        Field("cache_index", "frame_index", (), "int64", "cache row of the source frame (onthefly's frame_index)",
+              lambda b, c: b["frame_index"], check=_chk_nonneg("cache_index")),
+    ), file_format="subject{:04d}", id_pattern=r"subject\d+", default_size=448, base_camera="xgaze448", cam_base=1,
+        file_sets=(("", {"preset": "xgaze3d", "modes": [{"weight": 1.0, "background": "green", "light": "none"}],
+                         "jitter": None}, True),
+                   ("augment", None, False)),
+        description="XGaze3D subjectXXXX.h5 keys and meanings; plain green-unlit set + augment/ set"),
+    "rot-mvgaze": H5Schema("rot-mvgaze", (
+        Field("face_patch", "image", ("H", "W", 3), "uint8", "RGB image (Rot-MVGaze's mpiinv path reads it as is)",
+              _enc_patch("RGB"), _dec_patch("RGB"), image=True),
+        _MASK,
+        Field("face_gaze", "gaze", (2,), "float64", _GAZE),
+        Field("face_head_pose", "head_pose", (2,), "float64",
+              "(-pitch, yaw): pitch negated, as Rot-MVGaze's mpiinv path negates it back", _enc_pitch(-1.0),
+              _dec_pitch(-1.0)),
+        Field("face_mat_norm", "face_mat_norm", (3, 3), "float32", _V),
+        Field("rotation_matrix", "rotation_matrix", (3, 3), "float64", _Q, _enc_q),
+        _LM68,
+        Field("frame_index", "frame_index", (), "int64", "cache row of the source frame (an 18-row block shares it)",
+              check=_chk_nonneg("frame_index")),
+        Field("cam_index", "cam_index", (), "int64", "view slot k = row % 18 (Rot-MVGaze's camera sets select it)",
+              _enc_slot, check=_chk_slot),
+    ), color_order="RGB", pitch_sign=-1.0, file_format="p{:02d}", id_pattern=None, default_size=224,
+        base_camera="xgaze224", views_per_frame=18, max_files=15,
+        description="Rot-MVGaze mpiinv files p00.h5..p14.h5"),
+    "eth-xgaze": H5Schema("eth-xgaze", (
+        _BGR_PATCH,
+        Field("face_gaze", "gaze", (2,), "float64", _GAZE + " (absent in the test split)"),
+        Field("face_head_pose", "head_pose", (2,), "float64", _HEAD, decode=_dec_pitch(1.0)),
+        Field("face_mask", "mask", ("H", "W"), "uint8", "MPII-NV's face mask 0..255"),
+        Field("landmarks_norm", "landmarks_2d", (68, 2), "float32", "68 landmarks (XGaze3D)"),
+        Field("facial_landmarks", "landmarks_2d", (68, 2), "float64", "68 landmarks (ETH-XGaze)"),
+        Field("pj_landmarks_norm", "landmarks_50", (50, 2), "float32", "50 projected face-model points (XGaze3D)"),
+        Field("face_mat_norm", "face_mat_norm", (3, 3), "float64", "normalization rotation R"),
+        Field("rotation_matrix", "rotation_matrix", (3, 3), "float64", "Q (MPII-NV); identity (XGaze3D)"),
+        Field("frame_index", "frame_index", (1,), "int64", "frame folder number"),
+        Field("cam_index", "cam_index", (1,), "int64", "0-based camera (ETH-XGaze), camera + 1 (XGaze3D)"),
+    ), writable=False, description="official normalized ETH-XGaze files (read only)"),
+}
+
+#: fields read as (N,) int64
+_INT_ITEMS = ("frame_index", "cam_index", "frame_number")
+
+
+# ----------------------------------------------------------------------------------------------- reading
 def open_h5(path):
     """Open an h5 file read-only, SWMR-safe where the file format allows it (else a plain read-only open)."""
     import h5py
@@ -54,27 +311,62 @@ def open_h5(path):
         return h5py.File(path, "r")
 
 
-def check_h5(path, image_size: tuple[int, int] | None = None) -> int:
-    """Check an ETH-XGaze-layout h5 file; returns its sample count. Clear ``ValueError`` otherwise."""
+_MAT_HINT = ("the official normalized MPIIFaceGaze .mat files (MATLAB 'Data/data' images + 'Data/label' "
+             "gaze/head pose) cannot be read by H5GazeDataset; convert them to the ETH-XGaze h5 layout (face_patch "
+             "(N,H,W,3) BGR uint8, face_gaze (N,2) pitch-yaw radians) first")
+
+
+def _mat_header(p: Path) -> str | None:
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(128)
+    except OSError:
+        return None
+    return head[:20].decode("latin-1") if head.startswith(b"MATLAB") else None
+
+
+def file_schema(f) -> H5Schema:
+    """The schema of an open file: its onthefly ``schema`` attribute, else the official ETH-XGaze table."""
+    s = f.attrs.get("schema")
+    s = s.decode() if isinstance(s, bytes) else s
+    if f.attrs.get("format") is not None and s in SCHEMAS:
+        return SCHEMAS[s]
+    return SCHEMAS["eth-xgaze"]
+
+
+def check_h5(path, image_size: tuple[int, int] | None = None, require_labels: bool = True) -> int:
+    """Check an h5 file of a known schema (exports, official ETH-XGaze layout); returns its sample count.
+
+    ``require_labels``: a file without ``face_gaze`` (the unlabelled ETH-XGaze test split) is an error unless False
+    (inference). Clear ``ValueError`` naming the file otherwise (including the official MPIIFaceGaze ``.mat``)."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"h5 file not found: {p}")
+    mat = _mat_header(p)
     try:
         f = open_h5(p)
     except OSError as e:
+        if mat or p.suffix.lower() == ".mat":
+            raise ValueError(f"{p}: a MATLAB file{f' ({mat.strip()})' if mat else ''}: {_MAT_HINT}") from None
         raise ValueError(f"{p}: not a readable h5 file ({e})") from None
     with f:
         if "complete" in f.attrs and not bool(f.attrs["complete"]):
             raise ValueError(f"{p}: an incomplete onthefly export (its 'complete' attribute is false)")
-        for key in ("face_patch", "face_gaze"):
-            if key not in f:
-                raise ValueError(f"{p}: no '{key}' dataset (the ETH-XGaze layout has face_patch (N,H,W,3) BGR uint8 "
-                                 f"and face_gaze (N,2) pitch-yaw radians; it has {sorted(f.keys())[:8]})")
-        fp, fg = f["face_patch"], f["face_gaze"]
+        if "face_patch" not in f:
+            if mat or "Data" in f:
+                raise ValueError(f"{p}: a MATLAB v7.3 file with 'Data': {_MAT_HINT}")
+            raise ValueError(f"{p}: no 'face_patch' dataset (the ETH-XGaze layout has face_patch (N,H,W,3) BGR uint8 "
+                             f"and face_gaze (N,2) pitch-yaw radians; it has {sorted(f.keys())[:8]})")
+        fp = f["face_patch"]
         if fp.ndim != 4 or fp.shape[-1] != 3 or fp.dtype != np.uint8:
-            raise ValueError(f"{p}: face_patch must be (N,H,W,3) uint8 BGR, got {fp.shape} {fp.dtype}")
-        if fg.ndim != 2 or fg.shape[1] != 2 or fg.shape[0] != fp.shape[0]:
-            raise ValueError(f"{p}: face_gaze must be (N,2) matching face_patch's N={fp.shape[0]}, got {fg.shape}")
+            raise ValueError(f"{p}: face_patch must be (N,H,W,3) uint8, got {fp.shape} {fp.dtype}")
+        if "face_gaze" in f:
+            fg = f["face_gaze"]
+            if fg.ndim != 2 or fg.shape[1] != 2 or fg.shape[0] != fp.shape[0]:
+                raise ValueError(f"{p}: face_gaze must be (N,2) matching face_patch's N={fp.shape[0]}, got {fg.shape}")
+        elif require_labels:
+            raise ValueError(f"{p}: no 'face_gaze' labels (an unlabelled file, e.g. the ETH-XGaze test split); pass "
+                             f"require_labels=False to read its images for inference")
         if image_size is not None and tuple(fp.shape[1:3]) != tuple(image_size):
             raise ValueError(f"{p}: face_patch is {fp.shape[1]}x{fp.shape[2]} (HxW) but the configured camera gives "
                              f"{image_size[0]}x{image_size[1]} images: set data.image_size / data.camera to match")
@@ -83,57 +375,65 @@ def check_h5(path, image_size: tuple[int, int] | None = None) -> int:
         return int(fp.shape[0])
 
 
-def _to_images(patch: np.ndarray, image_format: str) -> torch.Tensor:
-    """(N,H,W,3) BGR uint8 → (N,3,H,W) float RGB in [0,1] or ImageNet-normalized."""
-    x = torch.from_numpy(np.ascontiguousarray(patch[..., ::-1])).permute(0, 3, 1, 2).float().div_(255)
+def _to_images(rgb: np.ndarray, image_format: str) -> torch.Tensor:
+    """(N,H,W,3) RGB uint8 → (N,3,H,W) float RGB in [0,1] or ImageNet-normalized."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float().div_(255)
     if image_format == "imagenet":
         x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return x
 
 
-def _optional_keys(paths: list[Path]) -> list[dict[str, str]]:
-    """Per file, {item key: h5 key} of the optional datasets that every file holds (under one of their names)."""
-    per_file = []
+def _file_fields(paths: list[Path]) -> tuple[list[dict[str, Field]], list[H5Schema]]:
+    """Per file, {item key: field} of the fields that every file holds (under one of their names)."""
+    per_file, schemas = [], []
     for p in paths:
         with open_h5(p) as f:
+            sch = file_schema(f)
             keys = set(f.keys())
-        m: dict[str, str] = {}
-        for h5_key, item_key in _OPTIONAL:
-            if h5_key in keys and item_key not in m:
-                m[item_key] = h5_key
+        m: dict[str, Field] = {}
+        for fld in sch.fields:
+            if fld.item is not None and fld.key in keys and fld.item not in m:
+                m[fld.item] = fld
         per_file.append(m)
+        schemas.append(sch)
     common = set.intersection(*(set(m) for m in per_file))
-    return [{k: v for k, v in m.items() if k in common} for m in per_file]
+    return [{k: v for k, v in m.items() if k in common} for m in per_file], schemas
 
 
 class H5GazeDataset(Dataset):
-    """Normalized samples from h5 files (exports and ETH-XGaze layout); item i → the dict described in the module
-    docstring (always ``image``, ``gaze``, ``head_pose``, ``subject_index``; the other keys when present).
+    """Normalized samples from h5 files (exports of every schema, official ETH-XGaze layout); item i → the dict
+    described in the module docstring (always ``image`` and ``subject_index``; ``gaze`` and ``head_pose`` when the
+    files are labelled; the other keys when every file has them), decoded by each file's schema (colour order,
+    pitch sign).
 
     Args:
         paths: one path or a list; samples are numbered file after file.
         image_format: ``"unit"`` (RGB in [0, 1]) or ``"imagenet"`` (ImageNet mean/std normalized).
         image_size: expected (H, W), checked up front (None: any, but all files must agree).
         max_samples: use at most the first this many samples.
+        require_labels: False reads unlabelled files (the ETH-XGaze test split; inference): items then have no
+            ``gaze``/``head_pose`` unless every file has ``face_gaze``. True (default): such files are an error.
 
     ``take(indices)`` reads a batch at once (sorted h5 fancy indexing, duplicates allowed) and returns batched
     tensors. Files open lazily per process (safe with forked DataLoader workers)."""
 
     def __init__(self, paths, image_format: str = "unit", image_size: tuple[int, int] | None = None,
-                 max_samples: int | None = None):
+                 max_samples: int | None = None, require_labels: bool = True):
         if image_format not in ("unit", "imagenet"):
             raise ValueError(f"image_format: expected 'unit' or 'imagenet', got {image_format!r}")
         self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         if not self.paths:
             raise ValueError("h5: no files given")
-        self.counts = [check_h5(p, image_size) for p in self.paths]
+        self.counts = [check_h5(p, image_size, require_labels) for p in self.paths]
         sizes = set()
         for p in self.paths:
             with open_h5(p) as f:
                 sizes.add(tuple(f["face_patch"].shape[1:3]))
         if len(sizes) > 1:
             raise ValueError(f"h5: the files have different image sizes {sorted(sizes)}: {self.paths[:4]}")
-        self.optional = _optional_keys(self.paths)
+        self.fields, self.schemas = _file_fields(self.paths)
+        #: every file has face_gaze (items carry gaze and head_pose)
+        self.labelled = "gaze" in self.fields[0]
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
         self.n = int(self.offsets[-1]) if max_samples is None else min(int(self.offsets[-1]), int(max_samples))
         self.image_format = image_format
@@ -152,20 +452,23 @@ class H5GazeDataset(Dataset):
     def _read_file(self, f, k: int, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """Rows (any order, duplicates allowed) of file ``f`` (number ``k``) as batched tensors."""
         uniq, inv = np.unique(rows, return_inverse=True)
-        out = {"image": _to_images(f["face_patch"][uniq][inv], self.image_format),
-               "gaze": torch.from_numpy(f["face_gaze"][uniq][inv].astype(np.float32))}
-        hp = f["face_head_pose"][uniq][inv].astype(np.float32)[:, :2] if "face_head_pose" in f else \
-            np.full((len(rows), 2), np.nan, np.float32)
-        out["head_pose"] = torch.from_numpy(np.ascontiguousarray(hp))
-        for key, h5_key in self.optional[k].items():
-            a = f[h5_key][uniq][inv]
-            if key == "mask":
+        n = len(rows)
+        out = {}
+        for key, fld in self.fields[k].items():
+            a = f[fld.key][uniq][inv]
+            if fld.decode is not None:
+                a = fld.decode(a)
+            if key == "image":
+                out[key] = _to_images(a, self.image_format)
+            elif key == "mask":
                 out[key] = torch.from_numpy(a[:, None].astype(np.float32) / 255.0)
-            elif key in _INT_KEYS:
-                out[key] = torch.from_numpy(a.reshape(len(rows)).astype(np.int64))
+            elif key in _INT_ITEMS:
+                out[key] = torch.from_numpy(a.reshape(n).astype(np.int64))
             else:
-                out[key] = torch.from_numpy(a.astype(np.float32))
-        out["subject_index"] = torch.full((len(rows),), k, dtype=torch.int64)
+                out[key] = torch.from_numpy(np.ascontiguousarray(a.astype(np.float32)))
+        if self.labelled and "head_pose" not in out:
+            out["head_pose"] = torch.full((n, 2), float("nan"))
+        out["subject_index"] = torch.full((n,), k, dtype=torch.int64)
         return out
 
     def take(self, indices) -> dict[str, torch.Tensor]:

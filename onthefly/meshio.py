@@ -7,10 +7,11 @@ and PLY ``float`` properties) they are [0, 1] when none exceeds 1, else 0-255.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ._io import atomic_write
 
 
 def write_obj(path: str | Path, verts, faces, colors=None) -> Path:
@@ -32,13 +33,10 @@ def write_obj(path: str | Path, verts, faces, colors=None) -> Path:
         cols = [c]
     data = np.concatenate([v] + cols, axis=1)
     fmt = " ".join(["%.5f"] * 3 + ["%.4f"] * (data.shape[1] - 3))
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w") as fh:
         fh.write(f"# onthefly mesh: {len(v)} vertices, {len(f)} faces, millimetres\n")
         np.savetxt(fh, data, fmt="v " + fmt)
         np.savetxt(fh, f + 1, fmt="f %d %d %d")
-    os.replace(tmp, path)
     return path
 
 
@@ -522,8 +520,7 @@ def write_textured_obj(path: str | Path, verts, faces, uv, faces_uv, texture=Non
         ok = cv2.imwrite(str(path.with_name(texture_name)), np.ascontiguousarray(np.asarray(texture)[..., ::-1]))
         if not ok:
             raise ValueError(f"{path.with_name(texture_name)}: could not write the texture")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w") as fh:
         fh.write(f"mtllib {stem}.mtl\n")
         if colors is not None:
             np.savetxt(fh, np.concatenate([v, np.asarray(colors, np.float64) / 255.0], 1),
@@ -533,7 +530,6 @@ def write_textured_obj(path: str | Path, verts, faces, uv, faces_uv, texture=Non
         np.savetxt(fh, np.asarray(uv, np.float64), fmt="vt %.7f %.7f")
         fh.write(f"usemtl {stem}\n")
         np.savetxt(fh, np.stack([f, ft], 2).reshape(-1, 6), fmt="f %d/%d %d/%d %d/%d")
-    os.replace(tmp, path)
     return path
 
 

@@ -1,6 +1,7 @@
 """``onthefly export``: write a fixed h5 dataset (one file per subject), verify one, or index one.
 
-    onthefly export --cache CACHE --out DIR --views-per-frame N --seed S [--config FILE] [--schema mpii-nv|xgaze3d]
+    onthefly export --cache CACHE --out DIR --views-per-frame N --seed S [--config FILE]
+                    [--schema mpii-nv|xgaze3d|rot-mvgaze] [--layout flat|eth-xgaze] [--test-subjects ID,...]
                     [--image-size 224|448] [--compression lzf|gzip|none] [--resume] [--shard i/n]
     onthefly export --verify DIR
     onthefly export --index DIR
@@ -18,12 +19,16 @@ def add_arguments(p) -> None:
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = (
-        "Each file holds exactly the rows of one pass of OnTheFlyGazeDataset(cache, subjects=[s], seed=S,\n"
+        "Each file holds exactly the rows of one pass of OnTheFlyGazeDataset(cache, subjects=[s],\n"
+        "seed=subject_seed(S, s), "
         "views_per_frame=N, **config) at epoch 0 (docs/export.md). Files are written as NAME.h5.tmp and renamed\n"
         "when complete; --resume continues an interrupted export; under torchrun (RANK/WORLD_SIZE) each rank\n"
         "exports its shard; index.json is written when every file is complete.\n\n"
         "examples:\n"
         "  onthefly export --cache cache.h5 --out export/ --views-per-frame 4 --seed 0 --config train.yaml\n"
+        "  onthefly export --cache cache.h5 --out xgaze/ --views-per-frame 1 --seed 0 --layout eth-xgaze \\\n"
+        "      --test-subjects subject0003          # ETH-XGaze's data_loader: DATA_DIR=xgaze/\n"
+        "  onthefly export --cache cache.h5 --out rmv/ --views-per-frame 18 --seed 0 --schema rot-mvgaze\n"
         "  onthefly export --cache cache.h5 --out export/ --views-per-frame 4 --seed 0 --shard 1/4 --resume\n"
         "  onthefly export --verify export/")
     p.add_argument("--cache", help="mesh cache (onthefly reconstruct --out CACHE)")
@@ -34,9 +39,16 @@ def add_arguments(p) -> None:
     p.add_argument("--config", default=None,
                    help="YAML/JSON file of OnTheFlyGazeDataset arguments (target, appearance, background_dir, "
                         "batch_size, camera, max_rotation_deg, subjects / split, ...); unknown keys are an error")
-    p.add_argument("--schema", choices=("mpii-nv", "xgaze3d"), default="mpii-nv",
-                   help="file naming and dtypes: mpii-nv (pXX.h5, 224 px default) or xgaze3d (subjectXXXX.h5, "
-                        "448 px default, 1-based cam_index)")
+    p.add_argument("--schema", choices=("mpii-nv", "xgaze3d", "rot-mvgaze"), default="mpii-nv",
+                   help="keys, dtypes, meanings and names (docs/export.md): mpii-nv (pXX.h5, 224 px, BGR); "
+                        "xgaze3d (subjectXXXX.h5, 448 px, XGaze3D's meanings, pj_landmarks_norm, a plain green-"
+                        "unlit set plus augment/); rot-mvgaze (p00.h5..p14.h5 for Rot-MVGaze's mpiinv path: RGB, "
+                        "negated pitch, needs --views-per-frame 18, at most 15 subjects)")
+    p.add_argument("--layout", choices=("flat", "eth-xgaze"), default="flat",
+                   help="flat: OUT/NAME.h5 (default); eth-xgaze: OUT/train/NAME.h5, OUT/test/NAME.h5 and "
+                        "OUT/train_test_split.json, the DATA_DIR ETH-XGaze's data_loader.py opens")
+    p.add_argument("--test-subjects", default=None, metavar="ID,...",
+                   help="with --layout eth-xgaze: cache subject ids written under test/ (labels kept)")
     p.add_argument("--image-size", type=int, default=None,
                    help="224 (xgaze224 camera) or 448 (xgaze448); other sizes rescale the schema's camera "
                         "(default: the schema's)")
@@ -65,8 +77,9 @@ def _export(args) -> int:
     if missing:
         raise ExportError(f"missing {', '.join(missing)} (or use --verify DIR / --index DIR)")
     cfg = load_config(args.config) if args.config else {}
+    tests = tuple(s.strip() for s in args.test_subjects.split(",") if s.strip()) if args.test_subjects else ()
     st = ExportSettings(args.cache, args.out, args.seed, args.views_per_frame, args.schema, args.image_size, cfg,
-                        args.compression, args.device)
+                        args.compression, args.device, args.layout, tests)
     try:
         rep = export(st, shard=parse_shard(args.shard), resume=args.resume, progress=args.progress)
     except KeyboardInterrupt:

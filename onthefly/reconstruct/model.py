@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write
 from .fit import HeadPose, project
 
 __all__ = ["ShapeModel", "shape_model", "fit_shape_and_pose", "MODEL_SEED", "MODEL_HEADS", "MODEL_MODES"]
@@ -88,10 +89,8 @@ def shape_model() -> ShapeModel:
             pass  # unreadable: rebuild and overwrite
     m = _build()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, mean=m.mean, modes=m.modes.astype(np.float32), sd=m.sd)
-        os.replace(tmp, path)
+        with atomic_write(path, suffix=".npz") as tmp:
+            np.savez(tmp, mean=m.mean, modes=m.modes.astype(np.float32), sd=m.sd)
     except OSError:
         pass  # a read-only home: keep the in-memory model
     return m

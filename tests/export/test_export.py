@@ -18,28 +18,33 @@ import pytest
 import torch
 
 from onthefly.cli import main
-from onthefly.export import (KEYS, SCHEMAS, ExportError, ExportSettings, _SubjectFile, export, make_camera,
+from onthefly.export import (SCHEMAS, ExportError, ExportSettings, _SubjectFile, export, make_camera, subject_seed,
                              verify_export, write_index)
 
 from .conftest import CONFIG, K, SEED, SIZE, settings
 
 REPO = Path(__file__).resolve().parents[2]
+KEYS = SCHEMAS["mpii-nv"].keys
 
 
-def reference_batches(cache, subject: str, schema: str = "mpii-nv") -> dict[str, torch.Tensor]:
+def reference_batches(cache, subject: str, schema: str = "mpii-nv", k: int = K, size: int = SIZE,
+                      appearance=None, **over) -> dict[str, torch.Tensor]:
     """One pass of the on-the-fly dataset for ``subject``, flattened to rows, written independently of the
     exporter: batches ``ds.batch(i, 0)`` truncated to the pass, sample-major."""
     from onthefly.dataset import OnTheFlyGazeDataset
 
-    B = CONFIG["batch_size"]
-    ds = OnTheFlyGazeDataset(cache, subjects=[subject], seed=SEED, views_per_frame=K, batch_size=B,
-                             camera=make_camera(SCHEMAS[schema], SIZE), device="cpu",
-                             appearance=CONFIG["appearance"], target=CONFIG["target"])
+    B = over.pop("batch_size", CONFIG["batch_size"])
+    ds = OnTheFlyGazeDataset(cache, subjects=[subject], seed=subject_seed(SEED, subject), views_per_frame=k,
+                             batch_size=B, camera=make_camera(SCHEMAS[schema], size), device="cpu",
+                             appearance=CONFIG["appearance"] if appearance is None else appearance,
+                             target=CONFIG["target"], **over)
+    K = k
     parts = []
     for i in range(math.ceil(ds.n_frames / B)):
         b = ds.batch(i, 0)
         take = min(B, ds.n_frames - i * B)
-        parts.append({k: v[:take].reshape(take * K, *v.shape[2:]) for k, v in b.items() if torch.is_tensor(v)})
+        parts.append({k: v[:take].reshape(take * K, *v.shape[2:]) if K > 1 else v[:take]
+                      for k, v in b.items() if torch.is_tensor(v)})
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -66,11 +71,9 @@ def assert_same_export(a, b) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- content
-@pytest.mark.parametrize("schema", ["mpii-nv", "xgaze3d"])
-def test_rows_equal_on_the_fly_batches(proc_cache, tmp_path, schema, reference_export):
-    out = reference_export if schema == "mpii-nv" else tmp_path / "x3d"
-    if schema != "mpii-nv":
-        export(settings(proc_cache, out, schema=schema), progress="none")
+def test_rows_equal_on_the_fly_batches(proc_cache, reference_export):
+    schema = "mpii-nv"
+    out = reference_export
     sch = SCHEMAS[schema]
     subj = subjects_of(out)
     assert len(subj) == 4
@@ -81,6 +84,7 @@ def test_rows_equal_on_the_fly_batches(proc_cache, tmp_path, schema, reference_e
         got = read_file(out / name)
         n = len(ref["gaze"])
         assert n == 4 * K and all(len(got[k]) == n for k in KEYS)
+        assert sorted(got) == sorted(KEYS)
         for k, dt in sch.dtypes.items():
             assert got[k].dtype == np.dtype(dt), (k, got[k].dtype)
         rgb = torch.from_numpy(got["face_patch"][..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
@@ -89,8 +93,15 @@ def test_rows_equal_on_the_fly_batches(proc_cache, tmp_path, schema, reference_e
         mask = torch.from_numpy(got["face_mask"]).float() / 255
         assert float((mask - ref["mask"][:, 0]).abs().max()) <= 1 / 255
         for key, bkey in (("face_gaze", "gaze"), ("face_head_pose", "head_pose"), ("face_mat_norm", "face_mat_norm"),
-                          ("rotation_matrix", "rotation_matrix"), ("landmarks_norm", "landmarks_2d")):
+                          ("landmarks_norm", "landmarks_2d")):
             assert torch.equal(torch.from_numpy(got[key]).float(), ref[bkey]), key  # exact
+        # rotation_matrix is MPII-NV's Q = Ry(y_t)Rx(-p_t)·(Ry(y_s)Rx(-p_s))ᵀ (target, source head pose) ...
+        from onthefly.geometry import pitchyaw_to_rotation
+        Q = pitchyaw_to_rotation(ref["target_pose"].double()) @ \
+            pitchyaw_to_rotation(ref["source_head_pose"].double()).transpose(-1, -2)
+        assert torch.allclose(torch.from_numpy(got["rotation_matrix"]), Q, atol=1e-12, rtol=0)
+        # ... which equals V·R_srcᵀ here (rotation about the face centre: no re-normalization, R_new = I)
+        assert torch.allclose(torch.from_numpy(got["rotation_matrix"]).float(), ref["rotation_matrix"], atol=1e-6)
         assert torch.equal(torch.from_numpy(got["frame_index"]), ref["frame_index"])
         assert got["cam_index"].tolist() == [k + sch.cam_base for k in range(K)] * (n // K)
         with h5py.File(out / name) as f:

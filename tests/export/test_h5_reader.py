@@ -45,8 +45,9 @@ def test_reader_on_exported_files_matches_the_dataset(proc_cache, reference_expo
             assert got[key].shape == ref[key].shape, key
         assert float((got["image"] - ref["image"]).abs().max()) <= 1 / 255
         assert float((got["mask"] - ref["mask"]).abs().max()) <= 1 / 255
-        for key in ("gaze", "head_pose", "landmarks_2d", "face_mat_norm", "rotation_matrix", "frame_index"):
+        for key in ("gaze", "head_pose", "landmarks_2d", "face_mat_norm", "frame_index"):
             assert torch.equal(got[key], ref[key]), key
+        assert torch.allclose(got["rotation_matrix"], ref["rotation_matrix"], atol=1e-6)  # Q (float64) vs V·R_srcᵀ
         assert got["frame_index"].dtype == torch.int64 and bool((got["subject_index"] == k).all())
     # order and duplicates are kept by take()
     b = ds.take([5, 1, 5, 30])
@@ -111,3 +112,46 @@ def test_train_data_still_exports_the_reader():
     import train.data as td
 
     assert td.H5GazeDataset is H5GazeDataset and td.check_h5 is check_h5
+
+
+def _xgaze_test_file(path, n=5, size=SIZE):
+    """An official ETH-XGaze test-split file: the same layout without labels (no face_gaze / face_head_pose)."""
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("face_patch", data=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+                         chunks=(1, size, size, 3), compression="lzf")
+        f["frame_index"] = np.arange(n).reshape(n, 1)
+        f["cam_index"] = np.arange(n).reshape(n, 1) % 18
+        f["facial_landmarks"] = rng.uniform(0, size, (n, 68, 2))
+    return path
+
+
+def test_reader_reads_the_unlabelled_test_split_for_inference(tmp_path):
+    p = _xgaze_test_file(tmp_path / "subject0001.h5")
+    with pytest.raises(ValueError, match=r"subject0001\.h5: no 'face_gaze' labels .*require_labels=False"):
+        H5GazeDataset([p])
+    ds = H5GazeDataset([p], require_labels=False)
+    assert len(ds) == 5 and not ds.labelled
+    item = ds[3]
+    assert set(item) == {"image", "landmarks_2d", "frame_index", "cam_index", "subject_index"}
+    with h5py.File(p) as f:
+        bgr = f["face_patch"][3]
+    assert torch.equal(item["image"][2] * 255, torch.from_numpy(bgr[..., 0]).float())  # B = BGR's first channel
+    assert int(item["cam_index"]) == 3
+    # with a labelled file in the list the labels are dropped (only what every file has)
+    both = H5GazeDataset([p, _xgaze_file(tmp_path / "train.h5")], require_labels=False)
+    assert "gaze" not in both[6] and len(both) == 11
+
+
+def test_reader_names_the_official_mpiifacegaze_mat_it_cannot_read(tmp_path):
+    v5 = tmp_path / "p00.mat"  # MATLAB v5 (what scipy.io.savemat / MPIIFaceGaze's normalized data are)
+    v5.write_bytes(b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018".ljust(116)
+                   + b"\x00" * 8 + b"\x00\x01IM" + b"\x00" * 64)
+    with pytest.raises(ValueError, match=r"p00\.mat: a MATLAB file \(MATLAB 5\.0 MAT-file.*official normalized "
+                                         r"MPIIFaceGaze \.mat .*Data/data.*cannot be read by H5GazeDataset"):
+        H5GazeDataset([v5])
+    v73 = tmp_path / "p01.mat"  # MATLAB v7.3 is HDF5 underneath
+    with h5py.File(v73, "w") as f:
+        f.create_group("Data").create_dataset("data", data=np.zeros((2, 3, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"p01\.mat: a MATLAB v7\.3 file with 'Data'.*cannot be read"):
+        H5GazeDataset([v73])
