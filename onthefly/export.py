@@ -356,6 +356,11 @@ class _AsyncWriter:
             raise self.error
 
 
+def _finite(a: np.ndarray, nan_ok: bool) -> bool:
+    """No inf and (unless ``nan_ok``: NaN = not available) no NaN."""
+    return bool(not np.isinf(a).any() if nan_ok else np.isfinite(a).all())
+
+
 def _write_error(path: Path, exc: OSError, out: Path) -> ExportError:
     msg = exc.strerror or str(exc)
     return ExportError(f"{path}: cannot write ({msg}); complete files in {out} are intact: free space or fix "
@@ -494,12 +499,13 @@ def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
             r = int(f.attrs["rows_done"])
             if r != n_rows:
                 r -= r % rows_per_batch
-            keys = SCHEMAS[_attr_str(attrs["schema"])].keys
+            sch = SCHEMAS[_attr_str(attrs["schema"])]
+            keys, nan_ok = sch.keys, {fl.key for fl in sch.fields if fl.nan_ok}
             for k in keys:
                 if k not in f or f[k].shape[0] < r:
                     raise _Unreadable(f"'{k}' has fewer than the {r} rows declared")
                 a = f[k][:r]
-                if a.dtype.kind == "f" and not np.isfinite(a).all():
+                if a.dtype.kind == "f" and not _finite(a, k in nan_ok):
                     raise _Unreadable(f"'{k}' has non-finite values")
             for k in keys:
                 f[k].resize(r, 0)
@@ -843,7 +849,7 @@ def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str]
             try:
                 for s in range(0, n, block):
                     x = ds[s:s + block]
-                    if x.dtype.kind == "f" and not np.isfinite(x).all():
+                    if x.dtype.kind == "f" and not _finite(x, fld.nan_ok):
                         probs.append(f"{p}: '{k}' has NaN/inf values (rows {s}..{s + len(x) - 1})")
                         break
                     bad = fld.check(x, a) if fld.check is not None else None

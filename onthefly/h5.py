@@ -143,7 +143,8 @@ class Field:
     ``key``: the h5 name; ``item``: the batch key it is encoded from by default and the item key it is read back as
     (None: not read back); ``shape``: row shape (``"H"``/``"W"`` = image size); ``dtype``: stored dtype;
     ``encode(batch, ctx)``: flat batch → (N, ...) tensor (default ``batch[item]``); ``decode(array)``: stored rows →
-    item layout (default: as stored); ``image``: one row per HDF5 chunk; ``check(block, attrs)``: a verify rule."""
+    item layout (default: as stored); ``image``: one row per HDF5 chunk; ``check(block, attrs)``: a verify rule;
+    ``nan_ok``: NaN means "not available" (inf is still refused)."""
 
     key: str
     item: str | None
@@ -154,6 +155,8 @@ class Field:
     decode: Callable | None = None
     image: bool = False
     check: Callable | None = None
+    #: NaN is a valid value ("not available", e.g. eye geometry of a scan): --verify and --resume accept it
+    nan_ok: bool = False
 
     def row_shape(self, H: int, W: int) -> tuple:
         return tuple(H if d == "H" else W if d == "W" else d for d in self.shape)
@@ -221,7 +224,17 @@ _BGR_PATCH = Field("face_patch", "image", ("H", "W", 3), "uint8", "BGR image, ro
 _MASK = Field("face_mask", "mask", ("H", "W"), "uint8", "0..255 face mask (brows to chin) or the mesh coverage",
               lambda b, c: _u8(b["mask"][:, 0]), image=True)
 _LM68 = Field("landmarks_norm", "landmarks_2d", (68, 2), "float32",
-              "68 landmarks projected into the normalized image, OpenCV pixels")
+              "68 landmarks in the normalized image, OpenCV pixels, iBUG semantics (jaw points on the rendered "
+              "outline, as a 300-W-trained detector marks them; docs/conventions.md)")
+#: per-view eye geometry (3DGazeNet's supervision), float32, normalized camera (mm) / normalized image (px);
+#: NaN for meshes without eye geometry (docs/dataset.md)
+_EYES = tuple(Field(k, k, shape, "float32", meaning, nan_ok=True) for k, shape, meaning in (
+    ("eyeball_centres_3d", (2, 3), "eyeball centres (right, left eye), normalized camera, mm"),
+    ("eyeball_centres_2d", (2, 2), "eyeball centres projected, normalized image pixels"),
+    ("iris_centres_3d", (2, 3), "iris centres, normalized camera, mm"),
+    ("iris_centres_2d", (2, 2), "iris centres projected, normalized image pixels"),
+    ("iris_contours_3d", (2, 8, 3), "8-point iris contour per eye, normalized camera, mm"),
+    ("iris_contours_2d", (2, 8, 2), "8-point iris contour per eye projected, normalized image pixels")))
 _V = "rotation source camera -> this view, V; the R of virtual camera i (the source camera moved to the view's " \
      "centre), so R_j·R_iᵀ is the views' relative rotation"
 _Q = "Q = Ry(y_t)Rx(-p_t)·(Ry(y_s)Rx(-p_s))ᵀ, source normalized view -> this view (MPII-NV's Q, before any " \
@@ -234,7 +247,7 @@ SCHEMAS: dict[str, H5Schema] = {
         Field("face_head_pose", "head_pose", (2,), "float64", _HEAD),
         Field("face_mat_norm", "face_mat_norm", (3, 3), "float32", _V),
         Field("rotation_matrix", "rotation_matrix", (3, 3), "float64", _Q, _enc_q),
-        _LM68,
+        _LM68, *_EYES,
         Field("frame_index", "frame_index", (), "int64", "cache row of the source frame (a frame's views share it)",
               check=_chk_nonneg("frame_index")),
         Field("cam_index", "cam_index", (), "int64", "view slot k of the frame's K views, 0-based", _enc_slot,
@@ -251,6 +264,7 @@ SCHEMAS: dict[str, H5Schema] = {
         Field("pj_landmarks_norm", "landmarks_50", (50, 2), "float32",
               "the 50 face-model points (68->50 mapping of the projected 3-D landmarks), normalized image pixels",
               _enc_pj50),
+        *_EYES,
         Field("frame_index", "frame_number", (), "int64",
               "XGaze3D's frame number: the trailing digits of the cache frame id (frame0003 -> 3; else the frame's "
               "position in the subject)", _enc_frame_number, check=_chk_nonneg("frame_index")),
@@ -273,7 +287,7 @@ SCHEMAS: dict[str, H5Schema] = {
               _dec_pitch(-1.0)),
         Field("face_mat_norm", "face_mat_norm", (3, 3), "float32", _V),
         Field("rotation_matrix", "rotation_matrix", (3, 3), "float64", _Q, _enc_q),
-        _LM68,
+        _LM68, *_EYES,
         Field("frame_index", "frame_index", (), "int64", "cache row of the source frame (an 18-row block shares it)",
               check=_chk_nonneg("frame_index")),
         Field("cam_index", "cam_index", (), "int64", "view slot k = row % 18 (Rot-MVGaze's camera sets select it)",

@@ -35,17 +35,20 @@ def test_reader_on_exported_files_matches_the_dataset(proc_cache, reference_expo
     assert len(ds) == 16 * K
     item = ds[0]
     assert set(item) == {"image", "gaze", "head_pose", "mask", "landmarks_2d", "face_mat_norm", "rotation_matrix",
-                         "frame_index", "cam_index", "subject_index"}
+                         "frame_index", "cam_index", "subject_index", "eyeball_centres_3d", "eyeball_centres_2d",
+                         "iris_centres_3d", "iris_centres_2d", "iris_contours_3d", "iris_contours_2d"}
     n0 = 4 * K
     for k, (fname, subject) in enumerate(subj[:2]):
         ref = reference_batches(proc_cache, subject)
         got = ds.take(list(range(k * n0, (k + 1) * n0)))
-        for key in ("image", "gaze", "head_pose", "mask", "landmarks_2d", "face_mat_norm", "rotation_matrix"):
+        for key in ("image", "gaze", "head_pose", "mask", "landmarks_2d", "face_mat_norm", "rotation_matrix",
+                    "iris_contours_2d", "eyeball_centres_3d"):
             assert got[key].dtype == ref[key].dtype == torch.float32, key
             assert got[key].shape == ref[key].shape, key
         assert float((got["image"] - ref["image"]).abs().max()) <= 1 / 255
         assert float((got["mask"] - ref["mask"]).abs().max()) <= 1 / 255
-        for key in ("gaze", "head_pose", "landmarks_2d", "face_mat_norm", "frame_index"):
+        for key in ("gaze", "head_pose", "landmarks_2d", "face_mat_norm", "frame_index", "iris_contours_2d",
+                    "eyeball_centres_3d"):
             assert torch.equal(got[key], ref[key]), key
         assert torch.allclose(got["rotation_matrix"], ref["rotation_matrix"], atol=1e-6)  # Q (float64) vs V·R_srcᵀ
         assert got["frame_index"].dtype == torch.int64 and bool((got["subject_index"] == k).all())
