@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-photos", action="store_true")
-    ap.add_argument("--sheet", type=str, default=str(ROOT / "docs" / "images" / "realism.png"),
+    ap.add_argument("--sheet", type=str, default=str(ROOT / "docs" / "images" / "realism.jpg"),
                     help="contact sheet PNG ('' = none)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "realism.json")
     args = ap.parse_args(argv)
