@@ -7,15 +7,7 @@ import torch
 
 from onthefly.reconstruct import reconstruct
 
-
-def _dlib():
-    pytest.importorskip("dlib")
-    from onthefly.reconstruct.landmarks import DlibLandmarks, dlib_predictor_path
-    try:
-        dlib_predictor_path()
-    except ImportError:
-        pytest.skip("face-recognition-models not installed")
-    return DlibLandmarks()
+from .helpers import dlib_landmarks as _dlib
 
 
 def _camera(img):

@@ -5,17 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from .helpers import dlib_landmarks
+
 
 @pytest.fixture(scope="module")
 def det():
-    pytest.importorskip("dlib")
-    from onthefly.reconstruct.landmarks import DlibLandmarks, dlib_predictor_path
-
-    try:
-        dlib_predictor_path()
-    except ImportError:
-        pytest.skip("face-recognition-models not installed")
-    return DlibLandmarks()
+    return dlib_landmarks()
 
 
 def test_dlib_on_procedural_renders(det, tmp_path):

@@ -19,21 +19,13 @@ from onthefly.sources.images import ImageSource
 from cache.helpers import cli
 
 from .layout_fixtures import write_eth_xgaze, write_mpiifacegaze
+from .reference_normalization import gaze_label, head_label, normalization_rotation
 
 
 def official_normalization(fc, hR, target):
     """ETH-XGaze normalization_example.py (and MPIIFaceGaze's): R, gaze label, head label."""
-    fwd = fc / np.linalg.norm(fc)
-    down = np.cross(fwd, hR[:, 0])
-    down /= np.linalg.norm(down)
-    right = np.cross(down, fwd)
-    right /= np.linalg.norm(right)
-    R = np.stack([right, down, fwd])
-    g = R @ (target - fc)
-    g /= np.linalg.norm(g)
-    M = R @ hR
-    return R, np.array([np.arcsin(-g[1]), np.arctan2(-g[0], -g[2])]), \
-        np.array([np.arcsin(M[1, 2]), np.arctan2(M[0, 2], M[2, 2])])
+    R = normalization_rotation(fc, hR)
+    return R, gaze_label(R, fc, target), head_label(R, hR)
 
 
 def source_view_labels(cache):

@@ -19,6 +19,7 @@ from onthefly.sources.readers import FormatError, read_source_supply
 
 from .fixtures import procedural_records
 from .nv_fixture import write_nv_frame
+from .reference_normalization import gaze_label, normalization_rotation
 
 FRAMES = [("p00", "day01", "0001"), ("p00", "day01", "0002"), ("p00", "day02", "0005")]
 
@@ -55,15 +56,8 @@ def mpii_nv_procedure(root, ann, openface, supply, i):
     Fc = hR @ model + ht.reshape(3, 1)
     fc = Fc.mean(1)
     # normalization rotation from the 6-point pose
-    fwd = fc / np.linalg.norm(fc)
-    down = np.cross(fwd, hR[:, 0])
-    down /= np.linalg.norm(down)
-    right = np.cross(down, fwd)
-    right /= np.linalg.norm(right)
-    R = np.stack([right, down, fwd])
-    g = R @ (gc - fc)
-    g /= np.linalg.norm(g)
-    gaze = np.array([np.arcsin(-g[1]), np.arctan2(-g[0], -g[2])])
+    R = normalization_rotation(fc, hR)
+    gaze = gaze_label(R, fc, gc)
     # projective matching
     sel = [36, 39, 42, 45, 48, 54]
     alpha = _peri(openface[sel]) / _peri(lm[sel])

@@ -20,6 +20,7 @@ from onthefly.sources.xgaze3d import CAMERAS, XGaze3DSource, cluster_decimate
 from cache.helpers import cli
 
 from .fixtures import procedural_records
+from .reference_normalization import gaze_label, head_label, normalization_rotation
 from .xgaze3d_real_fixture import write_camera_xml, write_xgaze3d
 
 
@@ -70,17 +71,9 @@ def xgaze3d_procedure(root, subject, frame):
         Fi = Fc @ cam["R"].T + cam["t"].reshape(1, 3)
         fc = 0.5 * (Fi[[20, 23, 26, 29]].mean(0) + Fi[[15, 19]].mean(0))
         hRi = cv2.Rodrigues(hr)[0]
-        fwd = fc / np.linalg.norm(fc)
-        down = np.cross(fwd, hRi[:, 0])
-        down /= np.linalg.norm(down)
-        right = np.cross(down, fwd)
-        right /= np.linalg.norm(right)
-        R = np.stack([right, down, fwd])
-        g = R @ (gc[i] - fc)
-        g /= np.linalg.norm(g)
-        gl = np.array([np.arcsin(-g[1]), np.arctan2(-g[0], -g[2])])      # vector_to_pitchyaw(-g)
-        H = R @ hRi
-        hl = np.array([np.arcsin(H[1, 2]), np.arctan2(H[0, 2], H[2, 2])])
+        R = normalization_rotation(fc, hRi)
+        gl = gaze_label(R, fc, gc[i])      # vector_to_pitchyaw(-g)
+        hl = head_label(R, hRi)
         out.append({"fc": fc, "gaze": gl, "head": hl, "R": R})
     return out
 
