@@ -257,6 +257,7 @@ class _AsyncWriter:
     def __init__(self, maxsize: int = 2):
         self._q: queue.Queue = queue.Queue(maxsize)
         self.error: BaseException | None = None
+        self._abort = False  # set by abort(): skip the queued work (Ctrl-C stops the export promptly)
         self._t = threading.Thread(target=self._run, name="onthefly-export-writer", daemon=True)
         self._t.start()
 
@@ -265,7 +266,7 @@ class _AsyncWriter:
             item = self._q.get()
             if item is None:
                 return
-            if self.error is None:
+            if self.error is None and not self._abort:
                 fn, args = item
                 try:
                     fn(*args)
@@ -294,6 +295,17 @@ class _AsyncWriter:
         self._t.join()
         if self.error is not None:
             raise self.error
+
+    def abort(self) -> None:
+        """Stop after the item being written (whatever is queued is dropped: its rows are not declared written)
+        and wait for the thread; never raises the writer's error (the caller is already failing)."""
+        self._abort = True
+        while self._t.is_alive():
+            try:
+                self._q.put_nowait(None)
+            except queue.Full:  # the thread drains the queue without running anything once _abort is set
+                pass
+            self._t.join(timeout=0.05)
 
 
 def _write_error(path: Path, exc: OSError, out: Path) -> ExportError:
@@ -571,9 +583,12 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
             writer.submit(current.finish)
             written.append(fname)
         writer.close()
-    except BaseException:
+    except BaseException as exc:
         try:
-            writer.close()
+            if isinstance(exc, KeyboardInterrupt):
+                writer.abort()  # Ctrl-C: stop now; what is written stays resumable (rows_done)
+            else:
+                writer.close()  # an error here: keep the rows already queued
         except BaseException:  # noqa: BLE001 - the first error is the one reported
             pass
         if current is not None:
