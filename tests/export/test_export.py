@@ -137,11 +137,6 @@ def _env():
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
 
 
-def _run_cli(args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "onthefly", "export", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO, **kw)
-
-
 def _wait_for(path: Path, proc, deadline_s: float = 600.0) -> None:
     """Wait until the child has reached its pause point (``path`` exists): a state, not a time. The deadline only
     turns a hang into a failure."""
@@ -184,7 +179,7 @@ INTERRUPTS = [
 
 
 @pytest.mark.parametrize("sig,where,state", INTERRUPTS, ids=[f"{s.name}-{w}" for s, w, _ in INTERRUPTS])
-def test_kill9_then_resume_equals_uninterrupted(proc_cache, tmp_path, ref_b1, sig, where, state):
+def test_kill9_then_resume_equals_uninterrupted(proc_cache, tmp_path, ref_b1, sig, where, state, capsys):
     """kill -9 right after the first subject's last batch (before or after its rename) or in the middle of the
     second subject, or Ctrl-C (SIGINT: exit status 130 and the --resume hint) while rendering or while the writer
     is busy; --resume then yields exactly the uninterrupted export. The child stops at a fixed point and waits for
@@ -217,10 +212,9 @@ def test_kill9_then_resume_equals_uninterrupted(proc_cache, tmp_path, ref_b1, si
     assert not [p.name for p in out.glob("p*.h5*") if int(p.name[1:3]) > last]
     assert not (out / "index.json").exists()
     assert verify_export(out)  # an interrupted export never verifies
-    resumed = _run_cli(args + ["--resume"])
-    so, se = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, se
-    assert "already complete" in so or "p00.h5.tmp" in state
+    capsys.readouterr()
+    assert main(["export", *args, "--resume"]) == 0  # the same command line, in this process
+    assert "already complete" in capsys.readouterr().out or "p00.h5.tmp" in state
     assert verify_export(out) == []
     assert_same_export(out, ref_b1)
 
