@@ -648,6 +648,19 @@ def write_index(out: str | Path) -> Path:
     """Write ``OUT/index.json`` (files, subjects, rows, bytes, sha256, and the shared settings) once every file of
     the export is complete; :class:`ExportError` naming what is missing otherwise. Atomic (temp file + rename)."""
     out = Path(out)
+    index = _build_index(out)
+    path = out / INDEX_NAME
+    tmp = out / f".{INDEX_NAME}.{socket.gethostname()}.{os.getpid()}.tmp"  # shards may finish together
+    try:
+        tmp.write_text(json.dumps(index, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    return path
+
+
+def _build_index(out: Path) -> dict:
+    """The content of ``index.json`` for the files in ``out`` (see :func:`write_index`)."""
     files = _export_files(out)
     if not files:
         raise ExportError(f"{out}: no exported .h5 files")
@@ -685,14 +698,7 @@ def write_index(out: str | Path) -> Path:
              "normalized_camera": json.loads(_attr_str(first["normalized_camera"])),
              "subjects": {e["file"]: e["subject"] for e in entries},
              "total_rows": sum(e["rows"] for e in entries), "files": entries}
-    path = out / INDEX_NAME
-    tmp = out / f".{INDEX_NAME}.{socket.gethostname()}.{os.getpid()}.tmp"  # shards may finish together
-    try:
-        tmp.write_text(json.dumps(index, indent=1))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    return path
+    return index
 
 
 def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str], dict | None]:
@@ -751,6 +757,14 @@ def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str]
 
 
 def verify_export(out: str | Path) -> list[str]:
+    """See :func:`_verify_export`; never raises for a damaged export (the damage is a problem naming the path)."""
+    try:
+        return _verify_export(out)
+    except Exception as exc:  # noqa: BLE001 - e.g. an index.json with values of the wrong type (tests/fuzz)
+        return [f"{Path(out) / INDEX_NAME}: not a valid export index ({type(exc).__name__}: {str(exc)[:200]})"]
+
+
+def _verify_export(out: str | Path) -> list[str]:
     """Check an export directory: every file complete with all keys, equal row counts, the schema's shapes and
     dtypes, finite labels, every chunk readable; no ``.tmp`` left; ``index.json`` consistent with the files.
     Returns the problems (``"PATH: problem"``), empty when the export is good."""
@@ -765,7 +779,10 @@ def verify_export(out: str | Path) -> list[str]:
         return probs + [f"{out}: no exported .h5 files"]
     ref, attrs = None, {}
     for p in files:
-        pp, a = _verify_file(p, ref)
+        try:
+            pp, a = _verify_file(p, ref)
+        except Exception as exc:  # noqa: BLE001 - any damage the checks do not anticipate is a problem (tests/fuzz)
+            pp, a = [f"{p}: damaged ({type(exc).__name__}: {str(exc)[:200]})"], None
         probs += pp
         if a is not None:
             attrs[p.name] = a
@@ -798,4 +815,9 @@ def verify_export(out: str | Path) -> list[str]:
             probs.append(f"{out / name}: part of the export but missing")
     if int(index.get("total_rows", -1)) != sum(int(e.get("rows", 0)) for e in entries.values()):
         probs.append(f"{idx_path}: total_rows does not add up")
+    if not probs:  # the files are good: the index must say exactly what write_index says about them
+        want = json.loads(json.dumps(_build_index(out)))
+        for k in sorted(set(want) | set(index)):
+            if index.get(k, None) != want.get(k, None) or (k in index) != (k in want):
+                probs.append(f"{idx_path}: '{k}' does not match the files (rerun `onthefly export --index {out}`)")
     return probs

@@ -151,6 +151,8 @@ def read_manifest(path: str | Path) -> list[ManifestEntry]:
             obj = json.loads(s)
         except json.JSONDecodeError as exc:
             raise SourceError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise SourceError(f"{where}: not valid JSON (nested too deeply)") from None
         if not isinstance(obj, dict):
             raise SourceError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         if "defaults" in obj:

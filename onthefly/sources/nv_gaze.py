@@ -157,13 +157,13 @@ class NVGazeSource:
 
     def _camera(self, subject: str) -> tuple[np.ndarray, np.ndarray]:
         if subject not in self._cam:
-            import scipy.io
+            from .._isolated import load_mat_arrays
 
             path = self.ann_root / subject / "Calibration" / "Camera.mat"
             if not path.is_file():
                 raise SourceError(f"{path}: camera calibration not found (subject {subject})")
-            try:
-                m = scipy.io.loadmat(str(path))
+            try:  # in a forked child: scipy's MAT reader can segfault on a corrupt file
+                m = load_mat_arrays(path, ("cameraMatrix", "distCoeffs"))
             except Exception as exc:  # scipy raises several types for corrupt files
                 raise SourceError(f"{path}: cannot read ({exc})") from None
             if "cameraMatrix" not in m:

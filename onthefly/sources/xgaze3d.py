@@ -77,7 +77,10 @@ def read_camera_xml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: camera calibration not found")
-    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
+    try:
+        fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
+    except Exception as exc:  # noqa: BLE001 - cv2.error (as SystemError) on a malformed file
+        raise SourceError(f"{path}: not a readable OpenCV FileStorage file ({str(exc)[:200]})") from None
     try:
         if not fs.isOpened():
             raise SourceError(f"{path}: not a readable OpenCV FileStorage file")
