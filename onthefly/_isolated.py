@@ -32,6 +32,9 @@ def load_mat_arrays(path, keys) -> dict[str, np.ndarray]:
     pid = os.fork()
     if pid == 0:  # child
         os.close(r)
+        import faulthandler
+
+        faulthandler.disable()  # a crash here is reported by the parent, not dumped
         try:
             buf = io.BytesIO()
             np.savez(buf, **_load(path, keys))

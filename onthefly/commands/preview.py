@@ -34,7 +34,7 @@ def add_arguments(p) -> None:
 
 
 _MAX_CONFIG_NODES = 100_000
-_MAX_CONFIG_BYTES = 1 << 20
+_MAX_CONFIG_BYTES = 1 << 16
 _MAX_CONFIG_DEPTH = 64
 
 

@@ -151,7 +151,7 @@ def _xgaze_layout(base: Path) -> dict:
 
 
 def _setup_xgaze_csv(d: Path) -> dict:
-    lay = _xgaze_layout(d.parent / "_xgaze_shared")
+    lay = _xgaze_layout(d.parent.parent / "_xgaze_shared")
     shutil.copy(lay["ann"] / "subject0000.csv", d / "subject0000.csv")
     return lay
 
@@ -169,7 +169,7 @@ def _nv_layout(base: Path) -> dict:
 
 
 def _setup_nv(d: Path) -> dict:
-    lay = _nv_layout(d.parent / "_nv_shared")
+    lay = _nv_layout(d.parent.parent / "_nv_shared")
     shutil.copytree(lay["ann"], d, dirs_exist_ok=True)
     return lay
 
@@ -203,7 +203,7 @@ def _export_settings(cache, out):
 def _setup_export(d: Path) -> dict:
     from onthefly.export import export
 
-    cache = _proc_cache(d.parent / "_proc_shared")
+    cache = _proc_cache(d.parent.parent / "_proc_shared")
     export(_export_settings(cache, d / "x"), progress="none")
     for p in (d / "x").iterdir():
         p.rename(d / p.name)
