@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["load_mat_arrays"]
+__all__ = ["load_mat_arrays", "call_isolated"]
 
 
 def _read_all(fd: int) -> bytes:
@@ -26,8 +26,14 @@ def load_mat_arrays(path, keys) -> dict[str, np.ndarray]:
     """The variables ``keys`` (those present) of a MAT file as float64 arrays, read by ``scipy.io.loadmat`` in a
     forked child. Raises ``OSError`` when the file cannot be read (or the reader crashed), ``ValueError`` when a
     variable is not numeric."""
+    return call_isolated(_load, path, keys)
+
+
+def call_isolated(fn, *args) -> dict[str, np.ndarray]:
+    """``fn(*args)`` (a dict of numeric arrays) computed in a forked child: its crash is an ``OSError`` here, its
+    ``ValueError`` (e.g. a ``SourceError``) a ``ValueError`` with the same message, anything else an ``OSError``."""
     if not hasattr(os, "fork"):  # pragma: no cover - Windows: read in-process
-        return _load(path, keys)
+        return fn(*args)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -37,10 +43,11 @@ def load_mat_arrays(path, keys) -> dict[str, np.ndarray]:
         faulthandler.disable()  # a crash here is reported by the parent, not dumped
         try:
             buf = io.BytesIO()
-            np.savez(buf, **_load(path, keys))
+            np.savez(buf, **fn(*args))
             out = b"O" + buf.getvalue()
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            out = b"E" + f"{type(exc).__name__}: {exc}"[:500].encode("utf-8", "replace")
+            kind = "ValueError" if isinstance(exc, ValueError) else type(exc).__name__
+            out = b"E" + f"{kind}: {exc}"[:2000].encode("utf-8", "replace")
         try:
             view = memoryview(out)
             while view:
@@ -54,12 +61,14 @@ def load_mat_arrays(path, keys) -> dict[str, np.ndarray]:
         os.close(r)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
-        raise OSError(f"the MAT reader crashed on this file (signal {os.WTERMSIG(status)})")
+        raise OSError(f"the reader crashed on this file (signal {os.WTERMSIG(status)})")
     if not data:
-        raise OSError("the MAT reader died without an answer")
+        raise OSError("the reader died without an answer")
     if data[:1] == b"E":
         msg = data[1:].decode("utf-8", "replace")
-        raise (ValueError if msg.startswith("ValueError") else OSError)(msg)
+        if msg.startswith("ValueError: "):
+            raise ValueError(msg[len("ValueError: "):])
+        raise OSError(msg)
     with np.load(io.BytesIO(data[1:]), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -73,7 +82,7 @@ def _load(path, keys) -> dict[str, np.ndarray]:
         if k in m:
             a = np.asarray(m[k])
             if a.dtype.kind not in "fiub":
-                raise ValueError(f"ValueError: '{k}' is not numeric (dtype {a.dtype})")
+                raise ValueError(f"'{k}' is not numeric (dtype {a.dtype})")
             out[k] = a.astype(np.float64)
     return out
 

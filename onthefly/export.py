@@ -441,6 +441,8 @@ def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
             for k in KEYS:
                 if k not in f or f[k].shape[0] < r:
                     raise _Unreadable(f"'{k}' has fewer than the {r} rows declared")
+                if f[k].shape[0] > n_rows:  # never written so (and shrinking 2**31 chunks takes minutes: tests/fuzz)
+                    raise _Unreadable(f"'{k}' has {f[k].shape[0]} rows, more than the file's {n_rows}")
                 a = f[k][:r]
                 if a.dtype.kind == "f" and not np.isfinite(a).all():
                     raise _Unreadable(f"'{k}' has non-finite values")

@@ -71,12 +71,24 @@ def read_face_model(path: str | Path) -> np.ndarray:
 
 
 def read_camera_xml(path: str | Path) -> dict:
-    """``{K, dist, R, t}`` from an ETH-XGaze ``camXX.xml``."""
-    import cv2
+    """``{K, dist, R, t}`` from an ETH-XGaze ``camXX.xml``, parsed in a forked child (OpenCV's FileStorage aborts
+    or segfaults on some malformed XML: found by tests/fuzz)."""
+    from .._isolated import call_isolated
 
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: camera calibration not found")
+    try:
+        return call_isolated(_read_camera_xml, path)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+    except OSError as exc:
+        raise SourceError(f"{path}: not a readable OpenCV FileStorage file ({exc})") from None
+
+
+def _read_camera_xml(path: Path) -> dict:
+    import cv2
+
     try:
         fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
     except Exception as exc:  # noqa: BLE001 - cv2.error (as SystemError) on a malformed file

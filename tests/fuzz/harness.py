@@ -225,9 +225,9 @@ def _setup_partial(d: Path) -> dict:
         rows = {k: f[k][()] for k in KEYS}
     with h5py.File(d / "p00.h5", "r+") as f:  # one batch of 2 rows written, not complete: an interrupted export
         f.attrs["complete"] = False
-        f.attrs["rows_done"] = 4
+        f.attrs["rows_done"] = 2
         for k in KEYS:
-            f[k].resize(6, 0)  # 2 rows beyond rows_done (flushed, not yet declared)
+            f[k].resize(3, 0)  # a row beyond rows_done (flushed, not yet declared)
     (d / "p00.h5").rename(d / "p00.h5.tmp")
     return {**ctx, "attrs": attrs, "rows": rows}
 

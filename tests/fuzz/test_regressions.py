@@ -178,3 +178,30 @@ def test_verify_checks_the_index_against_the_files_and_never_raises(tmp_path):
         del f["cam_index"]
         f["cam_index"] = np.full((len(f["face_gaze"]),), b"abc", "S8")  # a string dataset
     assert any(str(d / "p00.h5") in s for s in verify_export(d))
+
+
+@pytest.mark.parametrize("i", [49, 130])
+def test_camera_xml_that_crashed_opencv_is_an_error(tmp_path, i):
+    """Inputs 49 and 130 of the campaign (seed 0) made cv2.FileStorage abort / segfault the process."""
+    from onthefly.sources.xgaze3d import read_camera_xml
+
+    from .harness import example_input
+
+    d = example_input("xgaze-camera-xml", i, tmp_path)
+    try:
+        got = read_camera_xml(d / "cam00.xml")
+    except SourceError as exc:
+        assert str(d / "cam00.xml") in str(exc)
+    else:
+        assert got["K"].shape == (3, 3)
+
+
+def test_resume_redoes_a_partial_file_declaring_huge_datasets(tmp_path):
+    """A .tmp whose datasets claim 2**31 rows: redone at once (shrinking them took minutes)."""
+    from onthefly.export import _prepare
+
+    d, ctx = _valid("export-resume", tmp_path)
+    with h5py.File(d / "p00.h5.tmp", "r+") as f:
+        f["face_patch"].resize(2 ** 31, 0)
+    assert _prepare(d / "p00.h5", dict(ctx["attrs"]), True, 2) == 0
+    assert not (d / "p00.h5.tmp").exists()
