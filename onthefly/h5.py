@@ -61,7 +61,7 @@ def check_h5(path, image_size: tuple[int, int] | None = None) -> int:
         raise ValueError(f"h5 file not found: {p}")
     try:
         f = open_h5(p)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # a damaged superblock / header raises RuntimeError (tests/fuzz)
         raise ValueError(f"{p}: not a readable h5 file ({e})") from None
     try:
         with f:

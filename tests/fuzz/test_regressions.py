@@ -205,3 +205,15 @@ def test_resume_redoes_a_partial_file_declaring_huge_datasets(tmp_path):
         f["face_patch"].resize(2 ** 31, 0)
     assert _prepare(d / "p00.h5", dict(ctx["attrs"]), True, 2) == 0
     assert not (d / "p00.h5.tmp").exists()
+
+
+@pytest.mark.parametrize("i", [896, 7170])
+def test_h5_with_a_damaged_superblock_names_the_file(tmp_path, i):
+    """Inputs 896 and 7170 of the campaign (seed 0): h5py raised RuntimeError opening them."""
+    from onthefly.h5 import H5GazeDataset
+
+    from .harness import example_input
+
+    d = example_input("h5-dataset", i, tmp_path)
+    with pytest.raises(ValueError, match=str(d / "subject0000.h5")):
+        H5GazeDataset(d / "subject0000.h5")
