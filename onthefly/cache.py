@@ -469,6 +469,30 @@ def _strs(ds) -> list[str]:
     return [s.decode() if isinstance(s, bytes) else str(s) for s in ds[()]]
 
 
+def _damaged(method):
+    """A structural failure while reading (a missing or retyped dataset, an offset out of range) becomes a
+    ``ValueError`` naming the cache file, as every other cache error (found by the fuzz campaign, tests/fuzz)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kw):
+        try:
+            return method(self, *args, **kw)
+        except (FileNotFoundError, IndexError) as exc:
+            if isinstance(exc, FileNotFoundError) or str(exc).startswith("frame "):
+                raise  # the documented "no such cache" / "frame i out of range"
+            raise ValueError(f"{self.path}: damaged cache ({type(exc).__name__}: {str(exc)[:200]}); check it with "
+                             f"`onthefly cache validate {self.path}`") from None
+        except (KeyError, TypeError, ValueError, OSError, RuntimeError, AttributeError) as exc:
+            if isinstance(exc, ValueError) and str(self.path) in str(exc):
+                raise
+            if method.__name__ == "__init__":
+                self.close()
+            raise ValueError(f"{self.path}: damaged cache ({type(exc).__name__}: {str(exc)[:200]}); check it with "
+                             f"`onthefly cache validate {self.path}`") from None
+    return wrapper
+
+
 class MeshCache:
     """A cache file opened for reading (a context manager; also closes on garbage collection).
 
@@ -477,6 +501,7 @@ class MeshCache:
     gives :class:`PackedFrames` read with a few large contiguous slices per selected subject run.
     """
 
+    @_damaged
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_file():
@@ -565,6 +590,7 @@ class MeshCache:
         return np.flatnonzero(np.isin(self._subject, subjects))
 
     # ------------------------------------------------------------------ per frame
+    @_damaged
     def __getitem__(self, i: int) -> FrameRecord:
         if not -len(self) <= i < len(self):
             raise IndexError(f"frame {i} out of range for {len(self)} frames")
@@ -632,6 +658,7 @@ class MeshCache:
             yield self[i]
 
     # ------------------------------------------------------------------ bulk load
+    @_damaged
     def load(self, subjects: str | Iterable[str] | None = None, device: str | torch.device = "cpu", *,
              dtype: torch.dtype = torch.float32, indices: Sequence[int] | None = None,
              label_dtype: torch.dtype | None = None) -> PackedFrames:
@@ -785,6 +812,20 @@ def cache_info(path: str | Path) -> dict:
 
 # ====================================================================================================== validation
 def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
+    """See :func:`_validate_cache`; a structural failure the checks do not anticipate (a missing or retyped
+    dataset) is reported as one problem naming the file, never raised."""
+    try:
+        problems = _validate_cache(path, max_problems=max_problems)
+        if not problems:  # the checks passed: every record must also read (a dataset the checks do not look at)
+            with MeshCache(path) as c:
+                for i in range(len(c)):
+                    c[i]
+        return problems
+    except (KeyError, IndexError, TypeError, ValueError, OSError, RuntimeError, AttributeError) as exc:
+        return [f"{path}: damaged cache ({type(exc).__name__}: {str(exc)[:200]})"]
+
+
+def _validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
     """Check every record of a cache; returns a list of problems (empty: valid), each naming the frame.
 
     Checks: version/completeness, dataset presence and shapes, offsets, face-region rows and flags (optional

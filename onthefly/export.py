@@ -35,7 +35,6 @@ import math
 import os
 import queue
 import re
-import socket
 import sys
 import threading
 import time
@@ -317,6 +316,7 @@ class _AsyncWriter:
     def __init__(self, maxsize: int = 2):
         self._q: queue.Queue = queue.Queue(maxsize)
         self.error: BaseException | None = None
+        self._abort = False  # set by abort(): skip the queued work (Ctrl-C stops the export promptly)
         self._t = threading.Thread(target=self._run, name="onthefly-export-writer", daemon=True)
         self._t.start()
 
@@ -325,7 +325,7 @@ class _AsyncWriter:
             item = self._q.get()
             if item is None:
                 return
-            if self.error is None:
+            if self.error is None and not self._abort:
                 fn, args = item
                 try:
                     fn(*args)
@@ -354,6 +354,17 @@ class _AsyncWriter:
         self._t.join()
         if self.error is not None:
             raise self.error
+
+    def abort(self) -> None:
+        """Stop after the item being written (whatever is queued is dropped: its rows are not declared written)
+        and wait for the thread; never raises the writer's error (the caller is already failing)."""
+        self._abort = True
+        while self._t.is_alive():
+            try:
+                self._q.put_nowait(None)
+            except queue.Full:  # the thread drains the queue without running anything once _abort is set
+                pass
+            self._t.join(timeout=0.05)
 
 
 def _finite(a: np.ndarray, nan_ok: bool) -> bool:
@@ -504,6 +515,8 @@ def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
             for k in keys:
                 if k not in f or f[k].shape[0] < r:
                     raise _Unreadable(f"'{k}' has fewer than the {r} rows declared")
+                if f[k].shape[0] > n_rows:  # never written so (and shrinking 2**31 chunks takes minutes: tests/fuzz)
+                    raise _Unreadable(f"'{k}' has {f[k].shape[0]} rows, more than the file's {n_rows}")
                 a = f[k][:r]
                 if a.dtype.kind == "f" and not _finite(a, k in nan_ok):
                     raise _Unreadable(f"'{k}' has non-finite values")
@@ -682,9 +695,12 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
             writer.submit(current.finish)
             written.append(pf.rel)
         writer.close()
-    except BaseException:
+    except BaseException as exc:
         try:
-            writer.close()
+            if isinstance(exc, KeyboardInterrupt):
+                writer.abort()  # Ctrl-C: stop now; what is written stays resumable (rows_done)
+            else:
+                writer.close()  # an error here: keep the rows already queued
         except BaseException:  # noqa: BLE001 - the first error is the one reported
             pass
         if current is not None:
@@ -756,6 +772,21 @@ def write_index(out: str | Path) -> Path:
     the export is complete, and, in the eth-xgaze layout, ``train_test_split.json`` in every set root;
     :class:`ExportError` naming what is missing otherwise. Atomic (temp file + rename)."""
     out = Path(out)
+    index = _build_index(out)
+    try:
+        for root, split in _splits(index["files"]).items():
+            with atomic_write(out / root / SPLIT_NAME) as tmp:
+                tmp.write_text(json.dumps(split, indent=1))
+        path = out / INDEX_NAME
+        with atomic_write(path) as tmp:  # shards may finish together: each writes its own temporary file
+            tmp.write_text(json.dumps(index, indent=1))
+    except OSError as exc:
+        raise ExportError(f"{out / INDEX_NAME}: cannot write ({exc.strerror or exc})") from None
+    return path
+
+
+def _build_index(out: Path) -> dict:
+    """The content of ``index.json`` for the files in ``out`` (see :func:`write_index`)."""
     files = _export_files(out)
     if not files:
         raise ExportError(f"{out}: no exported .h5 files")
@@ -796,16 +827,7 @@ def write_index(out: str | Path) -> Path:
              "normalized_camera": json.loads(_attr_str(first["normalized_camera"])),
              "subjects": {e["file"]: e["subject"] for e in entries},
              "total_rows": sum(e["rows"] for e in entries), "files": entries}
-    try:
-        for root, split in _splits(entries).items():
-            with atomic_write(out / root / SPLIT_NAME) as tmp:
-                tmp.write_text(json.dumps(split, indent=1))
-        path = out / INDEX_NAME
-        with atomic_write(path) as tmp:  # shards may finish together: each writes its own temporary file
-            tmp.write_text(json.dumps(index, indent=1))
-    except OSError as exc:
-        raise ExportError(f"{out / INDEX_NAME}: cannot write ({exc.strerror or exc})") from None
-    return path
+    return index
 
 
 def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str], dict | None]:
@@ -862,6 +884,14 @@ def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str]
 
 
 def verify_export(out: str | Path) -> list[str]:
+    """See :func:`_verify_export`; never raises for a damaged export (the damage is a problem naming the path)."""
+    try:
+        return _verify_export(out)
+    except Exception as exc:  # noqa: BLE001 - e.g. an index.json with values of the wrong type (tests/fuzz)
+        return [f"{Path(out) / INDEX_NAME}: not a valid export index ({type(exc).__name__}: {str(exc)[:200]})"]
+
+
+def _verify_export(out: str | Path) -> list[str]:
     """Check an export directory: every file complete with all its schema's keys, the schema's shapes and dtypes,
     finite labels, every chunk readable; no ``.tmp`` left; ``index.json`` (and the eth-xgaze layout's
     ``train_test_split.json``) consistent with the files. Returns the problems (``"PATH: problem"``), empty when
@@ -877,7 +907,10 @@ def verify_export(out: str | Path) -> list[str]:
         return probs + [f"{out}: no exported .h5 files"]
     ref, attrs = None, {}
     for rel in files:
-        pp, a = _verify_file(out / rel, ref)
+        try:
+            pp, a = _verify_file(out / rel, ref)
+        except Exception as exc:  # noqa: BLE001 - any damage the checks do not anticipate is a problem (tests/fuzz)
+            pp, a = [f"{out / rel}: damaged ({type(exc).__name__}: {str(exc)[:200]})"], None
         probs += pp
         if a is not None:
             attrs[rel] = a
@@ -921,4 +954,9 @@ def verify_export(out: str | Path) -> list[str]:
                 probs.append(f"{sp}: '{k}' lists {sorted(have.get(k, []))[:4]}, the files are {want[k][:4]}")
     if int(index.get("total_rows", -1)) != sum(int(e.get("rows", 0)) for e in entries.values()):
         probs.append(f"{idx_path}: total_rows does not add up")
+    if not probs:  # the files are good: the index must say exactly what write_index says about them
+        want = json.loads(json.dumps(_build_index(out)))
+        for k in sorted(set(want) | set(index)):
+            if index.get(k, None) != want.get(k, None) or (k in index) != (k in want):
+                probs.append(f"{idx_path}: '{k}' does not match the files (rerun `onthefly export --index {out}`)")
     return probs

@@ -359,34 +359,44 @@ def check_h5(path, image_size: tuple[int, int] | None = None, require_labels: bo
     mat = _mat_header(p)
     try:
         f = open_h5(p)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # a damaged superblock / header raises RuntimeError (tests/fuzz)
         if mat or p.suffix.lower() == ".mat":
             raise ValueError(f"{p}: a MATLAB file{f' ({mat.strip()})' if mat else ''}: {_MAT_HINT}") from None
         raise ValueError(f"{p}: not a readable h5 file ({e})") from None
-    with f:
-        if "complete" in f.attrs and not bool(f.attrs["complete"]):
-            raise ValueError(f"{p}: an incomplete onthefly export (its 'complete' attribute is false)")
-        if "face_patch" not in f:
-            if mat or "Data" in f:
-                raise ValueError(f"{p}: a MATLAB v7.3 file with 'Data': {_MAT_HINT}")
-            raise ValueError(f"{p}: no 'face_patch' dataset (the ETH-XGaze layout has face_patch (N,H,W,3) BGR uint8 "
-                             f"and face_gaze (N,2) pitch-yaw radians; it has {sorted(f.keys())[:8]})")
-        fp = f["face_patch"]
-        if fp.ndim != 4 or fp.shape[-1] != 3 or fp.dtype != np.uint8:
-            raise ValueError(f"{p}: face_patch must be (N,H,W,3) uint8, got {fp.shape} {fp.dtype}")
-        if "face_gaze" in f:
-            fg = f["face_gaze"]
-            if fg.ndim != 2 or fg.shape[1] != 2 or fg.shape[0] != fp.shape[0]:
-                raise ValueError(f"{p}: face_gaze must be (N,2) matching face_patch's N={fp.shape[0]}, got {fg.shape}")
-        elif require_labels:
-            raise ValueError(f"{p}: no 'face_gaze' labels (an unlabelled file, e.g. the ETH-XGaze test split); pass "
-                             f"require_labels=False to read its images for inference")
-        if image_size is not None and tuple(fp.shape[1:3]) != tuple(image_size):
-            raise ValueError(f"{p}: face_patch is {fp.shape[1]}x{fp.shape[2]} (HxW) but the configured camera gives "
-                             f"{image_size[0]}x{image_size[1]} images: set data.image_size / data.camera to match")
-        if fp.shape[0] == 0:
-            raise ValueError(f"{p}: no samples")
-        return int(fp.shape[0])
+    try:
+        with f:
+            return _check_open_h5(p, f, image_size, mat, require_labels)
+    except (KeyError, RuntimeError, OSError, TypeError, ValueError) as exc:  # a damaged file (tests/fuzz)
+        if isinstance(exc, ValueError) and str(p) in str(exc):
+            raise
+        raise ValueError(f"{p}: damaged h5 file ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _check_open_h5(p: Path, f, image_size, mat, require_labels: bool) -> int:
+    """The checks of :func:`check_h5` on the open file."""
+    if "complete" in f.attrs and not bool(f.attrs["complete"]):
+        raise ValueError(f"{p}: an incomplete onthefly export (its 'complete' attribute is false)")
+    if "face_patch" not in f:
+        if mat or "Data" in f:
+            raise ValueError(f"{p}: a MATLAB v7.3 file with 'Data': {_MAT_HINT}")
+        raise ValueError(f"{p}: no 'face_patch' dataset (the ETH-XGaze layout has face_patch (N,H,W,3) BGR uint8 "
+                         f"and face_gaze (N,2) pitch-yaw radians; it has {sorted(f.keys())[:8]})")
+    fp = f["face_patch"]
+    if fp.ndim != 4 or fp.shape[-1] != 3 or fp.dtype != np.uint8:
+        raise ValueError(f"{p}: face_patch must be (N,H,W,3) uint8 BGR, got {fp.shape} {fp.dtype}")
+    if "face_gaze" in f:
+        fg = f["face_gaze"]
+        if fg.ndim != 2 or fg.shape[1] != 2 or fg.shape[0] != fp.shape[0]:
+            raise ValueError(f"{p}: face_gaze must be (N,2) matching face_patch's N={fp.shape[0]}, got {fg.shape}")
+    elif require_labels:
+        raise ValueError(f"{p}: no 'face_gaze' labels (an unlabelled file, e.g. the ETH-XGaze test split); pass "
+                         f"require_labels=False to read its images for inference")
+    if image_size is not None and tuple(fp.shape[1:3]) != tuple(image_size):
+        raise ValueError(f"{p}: face_patch is {fp.shape[1]}x{fp.shape[2]} (HxW) but the configured camera gives "
+                         f"{image_size[0]}x{image_size[1]} images: set data.image_size / data.camera to match")
+    if fp.shape[0] == 0:
+        raise ValueError(f"{p}: no samples")
+    return int(fp.shape[0])
 
 
 def _to_images(rgb: np.ndarray, image_format: str) -> torch.Tensor:
@@ -494,7 +504,13 @@ class H5GazeDataset(Dataset):
         order = np.argsort(idx, kind="stable")
         sidx = idx[order]
         fi = np.searchsorted(self.offsets, sidx, side="right") - 1
-        parts = [self._read_file(files[k], int(k), sidx[fi == k] - self.offsets[k]) for k in np.unique(fi)]
+        parts = []
+        for k in np.unique(fi):
+            try:
+                parts.append(self._read_file(files[k], int(k), sidx[fi == k] - self.offsets[k]))
+            except (OSError, RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:  # damaged (tests/fuzz)
+                raise ValueError(f"{self.paths[k]}: cannot read samples ({type(exc).__name__}: "
+                                 f"{str(exc)[:200]})") from None
         inverse = torch.from_numpy(np.argsort(order))
         return {key: torch.cat([p[key] for p in parts])[inverse] for key in parts[0]}
 

@@ -73,6 +73,19 @@ def _read_text(path: Path) -> str:
         raise _source_error(f"{path}: cannot read ({exc})") from None
 
 
+def _guarded(fn, path, *args, **kw):
+    """``fn(*args, **kw)`` with every unexpected parse failure (a malformed number, an index or size out of range,
+    a too deeply nested or huge input) turned into a ``SourceError`` naming ``path``."""
+    from .sources.base import SourceError
+
+    try:
+        return fn(*args, **kw)
+    except SourceError:
+        raise
+    except (ValueError, IndexError, TypeError, OverflowError, KeyError, RecursionError, MemoryError) as exc:
+        raise _source_error(f"{path}: malformed file ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
 def _colors_to_uint8(c: np.ndarray, where: str, integer: bool | None = None) -> np.ndarray:
     """Colours (V,3) → uint8. ``integer``: the file wrote them as integers (then 0-255 always); None: decide from
     the values (integral values → 0-255, else [0, 1] when none exceeds 1)."""
@@ -166,6 +179,11 @@ def _fast_faces(lines: list[str], nv: int, nt: int):
 
 
 def read_obj(path: str | Path, *, with_texture: bool = True) -> ObjMesh:
+    """See :func:`_read_obj`; any parse failure is a ``SourceError`` naming the file (never another exception)."""
+    return _guarded(_read_obj, path, path, with_texture=with_texture)
+
+
+def _read_obj(path: str | Path, *, with_texture: bool = True) -> ObjMesh:
     """Read a Wavefront OBJ: ``v x y z [r g b]``, ``vt u v``, ``f a[/at[/an]] ...`` (polygons are fan-triangulated,
     negative indices are relative), ``mtllib`` + ``usemtl`` (texture path of the first used material with a
     ``map_Kd``). Errors name the file and line.
@@ -354,6 +372,11 @@ _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short":
 
 
 def read_ply(path: str | Path) -> ObjMesh:
+    """See :func:`_read_ply`; any parse failure is a ``SourceError`` naming the file (never another exception)."""
+    return _guarded(_read_ply, path, path)
+
+
+def _read_ply(path: str | Path) -> ObjMesh:
     """Read a PLY (ascii or binary little/big endian): vertex x,y,z, optional red,green,blue (uchar or float),
     optional per-vertex u,v (or s,t / texture_u,texture_v); faces as a list property (triangulated by fans).
     A per-vertex UV PLY yields ``faces_uv == faces``; its texture comes from a ``comment TextureFile NAME``."""
@@ -458,8 +481,11 @@ def read_ply(path: str | Path) -> ObjMesh:
     verts = np.stack([vert_props[k] for k in "xyz"], 1)
     if not np.isfinite(verts).all():
         raise _source_error(f"{path}: vertex {int(np.argwhere(~np.isfinite(verts))[0, 0])} has NaN or inf")
-    if faces_list is None:
-        raise _source_error(f"{path}: no face element")
+    if len(verts) == 0:
+        raise _source_error(f"{path}: no vertices (element vertex 0)")
+    if faces_list is None or len(faces_list) == 0:
+        raise _source_error(f"{path}: no face element" if faces_list is None else
+                            f"{path}: no faces (element face 0)")
     nv = len(verts)
     if isinstance(faces_list, np.ndarray):
         faces = faces_list

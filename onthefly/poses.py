@@ -111,7 +111,7 @@ def load_pose_rows(path, key: str | None = None, degrees: bool = False) -> torch
     suf = p.suffix.lower()
     try:
         if suf == ".npy":
-            a = np.load(p)
+            a = np.load(p, allow_pickle=False)
         elif suf in (".h5", ".hdf5"):
             import h5py
 
@@ -124,11 +124,16 @@ def load_pose_rows(path, key: str | None = None, degrees: bool = False) -> torch
             text = p.read_text().replace(",", " ")
             a = np.array([[float(v) for v in ln.split()] for ln in text.splitlines() if ln.strip()
                           and not ln.lstrip().startswith("#")], dtype=np.float64)
-    except ValueError:
-        raise
+    except ValueError as exc:
+        if str(p) in str(exc):
+            raise
+        raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
     except Exception as exc:  # corrupt file
         raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
-    a = np.asarray(a, dtype=np.float64)
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"empirical poses: {p}: not an array of numbers ({exc})") from None
     if a.ndim < 1 or a.shape[-1] != 2 or a.size == 0:
         raise ValueError(f"empirical poses: {p}: expected rows of (pitch, yaw), got shape {a.shape}")
     a = a.reshape(-1, 2)

@@ -69,6 +69,18 @@ def add_arguments(p) -> None:
 
 
 def _export(args) -> int:
+    """Ctrl-C (SIGINT) anywhere before the export has returned: exit status 130 and the --resume hint (complete
+    files and the declared rows of the partial ``.tmp`` files are kept; --resume on a finished export only checks
+    it and writes a missing index.json)."""
+    try:
+        return _run_export(args)
+    except KeyboardInterrupt:
+        print(f"onthefly export: interrupted; complete files and the rows written so far (in {args.out}/*.h5.tmp) "
+              "are kept: rerun the same command with --resume to continue", file=sys.stderr)
+        return 130
+
+
+def _run_export(args) -> int:
     from ..export import ExportError, ExportSettings, export, parse_shard
     from .preview import load_config
 
@@ -80,12 +92,7 @@ def _export(args) -> int:
     tests = tuple(s.strip() for s in args.test_subjects.split(",") if s.strip()) if args.test_subjects else ()
     st = ExportSettings(args.cache, args.out, args.seed, args.views_per_frame, args.schema, args.image_size, cfg,
                         args.compression, args.device, args.layout, tests)
-    try:
-        rep = export(st, shard=parse_shard(args.shard), resume=args.resume, progress=args.progress)
-    except KeyboardInterrupt:
-        print(f"onthefly export: interrupted; the rows written so far are kept in {st.out}/*.h5.tmp: rerun the same "
-              "command with --resume to continue", file=sys.stderr)
-        return 130
+    rep = export(st, shard=parse_shard(args.shard), resume=args.resume, progress=args.progress)
     i, n = rep.shard
     print(f"{rep.out}: shard {i}/{n}: wrote {len(rep.written)} file(s) ({rep.rows} rows) in {rep.seconds:.1f} s"
           + (f", {len(rep.skipped)} already complete" if rep.skipped else "")

@@ -124,7 +124,8 @@ def _entry(where: str, obj: dict, root: Path) -> ManifestEntry:
         import cv2
 
         R = cv2.Rodrigues(rv)[0]
-    if R is not None and (np.abs(R @ R.T - np.eye(3)).max() > 1e-5 or np.linalg.det(R) < 0):
+    if R is not None and (not np.isfinite(R).all() or np.abs(R @ R.T - np.eye(3)).max() > 1e-5
+                          or np.linalg.det(R) < 0):  # a huge head_rvec gives NaN (tests/fuzz)
         raise SourceError(f"{where}: head_rotation is not a rotation matrix")
     e.head_rotation = R
     e.face_centre = _array(where, obj, "face_centre", ((3,),))
@@ -151,6 +152,8 @@ def read_manifest(path: str | Path) -> list[ManifestEntry]:
             obj = json.loads(s)
         except json.JSONDecodeError as exc:
             raise SourceError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise SourceError(f"{where}: not valid JSON (nested too deeply)") from None
         if not isinstance(obj, dict):
             raise SourceError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         if "defaults" in obj:

@@ -88,6 +88,8 @@ def read_sidecar(path: Path) -> dict:
         meta = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SourceError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise SourceError(f"{path}: invalid JSON (nested too deeply)") from None
     if not isinstance(meta, dict):
         raise SourceError(f"{path}: expected a JSON object")
     return meta

@@ -46,6 +46,21 @@ class FormatError(SourceError):
         super().__init__(f"{path}:{line}: {problem}" if line is not None else f"{path}: {problem}")
 
 
+    @classmethod
+    def relayed(cls, path, message: str) -> "FormatError":
+        """The error whose ``str`` is ``message`` (``"PATH:LINE: problem"`` or ``"PATH: problem"``), e.g. relayed
+        from a child process; a message that does not start with the path becomes the problem."""
+        rest, line = message, None
+        if message.startswith(f"{path}:"):
+            rest = message[len(f"{path}:"):]
+            m = re.match(r"(\d+): ", rest)
+            if m:
+                line, rest = int(m.group(1)), rest[m.end():]
+            else:
+                rest = rest.lstrip()
+        return cls(path, rest, line)
+
+
 def _text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -100,13 +115,32 @@ def read_camera_xml(path: str | Path) -> CameraCalibration:
     """An ETH-XGaze ``camXX.xml`` (OpenCV FileStorage): nodes ``Camera_Matrix`` 3×3, ``Distortion_Coefficients``
     1×5, and (calibrations with extrinsics) ``cam_rotation`` 3×3, ``cam_translation`` 3×1 mm, ``image_Width``,
     ``image_Height``. ``Camera_Matrix`` and ``Distortion_Coefficients`` are required; the extrinsics come as a
-    pair or not at all. Raises :class:`FormatError`."""
-    import cv2
+    pair or not at all. Raises :class:`FormatError`.
+
+    OpenCV's FileStorage parser aborts or crashes the interpreter on some malformed XML (found by the fuzz
+    campaign, ``tests/fuzz``): the file is parsed in a forked child (:mod:`onthefly._isolated`), whose crash is a
+    :class:`FormatError` here."""
+    from .._isolated import call_isolated
 
     path = Path(path)
     text = _text(path, "camera calibration")
     if "<opencv_storage" not in text:
         raise FormatError(path, "not an OpenCV FileStorage XML file (no <opencv_storage>)", 1)
+    try:
+        a = call_isolated(_camera_xml_arrays, path, text)
+    except ValueError as exc:  # the child's FormatError, relayed by message
+        raise FormatError.relayed(path, str(exc)) from None
+    except OSError as exc:
+        raise FormatError(path, f"not a readable OpenCV FileStorage file ({exc})") from None
+    size = tuple(int(v) for v in a["image_size"]) if "image_size" in a else None
+    return CameraCalibration(K=a["K"], dist=a["dist"], R=a.get("R"), t=a.get("t"), image_size=size,
+                             path=str(path))
+
+
+def _camera_xml_arrays(path: Path, text: str) -> dict[str, np.ndarray]:
+    """The checked arrays of a camera XML (run by :func:`read_camera_xml` in a child process)."""
+    import cv2
+
     try:
         fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
     except Exception as exc:  # cv2.error, or SystemError on some corrupt files
@@ -165,8 +199,12 @@ def read_camera_xml(path: str | Path) -> CameraCalibration:
         if min(image_size) <= 0:
             raise FormatError(path, f"image_Width/image_Height must be positive, got {image_size}",
                               _node_line(text, "image_Width"))
-    return CameraCalibration(K=K, dist=dist, R=R, t=None if t is None else t.reshape(3), image_size=image_size,
-                             path=str(path))
+    out = {"K": K, "dist": dist}
+    if R is not None:
+        out.update(R=R, t=t.reshape(3))
+    if image_size is not None:
+        out["image_size"] = np.array(image_size, np.int64)
+    return out
 
 
 # ============================================================================================== ETH-XGaze CSV

@@ -141,46 +141,131 @@ def test_gzip_and_index_contents(proc_cache, tmp_path, reference_export):
 
 
 # ----------------------------------------------------------------------------------------------- resume
-def _run_cli(args, **kw):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "onthefly", "export", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, **kw)
+CHILD = Path(__file__).with_name("interrupt_child.py")
 
 
-@pytest.mark.parametrize("sig,trigger", [(signal.SIGKILL, "p00.h5: 8/8 rows"), (signal.SIGKILL, "p01.h5: 2/8 rows"),
-                                         (signal.SIGINT, "p01.h5: 4/8 rows")])
-def test_kill9_then_resume_equals_uninterrupted(proc_cache, tmp_path, config_file, sig, trigger):
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+
+
+def _wait_for(path: Path, proc, deadline_s: float = 600.0) -> None:
+    """Wait until the child has reached its pause point (``path`` exists): a state, not a time. The deadline only
+    turns a hang into a failure."""
+    import time
+
+    t_end = time.monotonic() + deadline_s
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the export ended (status {proc.returncode}) before its pause point: "
+                                 f"{proc.stderr.read()}")
+        if time.monotonic() > t_end:
+            proc.kill()
+            raise AssertionError(f"no pause point after {deadline_s} s")
+        time.sleep(0.02)
+
+
+def _rows_done(path: Path) -> int:
+    with h5py.File(path, "r") as f:
+        return int(f.attrs["rows_done"])
+
+
+@pytest.fixture(scope="module")
+def ref_b1(proc_cache, tmp_path_factory):  # noqa: F811
+    """The uninterrupted export with one frame per batch (4 batches per subject)."""
+    ref = tmp_path_factory.mktemp("ref_b1") / "ref"
+    export(settings(proc_cache, ref, config={**CONFIG, "batch_size": 1}), progress="none")
+    return ref
+
+
+#: (signal, where the child stops, what is on disk then: {file: rows_done of its .tmp, or "complete"})
+INTERRUPTS = [
+    (signal.SIGKILL, "main:p00.h5:finish", {"p00.h5.tmp": 8}),  # the first subject's rows all written, not renamed
+    (signal.SIGKILL, "main:p01.h5:create", {"p00.h5": "complete"}),  # ... renamed, the next not started
+    (signal.SIGKILL, "main:p01.h5:append@2", {"p00.h5": "complete", "p01.h5.tmp": 2}),  # mid second subject
+    (signal.SIGINT, "main:p01.h5:append@4", {"p00.h5": "complete", "p01.h5.tmp": 4}),  # Ctrl-C while rendering
+    # Ctrl-C while the writer is busy (the main thread rendering ahead or waiting for it): the queued work is dropped,
+    # the batch being written completes
+    (signal.SIGINT, "writer:p03.h5:append@4", {"p02.h5": "complete", "p03.h5.tmp": 6}),
+]
+
+
+@pytest.mark.parametrize("sig,where,state", INTERRUPTS, ids=[f"{s.name}-{w}" for s, w, _ in INTERRUPTS])
+def test_kill9_then_resume_equals_uninterrupted(proc_cache, tmp_path, ref_b1, sig, where, state, capsys):
     """kill -9 right after the first subject's last batch (before or after its rename) or in the middle of the
-    second subject, or Ctrl-C (SIGINT: exit status 130); --resume then yields exactly the uninterrupted export."""
+    second subject, or Ctrl-C (SIGINT: exit status 130 and the --resume hint) while rendering or while the writer
+    is busy; --resume then yields exactly the uninterrupted export. The child stops at a fixed point and waits for
+    the signal (tests/export/interrupt_child.py), so the outcome does not depend on the machine's load."""
     cfg = tmp_path / "b1.json"
     cfg.write_text(json.dumps({**CONFIG, "batch_size": 1}))  # one frame per batch: many batches per subject
-    out, ref = tmp_path / "killed", tmp_path / "ref"
-    export(settings(proc_cache, ref, config={**CONFIG, "batch_size": 1}), progress="none")
+    out, ready = tmp_path / "killed", tmp_path / "ready"
     args = ["--cache", str(proc_cache), "--out", str(out), "--views-per-frame", str(K), "--seed", str(SEED),
-            "--config", str(cfg), "--image-size", str(SIZE), "--device", "cpu", "--progress", "lines"]
-    proc = _run_cli(args)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line.strip())
-        if line.strip() == trigger:
-            os.kill(proc.pid, sig)
-            break
-    proc.wait(timeout=120)
-    err = proc.stderr.read()
-    assert trigger in seen, (seen, err)
+            "--config", str(cfg), "--image-size", str(SIZE), "--device", "cpu", "--progress", "none"]
+    proc = subprocess.Popen([sys.executable, str(CHILD), str(ready), where, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
+    try:
+        _wait_for(ready, proc)
+        os.kill(proc.pid, sig)
+        so, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     if sig == signal.SIGKILL:
-        assert proc.returncode == -signal.SIGKILL, "the export finished before it could be killed"
+        assert proc.returncode == -signal.SIGKILL
     else:
         assert proc.returncode == 130 and "rerun the same command with --resume" in err, (proc.returncode, err)
+        assert "Traceback" not in err, err
+    for name, want in state.items():
+        if want == "complete":
+            assert (out / name).is_file() and not (out / (name + ".tmp")).exists(), name
+        else:
+            assert _rows_done(out / name) == want, name
+    last = max(int(n[1:3]) for n in state)  # nothing of the subjects after the interrupted one
+    assert not [p.name for p in out.glob("p*.h5*") if int(p.name[1:3]) > last]
     assert not (out / "index.json").exists()
     assert verify_export(out)  # an interrupted export never verifies
-    assert not (out / "p03.h5").exists()
-    resumed = _run_cli(args[:-2] + ["--progress", "none", "--resume"])
-    so, se = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, se
-    assert "already complete" in so or trigger.startswith("p00.h5: 8/8")
+    capsys.readouterr()
+    assert main(["export", *args, "--resume"]) == 0  # the same command line, in this process
+    assert "already complete" in capsys.readouterr().out or "p00.h5.tmp" in state
     assert verify_export(out) == []
-    assert_same_export(out, ref)
+    assert_same_export(out, ref_b1)
+
+
+def test_ctrl_c_in_process_is_never_lost(proc_cache, tmp_path, reference_export, monkeypatch):
+    """KeyboardInterrupt at the main thread's interruptible points (rendering, queueing a batch, waiting for the
+    writer, writing the index) always leaves export(): the writer thread is stopped, no file is left open, and
+    --resume completes the export exactly."""
+    import threading
+
+    from onthefly import export as E
+    from onthefly.dataset import OnTheFlyGazeDataset
+
+    def at(obj, name, n):
+        """Raise KeyboardInterrupt at the n-th call of obj.name."""
+        orig, calls = getattr(obj, name), {"n": 0}
+
+        def f(*a, **kw):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+            return orig(*a, **kw)
+
+        return f
+
+    points = [(OnTheFlyGazeDataset, "batch", 4), (E._AsyncWriter, "submit", 5), (E._AsyncWriter, "close", 1),
+              (E, "write_index", 1)]
+    for i, (obj, name, n) in enumerate(points):
+        out = tmp_path / f"int{i}"
+        with monkeypatch.context() as m:
+            m.setattr(obj, name, at(obj, name, n))
+            with pytest.raises(KeyboardInterrupt):
+                export(settings(proc_cache, out), progress="none")
+        assert not [t for t in threading.enumerate() if t.name == "onthefly-export-writer"], name
+        assert not (out / "index.json").exists(), name
+        for p in out.glob("*.h5*"):  # closed: h5py can open it for writing again (HDF5 locks open files)
+            h5py.File(p, "r+").close()
+        export(settings(proc_cache, out), resume=True, progress="none")
+        assert verify_export(out) == [], name
+        assert_same_export(out, reference_export)
 
 
 class _Crash(Exception):

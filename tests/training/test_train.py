@@ -195,7 +195,7 @@ def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
            "--trainer.callbacks", "[{class_path: train.callbacks.AssertDisjointShards}]"]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=240)
+    r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=1800)  # a hang guard only
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 ranks, batches per rank [2, 2], disjoint" in r.stdout + r.stderr
 
@@ -292,6 +292,41 @@ def test_train_demo_end_to_end_reports_error_curve_and_pictures(tmp_path, capsys
         img = cv2.imread(str(out / png))
         assert img is not None and img.std() > 5, png
     assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_demo_result_depends_on_steps_not_on_speed(tmp_path, capsys, monkeypatch):
+    """The demo stops after its step budget, never on a clock: a machine twice as slow (every training batch
+    arrives late) trains the same steps and prints the same held-out error, to the last digit; a wall-clock cap
+    is refused."""
+    import time
+
+    import train.data
+    from train.demo import DEMO_THREADS, main
+
+    tiny = ["--subjects", "4", "--views", "2", "--max-epochs", "2", "--epoch-length", "2", "--data.image_size", "32",
+            "--data.val_batches", "1", "--data.batch_size", "8", "--trainer.enable_progress_bar", "false"]
+    threads = torch.get_num_threads()
+    assert main(["--out", str(tmp_path / "quiet"), *tiny]) == 0
+    assert torch.get_num_threads() == threads  # restored after the run
+    quiet = capsys.readouterr().out.strip().splitlines()
+    orig = train.data.TrainStream.__iter__
+
+    def slow(self):
+        for b in orig(self):
+            time.sleep(0.05)  # a loaded machine: each batch arrives late
+            yield b
+
+    monkeypatch.setattr(train.data.TrainStream, "__iter__", slow)
+    assert main(["--out", str(tmp_path / "busy"), *tiny]) == 0
+    busy = capsys.readouterr().out.strip().splitlines()
+    assert quiet[-1] == busy[-1] and quiet[-1].startswith("held-out angular error")
+    steps = [ln for ln in quiet if ln.startswith("[2/4]")][0].split(" steps")[0]
+    assert steps == [ln for ln in busy if ln.startswith("[2/4]")][0].split(" steps")[0] == "[2/4] trained 32"
+    assert f"({DEMO_THREADS} torch threads)" in "\n".join(busy)
+    a, b = (json.loads((tmp_path / d / "learning_curve.json").read_text()) for d in ("quiet", "busy"))
+    assert a == b
+    assert main(["--out", str(tmp_path / "capped"), *tiny, "--trainer.max_time", "00:00:10:00"]) == 2
+    assert "budgeted in optimizer steps" in capsys.readouterr().err
 
 
 def test_channels_last_gives_the_same_predictions():
