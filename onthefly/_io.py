@@ -1,4 +1,5 @@
-"""File-writing helpers shared by the writers (meshes, shape models, export indices)."""
+"""File helpers shared by the writers (atomic writes of meshes, shape models, export indices) and the readers
+(a guarded YAML parse for configs and ``light_meta.yaml``)."""
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import socket
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "safe_yaml", "MAX_YAML_BYTES"]
 
 
 @contextmanager
@@ -25,3 +26,66 @@ def atomic_write(path: str | Path, suffix: str = ""):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# ------------------------------------------------------------------------------------------------ guarded YAML
+MAX_YAML_NODES = 100_000
+MAX_YAML_BYTES = 1 << 16
+MAX_YAML_DEPTH = 64
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of flow brackets ``[ {`` outside quotes (a cheap guard before parsing)."""
+    depth = best = 0
+    quote = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n":
+            quote = None
+    return best
+
+
+def _expanded_size(obj, memo=None) -> int:
+    """Values in ``obj`` with every shared (aliased) node counted each time it is used, in time linear in the
+    distinct nodes."""
+    memo = {} if memo is None else memo
+    if not isinstance(obj, (dict, list)):
+        return 1
+    if id(obj) in memo:
+        return memo[id(obj)]
+    memo[id(obj)] = MAX_YAML_NODES + 1  # a cycle counts as too large
+    items = list(obj.values()) + list(obj.keys()) if isinstance(obj, dict) else obj
+    n = 1
+    for v in items:
+        n += _expanded_size(v, memo)
+        if n > MAX_YAML_NODES:
+            break
+    memo[id(obj)] = n
+    return n
+
+
+def safe_yaml(text: str):
+    """``yaml.safe_load(text)`` guarded against what crashes or stalls PyYAML (found by the fuzz campaign,
+    ``tests/fuzz``): nesting deeper than ``MAX_YAML_DEPTH`` (its parser is recursive; its C one segfaults) and
+    alias expansion past ``MAX_YAML_NODES`` values (a "billion laughs"). Raises ``yaml.YAMLError`` for bad syntax
+    and ``ValueError`` (without the file name: the caller adds it) for the guards."""
+    import yaml
+
+    if _flow_depth(text) > MAX_YAML_DEPTH:
+        raise ValueError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+    try:
+        obj = yaml.safe_load(text)
+    except RecursionError:
+        raise ValueError("nested too deeply (more than the recursion limit)") from None
+    if _expanded_size(obj) > MAX_YAML_NODES:
+        raise ValueError(f"expands to more than {MAX_YAML_NODES} values (aliases?)")
+    return obj

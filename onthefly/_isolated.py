@@ -1,16 +1,15 @@
 """Readers run in a forked child process, for third-party parsers that can crash the interpreter on a malformed
-file (``scipy.io.loadmat`` segfaults on some corrupt MAT files: found by the fuzz campaign, ``tests/fuzz``). The
+file (OpenCV's ``FileStorage`` aborts or segfaults on some corrupt XML: found by the fuzz campaign, ``tests/fuzz``). The
 child's death becomes an ``OSError`` in the caller; only plain numeric arrays come back (``np.load`` with
 ``allow_pickle=False``)."""
 from __future__ import annotations
 
 import io
 import os
-import sys
 
 import numpy as np
 
-__all__ = ["load_mat_arrays", "call_isolated"]
+__all__ = ["call_isolated"]
 
 
 def _read_all(fd: int) -> bytes:
@@ -20,13 +19,6 @@ def _read_all(fd: int) -> bytes:
         if not b:
             return b"".join(chunks)
         chunks.append(b)
-
-
-def load_mat_arrays(path, keys) -> dict[str, np.ndarray]:
-    """The variables ``keys`` (those present) of a MAT file as float64 arrays, read by ``scipy.io.loadmat`` in a
-    forked child. Raises ``OSError`` when the file cannot be read (or the reader crashed), ``ValueError`` when a
-    variable is not numeric."""
-    return call_isolated(_load, path, keys)
 
 
 def call_isolated(fn, *args) -> dict[str, np.ndarray]:
@@ -71,21 +63,3 @@ def call_isolated(fn, *args) -> dict[str, np.ndarray]:
         raise OSError(msg)
     with np.load(io.BytesIO(data[1:]), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-
-
-def _load(path, keys) -> dict[str, np.ndarray]:
-    import scipy.io
-
-    m = scipy.io.loadmat(str(path))
-    out = {}
-    for k in keys:
-        if k in m:
-            a = np.asarray(m[k])
-            if a.dtype.kind not in "fiub":
-                raise ValueError(f"'{k}' is not numeric (dtype {a.dtype})")
-            out[k] = a.astype(np.float64)
-    return out
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(load_mat_arrays(sys.argv[1], sys.argv[2:]))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import MAX_YAML_BYTES, safe_yaml
+
 #: constructor arguments the config may set (``cache`` comes from ``--cache``)
 _ALLOWED = ("batch_size", "seed", "device", "camera", "target", "appearance", "background_dir", "views_per_frame",
             "epoch_length", "subjects", "split", "val_subjects", "val_fraction", "split_seed", "max_rotation_deg",
@@ -33,50 +35,6 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default=None, help="override the config's device (default cpu)")
 
 
-_MAX_CONFIG_NODES = 100_000
-_MAX_CONFIG_BYTES = 1 << 16
-_MAX_CONFIG_DEPTH = 64
-
-
-def _flow_depth(text: str) -> int:
-    """The deepest nesting of flow brackets ``[ {`` outside quotes (a cheap guard before parsing)."""
-    depth = best = 0
-    quote = None
-    for ch in text:
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-            best = max(best, depth)
-        elif ch in "]}":
-            depth = max(0, depth - 1)
-        elif ch == "\n":
-            quote = None
-    return best
-
-
-def _expanded_size(obj, memo=None) -> int:
-    """Values in ``obj`` with every shared (aliased) node counted each time it is used, in time linear in the
-    distinct nodes."""
-    memo = {} if memo is None else memo
-    if not isinstance(obj, (dict, list)):
-        return 1
-    if id(obj) in memo:
-        return memo[id(obj)]
-    memo[id(obj)] = _MAX_CONFIG_NODES + 1  # a cycle counts as too large
-    items = list(obj.values()) + list(obj.keys()) if isinstance(obj, dict) else obj
-    n = 1
-    for v in items:
-        n += _expanded_size(v, memo)
-        if n > _MAX_CONFIG_NODES:
-            break
-    memo[id(obj)] = n
-    return n
-
-
 def load_config(path) -> dict:
     """The dataset arguments of a YAML config (a mapping), validated against the constructor's names."""
     import yaml
@@ -84,20 +42,19 @@ def load_config(path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"--config: file not found: {p}")
-    if p.stat().st_size > _MAX_CONFIG_BYTES:
+    if p.stat().st_size > MAX_YAML_BYTES:
         raise ValueError(f"--config {p}: {p.stat().st_size} bytes; a dataset config is a small YAML mapping "
-                         f"(at most {_MAX_CONFIG_BYTES} bytes)")
+                         f"(at most {MAX_YAML_BYTES} bytes)")
     try:
         text = p.read_text()
-        if _flow_depth(text) > _MAX_CONFIG_DEPTH:  # PyYAML's parser is recursive (its C one even segfaults)
-            raise ValueError(f"--config {p}: nested more than {_MAX_CONFIG_DEPTH} levels deep")
-        cfg = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--config {p}: cannot read ({type(exc).__name__}: {str(exc)[:200]})") from None
+    try:
+        cfg = safe_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"--config {p}: not valid YAML: {exc}") from None
-    except (OSError, UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(f"--config {p}: cannot read ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if _expanded_size(cfg) > _MAX_CONFIG_NODES:  # e.g. a "billion laughs" of nested aliases
-        raise ValueError(f"--config {p}: the config expands to more than {_MAX_CONFIG_NODES} values (aliases?)")
+    except ValueError as exc:
+        raise ValueError(f"--config {p}: {exc}") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"--config {p}: expected a mapping of dataset arguments, got {type(cfg).__name__}")
     cfg = dict(cfg.get("dataset", cfg)) if isinstance(cfg.get("dataset"), dict) else cfg

@@ -288,12 +288,16 @@ def read_light_meta(path: str | Path) -> dict[str, int]:
 
     path = Path(path)
     text = _text(path, "light metadata")
+    from .._io import safe_yaml
+
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise FormatError(path, f"not valid YAML ({getattr(exc, 'problem', exc)})",
                           None if mark is None else mark.line + 1) from None
+    except ValueError as exc:
+        raise FormatError(path, f"not a light_meta.yaml ({exc})") from None
     if not isinstance(data, dict) or not data:
         raise FormatError(path, "expected a mapping subjectXXXX -> {full_light_frame_end_idx: N}")
     lines = text.splitlines()

@@ -136,42 +136,63 @@ def _setup_face_model(d: Path) -> dict:
 _SHARED: dict[str, Any] = {}
 
 
-def _xgaze_layout(base: Path) -> dict:
-    """A real-layout XGaze3D frame (shared, read-only): the mesh root; the annotation CSV is copied per input."""
-    if "xgaze" not in _SHARED:
-        from sources.fixtures import procedural_records
-        from sources.xgaze_fixture import write_face_model, write_xgaze_frame
-
-        rec = procedural_records()[0]
-        root, ann, cal = base / "recon", base / "annotation", base / "calibration"
-        write_xgaze_frame(rec, root, ann, cal, "subject0000", "frame0000")
-        write_face_model(rec, base / "face_model.txt")
-        _SHARED["xgaze"] = {"root": root, "ann": ann, "cal": cal, "fm": base / "face_model.txt"}
-    return _SHARED["xgaze"]
+def _nums(rng, n, lo=-100.0, hi=100.0) -> list[str]:
+    return [f"{x:.6f}" for x in rng.uniform(lo, hi, n)]
 
 
-def _setup_xgaze_csv(d: Path) -> dict:
-    lay = _xgaze_layout(d.parent.parent / "_xgaze_shared")
-    shutil.copy(lay["ann"] / "subject0000.csv", d / "subject0000.csv")
-    return lay
+def _setup_xgaze_csv(fields: int):
+    """An ETH-XGaze annotation (149 fields) or XGaze3D updated annotation (249 fields): 2 frames x 3 cameras."""
+    def setup(d: Path) -> dict:
+        rng = np.random.default_rng(fields)
+        rows = []
+        for fr in ("frame0000", "frame0001"):
+            for cam in ("cam00", "cam01", "cam02"):
+                rows.append(",".join([fr, f"{cam}.JPG", *_nums(rng, 2, 0, 4000), *_nums(rng, 3, -300, 300),
+                                      *_nums(rng, 3, -0.5, 0.5), *_nums(rng, 3, 500, 900),
+                                      *_nums(rng, fields - 13, 0, 4000)]))
+        (d / "subject0000.csv").write_text("\n".join(rows) + "\n")
+        return {"fields": fields}
+    return setup
 
 
-def _nv_layout(base: Path) -> dict:
-    if "nv" not in _SHARED:
-        from sources.fixtures import procedural_records
-        from sources.nv_fixture import write_nv_frame
-
-        rec = procedural_records()[0]
-        root, ann = base / "3ddfa", base / "MPIIFaceGaze"
-        write_nv_frame(rec, root, ann, "p00", "day01", "0001")
-        _SHARED["nv"] = {"root": root, "ann": ann}
-    return _SHARED["nv"]
+def _setup_light_meta(d: Path) -> dict:
+    (d / "light_meta.yaml").write_text("subject0000:\n  full_light_frame_end_idx: 5\nsubject0003:\n"
+                                       "  full_light_frame_end_idx: 12\n")
+    return {}
 
 
-def _setup_nv(d: Path) -> dict:
-    lay = _nv_layout(d.parent.parent / "_nv_shared")
-    shutil.copytree(lay["ann"], d, dirs_exist_ok=True)
-    return lay
+def _setup_mpii_txt(d: Path) -> dict:
+    rng = np.random.default_rng(2)
+    lines = []
+    for i in range(4):
+        lm = [str(int(v)) for v in rng.integers(200, 900, 12)]
+        lines.append(" ".join([f"day01/{i + 1:04d}.jpg", *[str(int(v)) for v in rng.integers(0, 1280, 2)], *lm,
+                               *_nums(rng, 3, -0.3, 0.3), *_nums(rng, 3, -50, 600), *_nums(rng, 3, -50, 600),
+                               *_nums(rng, 3, -300, 300), "left" if i % 2 else "right"]))
+    (d / "p00.txt").write_text("\n".join(lines) + "\n")
+    return {}
+
+
+def _setup_camera_mat(d: Path) -> dict:
+    import scipy.io
+
+    scipy.io.savemat(d / "Camera.mat", {"cameraMatrix": np.array(_K), "distCoeffs": np.array([[-0.1, 0.2, 0, 0, 0.]]),
+                                        "retval": 0.4, "rvecs": np.zeros((3, 1)), "tvecs": np.zeros((3, 1))})
+    return {}
+
+
+def _setup_openface(d: Path) -> dict:
+    np.savetxt(d / "OpenFace.txt", np.random.default_rng(3).normal(0, 40, (68, 3)), fmt="%.6f")
+    return {}
+
+
+def _setup_source_supply(d: Path) -> dict:
+    import h5py
+
+    with h5py.File(d / "p00.h5", "w") as f:
+        f["file_name"] = np.array([f"p00/day01/{i + 1:04d}.jpg".encode() for i in range(5)])
+        f["landmarks_2d_detect"] = np.random.default_rng(4).uniform(100, 600, (5, 68, 2))
+    return {}
 
 
 def _setup_cache(d: Path) -> dict:
@@ -214,8 +235,9 @@ def _setup_export(d: Path) -> dict:
 def _setup_partial(d: Path) -> dict:
     import h5py
 
-    from onthefly.export import KEYS
+    from onthefly.export import SCHEMAS
 
+    KEYS = SCHEMAS["mpii-nv"].keys
     ctx = _setup_export(d)
     for p in list(d.iterdir()):
         if p.name != "p00.h5":
@@ -327,39 +349,40 @@ def _check_manifest(entries, d, ctx) -> None:
 
 
 def _check_camera(c, d, ctx) -> None:
-    assert c["K"].shape == (3, 3) and c["R"].shape == (3, 3) and c["t"].shape == (3,)
-    assert all(np.isfinite(c[k]).all() for k in ("K", "dist", "R", "t"))
-    assert abs(np.linalg.det(c["R"]) - 1) < 1e-3
+    assert c.K.shape == (3, 3) and c.R.shape == (3, 3) and c.t.shape == (3,)
+    assert all(np.isfinite(v).all() for v in (c.K, c.dist, c.R, c.t))
+    assert abs(np.linalg.det(c.R) - 1) < 1e-3
 
 
-def _call_xgaze_row(d, ctx):
-    from onthefly.sources.xgaze3d import XGaze3DSource
+def _reader_call(fn_name: str, file: str, **kw):
+    """A call of ``onthefly.sources.readers.<fn_name>(d / file)`` (the real-layout readers: path -> value)."""
+    def call(d, ctx):
+        from onthefly.sources import readers
 
-    src = XGaze3DSource(ctx["root"], d, ctx["cal"], ctx["fm"])
-    return src._row("subject0000", "frame0000")
-
-
-def _check_row(row, d, ctx) -> None:
-    for k, v in row.items():
-        if isinstance(v, np.ndarray):
-            assert np.isfinite(v).all(), k
+        return getattr(readers, fn_name)(d / file, **kw)
+    return call
 
 
-def _call_nv_camera(d, ctx):
-    from onthefly.sources.nv_gaze import NVGazeSource
+def _check_rows(rows, d, ctx) -> None:
+    assert rows, "no rows"
+    for row in rows.values():
+        for k, v in vars(row).items():
+            if isinstance(v, np.ndarray):
+                assert np.isfinite(v).all(), k
 
-    return NVGazeSource(ctx["root"], d)._camera("p00")
+
+def _check_light_meta(m, d, ctx) -> None:
+    assert m and all(isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in m.items())
 
 
-def _check_nv_camera(kd, d, ctx) -> None:
+def _check_camera_mat(kd, d, ctx) -> None:
     K, dist = kd
     assert K.shape == (3, 3) and np.isfinite(K).all() and np.isfinite(dist).all()
 
 
-def _call_nv_row(d, ctx):
-    from onthefly.sources.nv_gaze import NVGazeSource
-
-    return NVGazeSource(ctx["root"], d)._row("p00", "day01", "0001")
+def _check_supply(sup, d, ctx) -> None:
+    assert len(sup.file_name) == len(sup.landmarks) and sup.landmarks.shape[1:] == (68, 2)
+    assert np.isfinite(sup.landmarks).all()
 
 
 def _call_cache(d, ctx):
@@ -424,8 +447,9 @@ def _call_resume(d, ctx):
 def _check_resume(start, d, ctx) -> None:
     import h5py
 
-    from onthefly.export import KEYS
+    from onthefly.export import SCHEMAS
 
+    KEYS = SCHEMAS["mpii-nv"].keys
     n = int(ctx["attrs"]["n_rows"])
     assert isinstance(start, int) and 0 <= start <= n, f"start {start!r}"
     tmp = d / "p00.h5.tmp"
@@ -500,20 +524,10 @@ def _call_sidecar(d, ctx):
     return check_record(load_mesh_frame(d / "m.obj"))  # as the cache build reads a frame
 
 
-def _call_camera_xml(d, ctx):
-    from onthefly.sources.xgaze3d import read_camera_xml
-
-    return read_camera_xml(d / "cam00.xml")
-
-
-def _call_face_model(d, ctx):
-    from onthefly.sources.xgaze3d import read_face_model
-
-    return read_face_model(d / "face_model.txt")
-
-
-def _check_face_model(a, d, ctx) -> None:
-    assert a.shape == (50, 3) and np.isfinite(a).all()
+def _check_model(shape):
+    def check(a, d, ctx) -> None:
+        assert a.shape == shape and np.isfinite(a).all()
+    return check
 
 
 # ============================================================================================ the table
@@ -525,11 +539,24 @@ READERS: dict[str, Reader] = {r.name: r for r in [
     Reader("ply-binary", _setup_ply(True), "m.ply", "ply-binary", _obj_call("m.ply"), _check_mesh),
     Reader("mesh-sidecar-json", _setup_sidecar, "m.json", "json", _call_sidecar, _check_record),
     Reader("manifest-jsonl", _setup_manifest, "frames.jsonl", "jsonl", _call_manifest, _check_manifest),
-    Reader("xgaze-camera-xml", _setup_camera_xml, "cam00.xml", "text", _call_camera_xml, _check_camera),
-    Reader("xgaze-face-model", _setup_face_model, "face_model.txt", "text", _call_face_model, _check_face_model),
-    Reader("xgaze-annotation-csv", _setup_xgaze_csv, "subject0000.csv", "text", _call_xgaze_row, _check_row),
-    Reader("nv-camera-mat", _setup_nv, "p00/Calibration/Camera.mat", "bytes", _call_nv_camera, _check_nv_camera),
-    Reader("nv-annotation-txt", _setup_nv, "p00/p00.txt", "text", _call_nv_row, _check_row),
+    Reader("xgaze-camera-xml", _setup_camera_xml, "cam00.xml", "text", _reader_call("read_camera_xml", "cam00.xml"),
+           _check_camera),
+    Reader("xgaze-face-model", _setup_face_model, "face_model.txt", "text",
+           _reader_call("read_face_model", "face_model.txt"), _check_model((50, 3))),
+    Reader("xgaze-annotation-csv", _setup_xgaze_csv(149), "subject0000.csv", "text",
+           _reader_call("read_xgaze_annotation", "subject0000.csv"), _check_rows),
+    Reader("xgaze3d-updated-csv", _setup_xgaze_csv(249), "subject0000.csv", "text",
+           _reader_call("read_xgaze_annotation", "subject0000.csv", fields=249), _check_rows),
+    Reader("xgaze-light-meta-yaml", _setup_light_meta, "light_meta.yaml", "yaml",
+           _reader_call("read_light_meta", "light_meta.yaml"), _check_light_meta),
+    Reader("mpii-camera-mat", _setup_camera_mat, "Camera.mat", "bytes", _reader_call("read_camera_mat", "Camera.mat"),
+           _check_camera_mat),
+    Reader("mpii-annotation-txt", _setup_mpii_txt, "p00.txt", "text", _reader_call("read_mpii_annotation", "p00.txt"),
+           _check_rows),
+    Reader("nv-openface-txt", _setup_openface, "OpenFace.txt", "text",
+           _reader_call("read_openface_model", "OpenFace.txt"), _check_model((68, 3))),
+    Reader("nv-source-supply-h5", _setup_source_supply, "p00.h5", "h5", _reader_call("read_source_supply", "p00.h5"),
+           _check_supply),
     Reader("mesh-cache-h5", _setup_cache, "cache.h5", "h5", _call_cache, _check_cache),
     Reader("cache-validate", _setup_cache, "cache.h5", "h5", _call_validate, _check_validated, problems=True,
            named_by_caller=True),
@@ -596,7 +623,7 @@ def _mutate_file(reader: Reader, target: Path, rng: random.Random) -> Path:
                 obj = yaml.safe_load(target.read_text())
             except Exception:  # noqa: BLE001 - an earlier mutation broke it: mutate the text
                 obj = None
-            from onthefly.commands.preview import _expanded_size
+            from onthefly._io import _expanded_size
 
             small = isinstance(obj, (dict, list)) and _expanded_size(obj) < 10_000  # not an alias bomb
             target.write_text(M.mutate_yaml_text(obj, rng) if small
