@@ -16,8 +16,10 @@ llvmpipe peer (must reach 1.5x); OnTheFlyGazeDataset at 224 px, default appearan
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = (p.description or "") + " Renderers are timed interleaved on the same scene and views (each " \
-        "repeat runs every renderer once), medians reported; the machine's load is recorded with the figures."
+    p.description = ("Render and end-to-end dataset throughput on this machine, for every available backend and "
+                     "peer renderer (moderngl/llvmpipe, PyTorch3D). Renderers are timed interleaved on the same scene "
+                     "and views (each repeat runs every renderer once), medians reported; the machine's load is "
+                     "recorded with the figures.")
     p.add_argument("--what", choices=("all", "render", "dataset"), default="all",
                    help="render throughput, end-to-end dataset throughput, or both (default)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
@@ -32,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the dataset's cull_backfaces: off (default), on, or both (interleaved, for the ratio)")
     p.add_argument("--frames", type=int, default=128, help="procedural frames in the dataset's cache (default 128)")
     p.add_argument("--camera", default="xgaze224", help="the dataset's normalized camera (default xgaze224)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats (median reported; default 5)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="interleaved timed repeats (median reported; default 5, 3 with --quick)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     p.add_argument("--backends", nargs="+", default=None,
                    help="onthefly render backends to time (default: every one available on the device, e.g. numba "
@@ -65,7 +68,7 @@ def run(args) -> int:
         tuned = tune_malloc()
     sizes = args.sizes or ([224] if args.quick else [224, 448])
     batches = args.batches or ([256] if cuda else [8])
-    repeats = 3 if args.quick and args.repeats == 5 else args.repeats
+    repeats = args.repeats if args.repeats is not None else 3 if args.quick else 5
     print("machine:", json.dumps({**bm.machine_info(dev), "tune_malloc": tuned}))
     out = {}
     if args.what in ("all", "render"):
