@@ -20,7 +20,8 @@ The one intended difference: a pixel is tested only inside its face's pixel boun
 bucket grids may test a few pixels beyond it, which rounding could only ever cover for degenerate slivers).
 
 Work split: ``prange`` over (image, band of rows) items, so a batch of 1 still uses every thread; each item owns
-its rows of the z-buffer, so no atomics and no races.
+its rows of the z-buffer, so no atomics and no races. The parallel kernels release the GIL (``nogil=True``): other
+Python threads run while a batch renders (the export's writer thread compresses and writes the previous batch).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ LOCK = threading.Lock()
 
 __all__ = ["LOCK", "project", "raster_fused", "vertex_normals", "shade"]
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, nogil=True)
 def project(verts, K, znear, one, out):
     """verts (B,V,3), K (B,3,3) -> out (B,V,3) = (u, v, 1/z) with 1/z := 0 at or behind ``znear``."""
     B, V = verts.shape[0], verts.shape[1]
@@ -76,7 +77,7 @@ def _resolve_pixel(uvw, faces, fb, b, f, px, py, q_out, one):
     return one / S
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, nogil=True)
 def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bary):
     """Face setup, depth test and resolve in one pass per (image, band of ``band`` rows) item: each face's
     screen setup (bounding box, edge functions, 1/z plane) is computed inline with the torch backend's float
@@ -176,7 +177,7 @@ def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bar
                     zbuf[b, i, j] = _resolve_pixel(uvw, faces, fb, b, f, xs[j], py, bary[b, i, j], one)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, nogil=True)
 def vertex_normals(verts, faces, eps, out):
     """Area-weighted normalised vertex normals (PyTorch3D's ``verts_normals``) of (B,V,3) ``verts`` into ``out``."""
     B, V = verts.shape[0], verts.shape[1]
@@ -244,7 +245,7 @@ def _powi(a, shin, ishin):
     return r
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, nogil=True)
 def shade(p2f, bary, verts, faces, normals, tex_kind, colors, maps, map_scale, vuv, fuv, tidx, align,
           lights, material, blinn, lit, bg, extra, one, img, out_extra, mask):
     """Interpolate, texture and shade the covered pixels of ``p2f`` / ``bary`` (B,H,W[,3]).
