@@ -509,22 +509,21 @@ class OnTheFlyGazeDataset(IterableDataset):
         K64 = cam.K(dtype=torch.float64, device=dev)
         lm2_fixed = project_points(lm3, K64)
         lm2 = lm2_fixed.clone()
-        ct = st["contour"][fr]
-        if bool(ct.any()):  # iBUG semantics: the jaw points on the rendered outline (onthefly.reconstruct.contour)
-            from .reconstruct.contour import ibug_jaw
+        from .reconstruct.contour import ibug_jaw
+        from .reconstruct.eyes import EYE_SHAPES, eye_geometry
 
+        ct = st["contour"][fr]
+        any_ct = bool(ct.any())  # one host read per batch, for both labels below
+        if any_ct:  # iBUG semantics: the jaw points on the rendered outline (onthefly.reconstruct.contour)
             jaw = ibug_jaw(verts[ct], _pitchyaw_to_rotation(hp[ct]), K64)
             lm2[ct, :17] = project_points(jaw, K64)
         # eye geometry (onthefly.reconstruct.eyes): NaN for frames of other topologies
-        from .reconstruct.eyes import EYE_KEYS, eye_geometry
-
-        shapes = {"eyeball_centres_3d": (2, 3), "eyeball_centres_2d": (2, 2), "iris_centres_3d": (2, 3),
-                  "iris_centres_2d": (2, 2), "iris_contours_3d": (2, 8, 3), "iris_contours_2d": (2, 8, 2)}
-        eyes = {k: torch.full((n, *shapes[k]), float("nan"), dtype=torch.float64, device=dev) for k in EYE_KEYS}
-        if bool(ct.any()):
+        eyes = {k: torch.full((n, *shape), float("nan"), dtype=torch.float64, device=dev)
+                for k, shape in EYE_SHAPES.items()}
+        if any_ct:
             tgt_view = view.apply(st["target"][fr][:, None])[:, 0]
             e = eye_geometry(verts[ct], tgt_view[ct], g[ct], K64)
-            for k in EYE_KEYS:
+            for k in EYE_SHAPES:
                 eyes[k][ct] = e[k]
         rot = V @ st["R_src"][fr].transpose(-1, -2)
         f32 = torch.float32

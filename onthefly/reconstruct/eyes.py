@@ -23,11 +23,12 @@ import functools
 
 import numpy as np
 
-__all__ = ["EYE_KEYS", "eye_geometry", "eye_vertex_ids"]
+__all__ = ["EYE_KEYS", "EYE_SHAPES", "eye_geometry", "eye_vertex_ids"]
 
-#: batch keys of :func:`eye_geometry` (shapes per sample: (2,3), (2,2), (2,3), (2,2), (2,8,3), (2,8,2))
-EYE_KEYS = ("eyeball_centres_3d", "eyeball_centres_2d", "iris_centres_3d", "iris_centres_2d", "iris_contours_3d",
-            "iris_contours_2d")
+#: batch keys of :func:`eye_geometry` → shape per sample
+EYE_SHAPES = {"eyeball_centres_3d": (2, 3), "eyeball_centres_2d": (2, 2), "iris_centres_3d": (2, 3),
+              "iris_centres_2d": (2, 2), "iris_contours_3d": (2, 8, 3), "iris_contours_2d": (2, 8, 2)}
+EYE_KEYS = tuple(EYE_SHAPES)
 
 
 @functools.lru_cache(maxsize=1)

@@ -76,16 +76,20 @@ def measure_views(views: dict, det, *, options=None) -> list[dict]:
 
     K = views["K"]
     size = views["images"].shape[2], views["images"].shape[1]
+
+    def fit(landmarks, Rt, tag: str) -> dict:
+        """Head pose fitted from ``landmarks``: ``pose_<tag>`` (pitch, yaw deg) and ``err_<tag>`` (deg), or {}."""
+        try:
+            pose = estimate_head_pose(landmarks, K, options, image_size=size)
+        except ValueError:
+            return {}
+        return {f"pose_{tag}": _pitchyaw_deg(pose.R).tolist(), f"err_{tag}": _angle_deg(pose.R, Rt)}
+
     out = []
     for img, lab, py in zip(views["images"], views["landmarks"], views["poses"]):
         rec = {"truth": [float(py[0]), float(py[1])], "detected": False}
         Rt = _rot(py)
-        try:
-            pose = estimate_head_pose(lab, K, options, image_size=size)
-            rec["pose_label"] = _pitchyaw_deg(pose.R).tolist()
-            rec["err_label"] = _angle_deg(pose.R, Rt)
-        except ValueError:
-            pass
+        rec.update(fit(lab, Rt, "label"))
         # the face: a box holding the label's nose tip and both outer eye corners (not a false box on the nose)
         key = lab[[30, 36, 45]]
         boxes = [b for b, _ in det.detect(img) if ((key[:, 0] >= b[0]) & (key[:, 0] <= b[2]) & (key[:, 1] >= b[1])
@@ -98,12 +102,7 @@ def measure_views(views: dict, det, *, options=None) -> list[dict]:
             if lm is not None:
                 rec.update(detected=True, det_landmarks=lm.tolist(), nme51=nme(lm, lab, slice(17, 68)),
                            nme_jaw=nme(lm, lab, slice(0, 17)))
-                try:
-                    pose = estimate_head_pose(lm, K, options, image_size=size)
-                    rec["pose_det"] = _pitchyaw_deg(pose.R).tolist()
-                    rec["err_det"] = _angle_deg(pose.R, Rt)
-                except ValueError:
-                    pass
+                rec.update(fit(lm, Rt, "det"))
         out.append(rec)
     return out
 
