@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, h5_fast
 
 from ._io import atomic_write
 from .h5 import SCHEMAS as _ALL_SCHEMAS
@@ -438,10 +438,13 @@ class _SubjectFile:
         if start != self.rows:
             raise RuntimeError(f"{self.tmp}: rows out of order ({start} != {self.rows})")
         f, n = self.f, len(rows[self.keys[0]])
-        for k in self.keys:
-            ds = f[k]
+        for fld in self.schema.fields:
+            ds = f[fld.key]
             ds.resize(start + n, 0)
-            ds[start:start + n] = rows[k]
+            if fld.image and self.compression == "lzf" and h5_fast.direct_lzf(ds):
+                h5_fast.write_rows(ds, start, rows[fld.key])  # the compiled LZF encoder, one chunk per row
+            else:
+                ds[start:start + n] = rows[fld.key]
         f.flush()  # the rows reach the file before the count that declares them
         f.attrs["rows_done"] = start + n
         f.flush()
