@@ -75,6 +75,7 @@ def u8_plane(a: np.ndarray) -> np.ndarray:
     _u8_plane(a, out)
     return out
 
+
 #: LZF's format limits: literal run ≤ 32 bytes, back reference 3..264 bytes, distance ≤ 8192
 _MAX_LIT, _MAX_REF, _MAX_OFF = 32, 264, 1 << 13
 _HLOG = 14
@@ -98,53 +99,52 @@ def _compress_into(src, dst, htab):  # pragma: no cover - compiled
     lit = 0
     misses = 0
     probe = n >> 2  # a quarter in: give up (store raw) if it has not shrunk by 1.5 %
-    while ip + 2 < n:
+    while ip < n:
         if ip >= probe:
             if op > ip - (ip >> 6):
                 return 0
             probe = n
-        v = (np.uint32(src[ip]) << 16) | (np.uint32(src[ip + 1]) << 8) | np.uint32(src[ip + 2])
-        h = ((v * np.uint32(2654435761)) >> np.uint32(32 - _HLOG)) & np.uint32((1 << _HLOG) - 1)
-        ref = htab[h]
-        htab[h] = ip
-        off = ip - ref - 1
-        if ref >= 0 and off < _MAX_OFF and src[ref] == src[ip] and src[ref + 1] == src[ip + 1] \
-                and src[ref + 2] == src[ip + 2]:
-            maxlen = n - ip
-            if maxlen > _MAX_REF:
-                maxlen = _MAX_REF
-            ln = 3
-            while ln < maxlen and src[ref + ln] == src[ip + ln]:
-                ln += 1
-            if op + 4 > limit:
-                return 0
-            if lit > 0:
-                dst[lit_pos] = lit - 1
-            else:
-                op -= 1  # no literals before this reference: drop the reserved control byte
-            code = ln - 2
-            if code < 7:
-                dst[op] = (code << 5) | (off >> 8)
+        if ip + 2 < n:
+            v = (np.uint32(src[ip]) << 16) | (np.uint32(src[ip + 1]) << 8) | np.uint32(src[ip + 2])
+            h = ((v * np.uint32(2654435761)) >> np.uint32(32 - _HLOG)) & np.uint32((1 << _HLOG) - 1)
+            ref = htab[h]
+            htab[h] = ip
+            off = ip - ref - 1
+            if ref >= 0 and off < _MAX_OFF and src[ref] == src[ip] and src[ref + 1] == src[ip + 1] \
+                    and src[ref + 2] == src[ip + 2]:
+                maxlen = min(n - ip, _MAX_REF)
+                ln = 3
+                while ln < maxlen and src[ref + ln] == src[ip + ln]:
+                    ln += 1
+                if op + 4 > limit:
+                    return 0
+                if lit > 0:
+                    dst[lit_pos] = lit - 1
+                else:
+                    op -= 1  # no literals before this reference: drop the reserved control byte
+                code = ln - 2
+                if code < 7:
+                    dst[op] = (code << 5) | (off >> 8)
+                    op += 1
+                else:
+                    dst[op] = (7 << 5) | (off >> 8)
+                    dst[op + 1] = code - 7
+                    op += 2
+                dst[op] = off & 255
                 op += 1
-            else:
-                dst[op] = (7 << 5) | (off >> 8)
-                dst[op + 1] = code - 7
-                op += 2
-            dst[op] = off & 255
-            op += 1
-            lit_pos = op  # a new literal run starts after the reference
-            op += 1
-            lit = 0
-            if ln >= 16:
-                misses = 0
-            ip += ln
-            continue
-        # a miss: emit literals, more of them at once after a long run of misses
-        misses += 1
-        step = 1 + (misses >> 8)
+                lit_pos = op  # a new literal run starts after the reference
+                op += 1
+                lit = 0
+                if ln >= 16:
+                    misses = 0
+                ip += ln
+                continue
+            # a miss: literals, more of them at once after a long run of misses
+            misses += 1
+            step = min(1 + (misses >> 8), n - ip)
+        else:
+            step = n - ip  # the last bytes: too few for a reference
         for _ in range(step):
-            if ip >= n:
-                break
             if op + 2 > limit:
                 return 0
             dst[op] = src[ip]
@@ -156,18 +156,6 @@ def _compress_into(src, dst, htab):  # pragma: no cover - compiled
                 lit_pos = op
                 op += 1
                 lit = 0
-    while ip < n:  # the last bytes (too few for a reference)
-        if op + 2 > limit:
-            return 0
-        dst[op] = src[ip]
-        op += 1
-        ip += 1
-        lit += 1
-        if lit == _MAX_LIT:
-            dst[lit_pos] = _MAX_LIT - 1
-            lit_pos = op
-            op += 1
-            lit = 0
     if lit > 0:
         dst[lit_pos] = lit - 1
     else:

@@ -71,3 +71,31 @@ def test_direct_lzf_refuses_other_layouts(tmp_path):
         sh = f.create_dataset("c", shape=(4, 8, 8), dtype="uint8", chunks=(1, 8, 8), compression="lzf",
                               shuffle=True)
         assert not any(h5_fast.direct_lzf(d) for d in (two, gz, sh))
+
+
+def test_lzf_mixed_segments_round_trip(tmp_path):
+    """Seeded mixtures of runs, repeats at every distance class, noise and short tails, as h5py decodes them."""
+    rng = np.random.default_rng(7)
+    n = 9000  # longer than LZF's 8192-byte window
+    rows = np.empty((40, n), np.uint8)
+    for r in range(len(rows)):
+        out = []
+        while sum(map(len, out)) < n:
+            kind, ln = rng.integers(0, 4), int(rng.integers(1, 700))
+            if kind == 0:
+                out.append(np.full(ln, rng.integers(0, 256), np.uint8))
+            elif kind == 1:
+                out.append(rng.integers(0, 256, ln, dtype=np.uint8))
+            elif kind == 2 and out:
+                prev = np.concatenate(out)
+                s = int(rng.integers(0, len(prev)))
+                out.append(prev[s:s + ln])
+            else:
+                out.append(np.tile(rng.integers(0, 256, int(rng.integers(1, 9)), dtype=np.uint8), ln)[:ln])
+        rows[r] = np.concatenate(out)[:n]
+    p = tmp_path / "m.h5"
+    with h5py.File(p, "w") as f:
+        ds = f.create_dataset("x", shape=rows.shape, dtype="uint8", chunks=(1, n), compression="lzf")
+        h5_fast.write_rows(ds, 0, rows)
+    with h5py.File(p, "r") as f:
+        np.testing.assert_array_equal(f["x"][()], rows)
