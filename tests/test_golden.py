@@ -2,7 +2,9 @@
 
 The stored file ``tests/golden/batches.npz`` holds, for fixed seeds and settings, the images (uint8, compared within
 1/255 per pixel) and the labels (compared to 1e-6: float32 maths on another CPU may differ in the last bits) of
-batches of the dataset on the embedded procedural heads. A deliberate change of behaviour regenerates it:
+batches of the dataset on the embedded procedural heads; ``tests/golden/export.npz`` holds every dataset of every
+file of two small exports (mpii-nv with 2 views per frame, xgaze3d with its two file sets), generated before the
+structure redesign of issue 16 (commit 09c0aa6) and compared the same way. A deliberate change of behaviour regenerates it:
 ``ONTHEFLY_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py`` — and the commit says why.
 """
 from __future__ import annotations
@@ -75,6 +77,54 @@ def test_batches_equal_golden(golden_cache):
         a, b = got[k], want[k]
         assert a.shape == b.shape and a.dtype == b.dtype, k
         if k.endswith("/image"):
+            diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+            assert diff.max() <= 1, f"{k}: {int((diff > 1).sum())} pixels differ by more than 1/255"
+        elif np.issubdtype(a.dtype, np.floating):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=k)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+EXPORT_GOLDEN = Path(__file__).parent / "golden" / "export.npz"
+#: name -> export settings (besides cache, out, seed and image size): the export's own rows (row order, encoders,
+#: file sets and names) pinned the same way as the batches
+EXPORT_CASES = {
+    "mpii_nv_k2": dict(schema="mpii-nv", views_per_frame=2, config={"batch_size": 3, "appearance": "mpii-nv"}),
+    "xgaze3d": dict(schema="xgaze3d", views_per_frame=1, config={"batch_size": 4}),
+}
+
+
+def _export(cache, tmp: Path) -> dict[str, np.ndarray]:
+    import h5py
+
+    from onthefly.export import ExportSettings, export
+
+    out = {}
+    torch.set_num_threads(1)
+    for name, kw in EXPORT_CASES.items():
+        cfg = dict(kw["config"], background_dir=str(cache.parent / "bg"))
+        st = ExportSettings(cache, tmp / name, seed=4, views_per_frame=kw["views_per_frame"], schema=kw["schema"],
+                            image_size=64, config=cfg, device="cpu")
+        export(st, progress="none")
+        for p in sorted((tmp / name).rglob("*.h5")):
+            rel = p.relative_to(tmp / name).as_posix()
+            with h5py.File(p, "r") as f:
+                for k in sorted(f.keys()):
+                    out[f"{name}/{rel}/{k}"] = f[k][()]
+    return out
+
+
+def test_export_equals_golden(golden_cache, tmp_path):
+    got = _export(golden_cache, tmp_path)
+    if os.environ.get("ONTHEFLY_REGEN_GOLDEN") == "1":
+        np.savez_compressed(EXPORT_GOLDEN, **got)
+        pytest.skip(f"regenerated {EXPORT_GOLDEN}")
+    want = np.load(EXPORT_GOLDEN, allow_pickle=False)
+    assert sorted(want.files) == sorted(got), "the export writes other files or keys: regenerate it deliberately"
+    for k in sorted(got):
+        a, b = got[k], want[k]
+        assert a.shape == b.shape and a.dtype == b.dtype, k
+        if b.dtype == np.uint8 and b.ndim >= 3:  # images and masks
             diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
             assert diff.max() <= 1, f"{k}: {int((diff > 1).sum())} pixels differ by more than 1/255"
         elif np.issubdtype(a.dtype, np.floating):
