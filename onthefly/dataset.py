@@ -2,10 +2,10 @@
 
 One straight line per batch: mesh cache (frames on the device, a :class:`~onthefly.structures.Frames`) → pose
 sampler (:mod:`onthefly.poses`) → camera (:func:`onthefly.camera.novel_view`, one
-:class:`~onthefly.camera.ViewTransform` for the mesh and the labels) → rasterizer/shader (:mod:`onthefly.render`)
-→ compositor (:mod:`onthefly.augment`) → labels → a :class:`~onthefly.structures.GazeBatch`, whose ``as_dict()`` is
-the dict of tensors on the device that :meth:`OnTheFlyGazeDataset.batch` returns. No files in between, no
-per-sample Python loops.
+:class:`~onthefly.camera.ViewTransform` for the mesh and the labels) → rasterizer/shader
+(:mod:`onthefly.render`) → compositor (:mod:`onthefly.augment`) → labels → a
+:class:`~onthefly.structures.GazeBatch`, whose ``as_dict()`` is the dict of tensors on the device that
+:meth:`OnTheFlyGazeDataset.batch` returns. No files in between, no per-sample Python loops.
 
 Determinism: batch ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``: its generator is seeded from
 ``numpy.random.SeedSequence([seed, e, i])`` and its frames are samples ``i·B … (i+1)·B − 1`` of the epoch's
@@ -135,7 +135,8 @@ class OnTheFlyGazeDataset(IterableDataset):
             ``False`` to leave the allocator alone.
 
     Batches are dicts with the keys :data:`BATCH_KEYS` (documented in ``docs/dataset.md``) plus the ``param_*``
-    appearance parameters (:meth:`gaze_batch` gives the same batch typed, a :class:`~onthefly.structures.GazeBatch`). ``mask`` (B,1,H,W) is the **face mask** (MPII-NV's ``face_mask``: brows to chin between
+    appearance parameters (:meth:`gaze_batch` gives the same batch typed: a
+    :class:`~onthefly.structures.GazeBatch`). ``mask`` (B,1,H,W) is the **face mask** (MPII-NV's ``face_mask``: brows to chin between
     the face contours, no hair, ears or neck) when the cache stores face regions (``vert_face_region``; frames
     without one count as all face), else the coverage; ``coverage`` (B,1,H,W) is always the coverage of the whole
     rendered mesh (what the background is composited against). Both are fractional at edges with ``ssaa > 1``.

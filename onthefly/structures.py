@@ -5,9 +5,9 @@ vertices in one (ΣV, 3) tensor: :class:`~onthefly.cache.PackedFrames`, what the
 ((n, V_max, 3): what the renderer takes), so every stage selects frames the same way, with one index tensor.
 
 * :class:`Frames` — built once by the cache loader (:meth:`onthefly.cache.MeshCache.load_frames`, or
-  :meth:`Frames.from_packed`): padded vertices (and their packed view) and face-region flags, :class:`Topologies`, :class:`FrameTextures`,
-  :class:`FrameLabels` (per-frame labels with the precomputed source normalization), optionally
-  :class:`FrameViews` (the real cameras of multi-view sources), and the frames' ids.
+  :meth:`Frames.from_packed`): padded vertices (and their packed view) and face-region flags,
+  :class:`Topologies`, :class:`FrameTextures`, :class:`FrameLabels` (per-frame labels with the precomputed source
+  normalization), optionally :class:`FrameViews` (the real cameras of multi-view sources), and the frames' ids.
 * :class:`GazeBatch` — one rendered batch, typed; :meth:`GazeBatch.as_dict` is the dict of tensors the DataLoader,
   the export and the training code consume (keys :data:`BATCH_KEYS`, documented in ``docs/dataset.md``).
 
