@@ -137,9 +137,10 @@ class OnTheFlyGazeDataset(IterableDataset):
     Batches are dicts with the keys :data:`BATCH_KEYS` (documented in ``docs/dataset.md``) plus the ``param_*``
     appearance parameters (:meth:`gaze_batch` gives the same batch typed: a
     :class:`~onthefly.structures.GazeBatch`). ``mask`` (B,1,H,W) is the **face mask** (MPII-NV's ``face_mask``:
-    brows to chin between the face contours, no hair, ears or neck) when the cache stores face regions (``vert_face_region``; frames
-    without one count as all face), else the coverage; ``coverage`` (B,1,H,W) is always the coverage of the whole
-    rendered mesh (what the background is composited against). Both are fractional at edges with ``ssaa > 1``.
+    brows to chin between the face contours, no hair, ears or neck) when the cache stores face regions
+    (``vert_face_region``; frames without one count as all face), else the coverage; ``coverage`` (B,1,H,W) is
+    always the coverage of the whole rendered mesh (what the background is composited against). Both are
+    fractional at edges with ``ssaa > 1``.
     """
 
     def __init__(self, cache, batch_size: int = 32, seed: int = 0, device=None, *,
