@@ -34,7 +34,7 @@ __all__ = ["Frames", "Topologies", "FrameTextures", "FrameLabels", "FrameViews",
 
 
 # ------------------------------------------------------------------------------------------------- frames
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Topologies:
     """The frames' triangle lists: ``faces[t]`` (F_t, 3) int64 per topology, ``topology_id`` (n,) per frame;
     ``faces_padded`` (T, F_max, 3) with ``-1`` rows (which the renderer ignores) when there are several topologies,
@@ -67,7 +67,7 @@ class Topologies:
         return self.faces_padded[self.topology_id[frames]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameTextures:
     """How the frames are coloured: per-vertex ``colors`` (n, V_max, 3) uint8 (padded like the vertices), or UV
     ``maps`` (X, H_t, W_t, 3) uint8 (resized once to the largest), ``verts_uvs`` (X or 1, T, 2), ``faces_uvs``
@@ -121,7 +121,7 @@ class FrameTextures:
         return UVTexture(self.maps, self.verts_uvs, self.faces_uvs, texture_index=self.texture_id[frames])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameLabels:
     """Per-frame labels, float64, in each frame's source camera: ``head_rotation`` (n,3,3) head → camera,
     ``face_centre`` (n,3) mm, ``gaze_direction`` (n,3) unit, ``gaze_target`` (n,3) mm (NaN where only a direction
@@ -159,7 +159,7 @@ class FrameLabels:
                    subject_index=torch.tensor([subject_of[s] for s in pf.subject], device=pf.index.device))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameViews:
     """The frames' real cameras (multi-view sources), per frame and camera slot (padded to the most cameras of a
     frame): ``head_pose_cpu`` (n,C,2) the head-pose label of that camera's normalized view, ``rotation`` (n,C,3,3)
@@ -197,7 +197,7 @@ class FrameViews:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Frames:
     """Frames on a device, ready to render: the structure the dataset reads everything from.
 
@@ -289,7 +289,7 @@ def _optional_key(doc: str):
     return field(default=None, metadata={"doc": doc})
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class GazeBatch:
     """One rendered batch, flat: ``n = B·K`` rows, the K views of a sample consecutive (K = ``views_per_frame``).
 
