@@ -776,6 +776,18 @@ class MeshCache:
             subject=[str(s) for s in self._subject[idx]], frame=ids["frame"], camera=ids["camera"],
             vert_face_region=face, has_face_region=has_face, **views)
 
+    def load_frames(self, subjects: str | Iterable[str] | None = None, device: str | torch.device = "cpu", *,
+                    label_dtype: torch.dtype | None = None, views: bool = False):
+        """:meth:`load` the frames of ``subjects`` and build their :class:`~onthefly.structures.Frames` (padded
+        vertices, topologies, textures, float64 labels with the source normalization; the real cameras with
+        ``views=True``), what the dataset renders from. ``subjects`` (in the given order) index
+        ``labels.subject_index``."""
+        from .structures import Frames
+
+        order = [subjects] if isinstance(subjects, str) else list(self.subjects if subjects is None else subjects)
+        pf = self.load(order, device=device, label_dtype=label_dtype)
+        return Frames.from_packed(pf, order, views=views, source=str(self.path))
+
     # ------------------------------------------------------------------ summary
     def info(self) -> dict:
         """Counts, sizes, subjects and topology sharing (what ``onthefly cache info`` prints)."""

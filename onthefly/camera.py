@@ -19,14 +19,37 @@ __all__ = ["ViewTransform", "view_from_head_pose", "novel_view", "project_points
 
 @dataclass
 class ViewTransform:
-    """Rigid transform ``X_view = R · X + t`` (R (..., 3, 3), t (..., 3)), OpenCV camera frame, mm."""
+    """Rigid transform ``X_view = R · X + t`` (R (..., 3, 3), t (..., 3)), OpenCV camera frame, mm.
+
+    The whole camera stage of a normalized view: :func:`novel_view` also records the face ``centre`` (..., 3) and the
+    ``distance`` d, so that ``t = (0, 0, d) − R · centre``, ``X_view = R · (X − centre) + (0, 0, d)``. Labels go
+    through :meth:`apply` / :meth:`apply_directions` (float64), the mesh through :meth:`apply_mesh` (its own dtype).
+    """
 
     R: torch.Tensor
     t: torch.Tensor
+    centre: torch.Tensor | None = None
+    distance: float | torch.Tensor | None = None
 
     def apply(self, points: torch.Tensor) -> torch.Tensor:
         """Transform points (..., N, 3)."""
         return points @ self.R.transpose(-1, -2) + self.t[..., None, :]
+
+    def apply_mesh(self, verts: torch.Tensor) -> torch.Tensor:
+        """Transform mesh vertices (..., V, 3) in their own dtype (float32 for rendering): a new tensor.
+
+        With a recorded ``centre`` the face centre is subtracted first, then ``R`` rotates and ``z += d``: float32
+        vertices are centred before they are rotated (the camera-frame coordinates are ~600 mm from the origin, the
+        centred ones ~100 mm: a few bits more precision in the rotated result than ``R · X + t``)."""
+        dt = verts.dtype
+        if self.centre is None or self.distance is None:
+            return verts @ self.R.to(dt).transpose(-1, -2) + self.t.to(dt)[..., None, :]
+        out = (verts - self.centre.to(dt)[..., None, :]) @ self.R.to(dt).transpose(-1, -2)
+        d = self.distance
+        if torch.is_tensor(d):
+            d = d.to(out.device, dt)[..., None] if d.dim() else d.to(out.device, dt)
+        out[..., 2] += d
+        return out
 
     def apply_directions(self, dirs: torch.Tensor) -> torch.Tensor:
         """Rotate directions (..., N, 3) or (..., 3) with the batch dims of ``R``."""
@@ -58,7 +81,7 @@ def view_from_head_pose(head_pose, face_centre, distance: float | torch.Tensor) 
     axis = torch.zeros(*batch, 3, dtype=py.dtype, device=py.device)
     axis[..., 2] = d.expand(batch)
     t = axis - (R @ c[..., None])[..., 0]
-    return ViewTransform(R=R, t=t)
+    return ViewTransform(R=R, t=t, centre=c, distance=d.expand(batch))
 
 
 def novel_view(head_rotation_src: torch.Tensor, face_centre_src: torch.Tensor, target_pose: torch.Tensor,
@@ -75,13 +98,14 @@ def novel_view(head_rotation_src: torch.Tensor, face_centre_src: torch.Tensor, t
         target_pose: (..., 2) requested (pitch, yaw) head-pose labels (radians).
         distance: preset distance ``d`` (mm).
 
-    Returns ``ViewTransform(R=V, t=(0, 0, d) − V·c)`` mapping source-camera points to the view.
+    Returns ``ViewTransform(R=V, t=(0, 0, d) − V·c, centre=c, distance=d)`` mapping source-camera points to the
+    view (:meth:`ViewTransform.apply_mesh` for the mesh, :meth:`~ViewTransform.apply` for the labels).
     ``V`` is the view's ``face_mat_norm`` (source camera → normalized view).
     """
     V = _pitchyaw_to_rotation(target_pose) @ head_rotation_src.transpose(-1, -2)
     t = -(V @ face_centre_src[..., None])[..., 0]
     t[..., 2] = t[..., 2] + distance
-    return ViewTransform(R=V, t=t)
+    return ViewTransform(R=V, t=t, centre=face_centre_src, distance=distance)
 
 
 def project_points(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,11 @@
 """Batch stage: ``OnTheFlyGazeDataset``, an ``IterableDataset`` of rendered, exactly labelled normalized faces.
 
-One straight line per batch: mesh cache (frames on the device) → pose sampler (:mod:`onthefly.poses`) → camera
-(:func:`onthefly.camera.novel_view`) → rasterizer/shader (:mod:`onthefly.render`) → compositor
-(:mod:`onthefly.augment`) → labels → a dict of tensors on the device. No files in between, no per-sample Python
-loops.
+One straight line per batch: mesh cache (frames on the device, a :class:`~onthefly.structures.Frames`) → pose
+sampler (:mod:`onthefly.poses`) → camera (:func:`onthefly.camera.novel_view`, one
+:class:`~onthefly.camera.ViewTransform` for the mesh and the labels) → rasterizer/shader
+(:mod:`onthefly.render`) → compositor (:mod:`onthefly.augment`) → labels → a
+:class:`~onthefly.structures.GazeBatch`, whose ``as_dict()`` is the dict of tensors on the device that
+:meth:`OnTheFlyGazeDataset.batch` returns. No files in between, no per-sample Python loops.
 
 Determinism: batch ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``: its generator is seeded from
 ``numpy.random.SeedSequence([seed, e, i])`` and its frames are samples ``i·B … (i+1)·B − 1`` of the epoch's
@@ -31,22 +33,16 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .augment import Appearance, AppearanceParams
 from .camera import novel_view, project_points
-from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_rotation, rotation_to_pitchyaw
-from .normalization import _normalization_rotation, get_camera
-from .poses import Cameras, TargetSample, camera_view_poses, make_sampler, sample_targets
+from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_rotation
+from .normalization import get_camera
+from .poses import Cameras, TargetSample, make_sampler, sample_targets
+from .structures import BATCH_KEYS, Frames, GazeBatch
 
 __all__ = ["OnTheFlyGazeDataset", "distributed_info", "batch_generator", "BATCH_KEYS", "IMAGENET_MEAN",
            "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: keys of a batch (besides the ``param_*`` appearance parameters); see :class:`OnTheFlyGazeDataset`
-BATCH_KEYS = ("image", "mask", "coverage", "gaze", "head_pose", "gaze_vector", "face_mat_norm",
-              "rotation_matrix", "landmarks_2d", "landmarks_2d_fixed", "landmarks_3d", "frame_index",
-              "subject_index", "target_pose", "drawn_target", "source_head_pose", "camera_index", "epoch",
-              "batch_index", "eyeball_centres_3d", "eyeball_centres_2d", "iris_centres_3d", "iris_centres_2d",
-              "iris_contours_3d", "iris_contours_2d")
 
 
 def distributed_info() -> tuple[int, int]:
@@ -139,10 +135,12 @@ class OnTheFlyGazeDataset(IterableDataset):
             ``False`` to leave the allocator alone.
 
     Batches are dicts with the keys :data:`BATCH_KEYS` (documented in ``docs/dataset.md``) plus the ``param_*``
-    appearance parameters. ``mask`` (B,1,H,W) is the **face mask** (MPII-NV's ``face_mask``: brows to chin between
-    the face contours, no hair, ears or neck) when the cache stores face regions (``vert_face_region``; frames
-    without one count as all face), else the coverage; ``coverage`` (B,1,H,W) is always the coverage of the whole
-    rendered mesh (what the background is composited against). Both are fractional at edges with ``ssaa > 1``.
+    appearance parameters (:meth:`gaze_batch` gives the same batch typed: a
+    :class:`~onthefly.structures.GazeBatch`). ``mask`` (B,1,H,W) is the **face mask** (MPII-NV's ``face_mask``:
+    brows to chin between the face contours, no hair, ears or neck) when the cache stores face regions
+    (``vert_face_region``; frames without one count as all face), else the coverage; ``coverage`` (B,1,H,W) is
+    always the coverage of the whole rendered mesh (what the background is composited against). Both are
+    fractional at edges with ``ssaa > 1``.
     """
 
     def __init__(self, cache, batch_size: int = 32, seed: int = 0, device=None, *,
@@ -210,7 +208,9 @@ class OnTheFlyGazeDataset(IterableDataset):
         if self.n_frames == 0:
             raise ValueError(f"cache {self.cache_path}: no frames for subjects {chosen[:5]}")
         self._epoch_length = epoch_length
-        self._state = None
+        self._loaded: Frames | None = None  # the frames on the device (loaded on first use)
+        self._view_allowed: torch.Tensor | None = None  # (n, C) real-camera slots the ``cameras`` sampler may draw
+        self._K: torch.Tensor | None = None
         self._perm_cache: dict = {}
         #: set to a dict to accumulate seconds per stage (``benchmarks/dataset.py``); None: no timing
         self.stage_times: dict | None = None
@@ -244,9 +244,10 @@ class OnTheFlyGazeDataset(IterableDataset):
         """Batches this rank yields per epoch (all its workers together)."""
         return self.epoch_length() // distributed_info()[1]
 
-    def _load(self):
-        if self._state is not None:
-            return self._state
+    def _load(self) -> Frames:
+        """The frames (:class:`~onthefly.structures.Frames`), loaded onto the device on first use."""
+        if self._loaded is not None:
+            return self._loaded
         from .cache import MeshCache
 
         if self.device.type == "cuda" and get_worker_info() is not None:
@@ -256,124 +257,20 @@ class OnTheFlyGazeDataset(IterableDataset):
             from .render import tune_malloc
 
             tune_malloc()
+        cameras = isinstance(self.sampler, Cameras)
         mc = self._cache_obj or MeshCache(self.cache_path)
         try:
             # real-camera labels (to 1e-6 rad) need the stored float64 rotations and centres
-            pf = mc.load(self.subjects, device=self.device,
-                         label_dtype=torch.float64 if isinstance(self.sampler, Cameras) else None)
+            frames = mc.load_frames(self.subjects, device=self.device,
+                                    label_dtype=torch.float64 if cameras else None, views=cameras)
         finally:
             if self._cache_obj is None:
                 mc.close()
-        use_uv = not bool(pf.has_vertex_colors.all())
-        if use_uv and not bool((pf.texture_id >= 0).all()):
-            raise ValueError(f"cache {self.cache_path}: mixes frames with only vertex colours and frames with only "
-                             "UV textures; select subjects of one kind")
-        dev, f64 = self.device, torch.float64
-        n = len(pf)
-        counts = pf.vert_offsets.diff()
-        Vmax = int(counts.max())
-        c = pf.face_centre.to(f64)
-        hR = pf.head_rotation.to(f64)
-        # float32 vertices relative to their face centre, padded to the largest topology
-        f32 = torch.float32
-        # face region (n, V, 1) float32 flags (None: no loaded frame has one, the mask is the coverage)
-        has_face = pf.vert_face_region is not None
-        if bool((counts == Vmax).all()):
-            verts = pf.verts.view(n, Vmax, 3).to(f32) - c.to(f32)[:, None]
-            colors = pf.vert_colors.view(n, Vmax, 3)
-            face = pf.vert_face_region.view(n, Vmax, 1).to(f32) if has_face else None
-        else:
-            verts = torch.zeros(n, Vmax, 3, dtype=f32, device=dev)
-            colors = torch.zeros(n, Vmax, 3, dtype=torch.uint8, device=dev)
-            local = torch.arange(len(pf.verts), device=dev) - pf.vert_offsets[pf.vert_frame]
-            verts[pf.vert_frame, local] = pf.verts.to(f32) - c.to(f32)[pf.vert_frame]
-            colors[pf.vert_frame, local] = pf.vert_colors
-            face = None
-            if has_face:
-                face = torch.zeros(n, Vmax, 1, dtype=f32, device=dev)
-                face[pf.vert_frame, local, 0] = pf.vert_face_region.to(f32)
-        verts = verts.contiguous()
-        if len(pf.faces) == 1:
-            faces, faces_pad = pf.faces[0], None
-        else:
-            Fmax = max(len(f) for f in pf.faces)
-            faces_pad = torch.full((len(pf.faces), Fmax, 3), -1, dtype=torch.int64, device=dev)
-            for t, f in enumerate(pf.faces):  # once per topology, at load
-                faces_pad[t, :len(f)] = f
-            faces = None
-        uv_tex = self._uv_textures(pf) if use_uv else None
-        g = pf.gaze_direction.to(f64)
-        g = g / g.norm(dim=-1, keepdim=True)
-        R_src = _normalization_rotation(c, hR)
-        src_pose = rotation_to_pitchyaw(R_src @ hR)
-        subj_of = {s: i for i, s in enumerate(self.subjects)}
-        views = self._views(pf, c, hR) if isinstance(self.sampler, Cameras) else {}
-        from .reconstruct.contour import is_contour_topology  # iBUG jaw labels: topologies with contour lines
-        contour = torch.tensor([is_contour_topology(f) for f in pf.faces], device=dev)[pf.topology_id]
-        self._state = dict(**views,
-            verts=verts, colors=None if use_uv else colors, face=face, uv=uv_tex, texture_id=pf.texture_id, faces=faces,
-            faces_pad=faces_pad, topology=pf.topology_id, contour=contour,
-            hR=hR, c=c, g=g, lm=pf.landmarks.to(f64), R_src=R_src, target=pf.gaze_target.to(f64),
-            src_pose_cpu=src_pose.cpu(), gaze_head_cpu=(hR.transpose(-1, -2) @ g[..., None])[..., 0].cpu(),
-            cache_index=pf.index, subject_index=torch.tensor([subj_of[s] for s in pf.subject], device=dev),
-            K=self.camera.K(dtype=torch.float32, device=dev),
-            ids={int(k): (s, f, cm) for k, s, f, cm in zip(pf.index.tolist(), pf.subject, pf.frame, pf.camera)})
-        self.appearance.setup((self.camera.height, self.camera.width), dev)
-        return self._state
-
-    def _views(self, pf, c, hR) -> dict:
-        """The frames' real cameras for the ``cameras`` sampler: per frame and camera slot (padded to the most
-        cameras of a frame) the head-pose label, the normalization rotation and which slots may be drawn."""
-        if pf.view_offsets is None:
-            raise ValueError(f"cache {self.cache_path}: target 'cameras' needs frames with stored cameras (views), "
-                             "e.g. a cache built with --source xgaze3d; this cache has none")
-        dev, f64 = self.device, torch.float64
-        n = len(pf)
-        counts = pf.view_offsets.diff()
-        C = int(counts.max())
-        R = torch.eye(3, dtype=f64, device=dev).repeat(n, C, 1, 1)
-        t = torch.zeros(n, C, 3, dtype=f64, device=dev)
-        frame = torch.repeat_interleave(torch.arange(n, device=dev), counts)
-        slot = torch.arange(len(frame), device=dev) - pf.view_offsets[frame]
-        R[frame, slot] = pf.view_R.to(f64)
-        t[frame, slot] = pf.view_t.to(f64)
-        pose, Rn, _ = camera_view_poses(c[:, None], hR[:, None], R, t)
-        want = self.sampler.cameras
-        allowed = torch.zeros(n, C, dtype=torch.bool)
-        for i, names in enumerate(pf.view_names):  # once per frame, at load
-            for k, name in enumerate(names):
-                allowed[i, k] = want is None or name in want
-        return {"view_pose_cpu": pose.cpu(), "view_Rn": Rn, "view_allowed_cpu": allowed,
-                "view_names": pf.view_names}
-
-    @staticmethod
-    def _uv_textures(pf):
-        """(maps (X,Ht,Wt,3) uint8, verts_uvs (X or 1,T,2), faces_uvs (F,3) or (X,F,3)) for UV-textured frames.
-
-        Maps of different sizes are resized (bilinear, once) to the largest; each texture's UVs are those of the
-        topology of the frames using it (padded per texture when there are several topologies)."""
-        import torch.nn.functional as Fnn
-
-        dev = pf.verts.device
-        Ht = max(int(t.shape[0]) for t in pf.textures)
-        Wt = max(int(t.shape[1]) for t in pf.textures)
-        maps = torch.stack([t if tuple(t.shape[:2]) == (Ht, Wt) else Fnn.interpolate(
-            t.permute(2, 0, 1)[None].float(), size=(Ht, Wt), mode="bilinear", align_corners=True)[0]
-            .round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0) for t in pf.textures])
-        topo_of_tex = torch.full((len(pf.textures),), -1, dtype=torch.int64, device=dev)
-        topo_of_tex[pf.texture_id] = pf.topology_id
-        if bool((topo_of_tex[pf.texture_id] != pf.topology_id).any()):
-            raise ValueError("cache: a texture is shared by frames of different topologies; not supported")
-        if len(pf.faces) == 1:
-            return maps, pf.uv[0][None], pf.faces_uv[0]
-        Tmax = max(len(u) for u in pf.uv if u is not None)
-        Fmax = max(len(f) for f in pf.faces)
-        vuv = torch.zeros(len(maps), Tmax, 2, dtype=torch.float32, device=dev)
-        fuv = torch.zeros(len(maps), Fmax, 3, dtype=torch.int64, device=dev)
-        for x, t in enumerate(topo_of_tex.tolist()):  # once per texture, at load
-            vuv[x, :len(pf.uv[t])] = pf.uv[t]
-            fuv[x, :len(pf.faces_uv[t])] = pf.faces_uv[t]
-        return maps, vuv, fuv
+        self._view_allowed = frames.views.allowed(self.sampler.cameras) if cameras else None
+        self._K = self.camera.K(dtype=torch.float32, device=self.device)
+        self.appearance.setup((self.camera.height, self.camera.width), self.device)
+        self._loaded = frames
+        return frames
 
     # ------------------------------------------------------------------------------------------- sampling
     def _frames(self, epoch: int, index: int) -> torch.Tensor:
@@ -394,19 +291,19 @@ class OnTheFlyGazeDataset(IterableDataset):
 
     def sample_parameters(self, index: int, epoch: int | None = None) -> dict:
         """Everything batch ``index`` of ``epoch`` draws (frames, targets, appearance), before any rendering."""
-        st = self._load()
+        fs = self._load()
         epoch = self.epoch if epoch is None else int(epoch)
         gen = batch_generator(self.seed, epoch, index)
         frames = self._frames(epoch, index).repeat_interleave(self.views_per_frame)
         camera = None
         if isinstance(self.sampler, Cameras):  # the frames' real cameras: labels computed, not drawn
-            camera = self.sampler.select(st["view_allowed_cpu"][frames], self.views_per_frame, gen)
-            pose = st["view_pose_cpu"][frames, camera]
+            camera = self.sampler.select(self._view_allowed[frames], self.views_per_frame, gen)
+            pose = fs.views.head_pose_cpu[frames, camera]
             tgt = TargetSample(pose, pose.clone(), 0)
         else:
-            tgt = sample_targets(self.sampler, st["src_pose_cpu"][frames], st["gaze_head_cpu"][frames], gen,
-                                 max_rotation_deg=self.max_rotation_deg, max_head_pose_deg=self.max_head_pose_deg,
-                                 max_rounds=self.max_rounds)
+            tgt = sample_targets(self.sampler, fs.labels.source_head_pose_cpu[frames],
+                                 fs.labels.gaze_head_cpu[frames], gen, max_rotation_deg=self.max_rotation_deg,
+                                 max_head_pose_deg=self.max_head_pose_deg, max_rounds=self.max_rounds)
         size = (self.camera.height, self.camera.width)
         if self.shared_appearance and self.views_per_frame > 1:
             app = self.appearance.sample(len(frames) // self.views_per_frame, gen, size)
@@ -419,100 +316,109 @@ class OnTheFlyGazeDataset(IterableDataset):
 
     def frame_ids(self, frame_index) -> list[tuple[str, str, str]]:
         """(subject, frame, camera) id strings of a batch's ``frame_index`` entries (flattened)."""
-        ids = self._load()["ids"]
+        ids = self._load().ids
         return [ids[int(k)] for k in torch.as_tensor(frame_index).reshape(-1).tolist()]
 
     def sample_labels(self, index: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """Labels of batch ``index`` without rendering (CPU, float64): ``head_pose``, ``gaze`` (B·K, 2),
         ``frames`` (local indices); e.g. to plot the sampled distributions quickly."""
         p = self.sample_parameters(index, epoch)
-        gh = self._state["gaze_head_cpu"][p["frames"]]
+        gh = self._load().labels.gaze_head_cpu[p["frames"]]
         g = (_pitchyaw_to_rotation(p["head_pose"]) @ gh[..., None])[..., 0]
         return {"head_pose": p["head_pose"], "gaze": _gaze_to_pitchyaw(g), "frames": p["frames"]}
 
     def batch(self, index: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """Batch ``index`` of ``epoch`` (default: the current epoch): a pure function of (seed, epoch, index)."""
+        return self.gaze_batch(index, epoch).as_dict()
+
+    def gaze_batch(self, index: int, epoch: int | None = None) -> GazeBatch:
+        """:meth:`batch` typed: a :class:`~onthefly.structures.GazeBatch` (its ``as_dict()`` is the batch)."""
         t0 = time.perf_counter()
         p = self.sample_parameters(index, epoch)
         self._tick("sample", t0)
-        out = self.render(p["frames"], p["head_pose"], p["appearance"], camera=p["camera"])
-        out["drawn_target"] = p["drawn"].to(self.device, torch.float32)
-        out["epoch"] = torch.full((len(p["frames"]),), p["epoch"], dtype=torch.int64, device=self.device)
-        out["batch_index"] = torch.full_like(out["epoch"], p["index"])
-        return self._shape_views(out)
+        return self.render(p["frames"], p["head_pose"], p["appearance"], camera=p["camera"],
+                           views=self.views_per_frame, record=(p["drawn"], p["epoch"], p["index"]))
 
     def replay(self, batch: dict) -> dict[str, torch.Tensor]:
         """Render a batch again from its ``frame_index``, ``target_pose`` and ``param_*`` entries."""
-        st = self._load()
+        cache_index = self._load().labels.index
         K = self.views_per_frame
         flat = {k: (v.reshape(-1, *v.shape[2:]) if K > 1 and torch.is_tensor(v) and v.dim() >= 2 else v)
                 for k, v in batch.items()}
-        lut = torch.full((int(st["cache_index"].max()) + 1,), -1, dtype=torch.int64, device=self.device)
-        lut[st["cache_index"]] = torch.arange(len(st["cache_index"]), device=self.device)
+        lut = torch.full((int(cache_index.max()) + 1,), -1, dtype=torch.int64, device=self.device)
+        lut[cache_index] = torch.arange(len(cache_index), device=self.device)
         frames = lut[flat["frame_index"].to(self.device)].cpu()
         if bool((frames < 0).any()):
             raise ValueError("replay: frame_index not loaded by this dataset (other subjects?)")
         app = AppearanceParams.from_dict({k: v.cpu() for k, v in flat.items()}, prefix="param_")
         cam = flat.get("camera_index")
         cam = None if cam is None or bool((cam < 0).all()) else cam.cpu()
-        out = self.render(frames, flat["target_pose"].double().cpu(), app, camera=cam)
-        return self._shape_views(out)
+        return self.render(frames, flat["target_pose"].double().cpu(), app, camera=cam, views=K).as_dict()
 
     # ------------------------------------------------------------------------------------------- rendering
-    def render(self, frames: torch.Tensor, head_pose: torch.Tensor, app: AppearanceParams, camera=None) -> dict:
-        """Render local frames (n,) at head poses (n, 2) (radians) with appearance parameters: flat batch dict.
+    def render(self, frames: torch.Tensor, head_pose: torch.Tensor, app: AppearanceParams, camera=None, *,
+               views: int = 1, record=None) -> GazeBatch:
+        """Render local frames (n,) at head poses (n, 2) (radians) with appearance parameters: a flat batch.
 
         ``camera`` (n,) int64: the frames' real-camera slots of the views (``cameras`` sampler; ``head_pose`` is
-        then that camera's label) or None; ``face_mat_norm`` is then that camera's normalization rotation."""
-        from .render import UVTexture, VertexColors, render
+        then that camera's label) or None; ``face_mat_norm`` is then that camera's normalization rotation.
+        ``views``: rows ``k·views … (k+1)·views − 1`` are the views of sample k (the batch dict is then
+        (B, views, ...)); ``record``: ``(drawn, epoch, index)`` of a sampled batch (its ``drawn_target``,
+        ``epoch`` and ``batch_index``), None for a re-render."""
+        from .render import render
 
-        st = self._load()
+        fs = self._load()
         t0 = time.perf_counter()
-        dev, cam = self.device, self.camera
+        dev, cam, n = self.device, self.camera, len(frames)
         fr = frames.to(dev)
         hp = head_pose.to(dev, torch.float64)
-        d = float(cam.distance)
-        view = novel_view(st["hR"][fr], st["c"][fr], hp, d)
-        V = view.R  # (n, 3, 3) float64: source camera → view ("face_mat_norm")
-        n = len(fr)
-        verts = st["verts"][fr] @ V.to(torch.float32).transpose(-1, -2)
-        verts[..., 2] += d
-        faces = st["faces"] if st["faces"] is not None else st["faces_pad"][st["topology"][fr]]
         app_d = app.to(dev)
-        H, W = cam.height, cam.width
+        # camera: one view transform for the mesh and the labels
+        view = novel_view(fs.labels.head_rotation[fr], fs.labels.face_centre[fr], hp, float(cam.distance))
+        verts = view.apply_mesh(fs.verts_padded[fr])
         t0 = self._tick("camera", t0)
-        if st["uv"] is None:
-            tex = VertexColors(st["colors"][fr])
-        else:
-            maps, vuv, fuv = st["uv"]
-            tex = UVTexture(maps, vuv, fuv, texture_index=st["texture_id"][fr])
-        res = render(verts, faces, st["K"].expand(n, 3, 3), (H, W), textures=tex,
-                     lights=self.appearance.lights(app_d), material=self.appearance.material(n, dev),
-                     background=None, ssaa=self.ssaa, cull_backfaces=self.cull_backfaces, check=False,
-                     channels=None if st["face"] is None else st["face"][fr])
-        mask = res.mask
-        if res.channels is not None:  # face mask: interpolated face flag >= 0.5 per (super-sampled) pixel
-            mask = (res.channels[:, :1] >= 0.5).to(torch.float32)
-            mask = torch.nn.functional.avg_pool2d(mask, self.ssaa) if self.ssaa > 1 else mask
+        # renderer: the face-region flag is an extra interpolated channel, its coverage the face mask
+        res = render(verts, fs.topologies.select(fr), self._K.expand(n, 3, 3), (cam.height, cam.width),
+                     textures=fs.textures.select(fr), lights=self.appearance.lights(app_d),
+                     material=self.appearance.material(n, dev), background=None, ssaa=self.ssaa,
+                     cull_backfaces=self.cull_backfaces, check=False,
+                     channels=None if fs.face_region is None else fs.face_region[fr])
+        mask = res.mask if res.channels is None else res.channel_mask(0)
         t0 = self._tick("render", t0)
-        img = self.appearance.composite(res.image, res.mask, app_d)  # backgrounds: the whole mesh's coverage
+        # compositor: backgrounds against the whole mesh's coverage, photometric jitter, image format
+        image = self.appearance.composite(res.image, res.mask, app_d)
         t0 = self._tick("background", t0)
-        img = self.appearance.jitter(img, app_d)
+        image = self.appearance.jitter(image, app_d)
         if self.image_format == "imagenet":
-            mean = torch.tensor(IMAGENET_MEAN, device=dev, dtype=img.dtype).view(1, 3, 1, 1)
-            std = torch.tensor(IMAGENET_STD, device=dev, dtype=img.dtype).view(1, 3, 1, 1)
-            img = (img - mean) / std
+            mean = torch.tensor(IMAGENET_MEAN, device=dev, dtype=image.dtype).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, device=dev, dtype=image.dtype).view(1, 3, 1, 1)
+            image = (image - mean) / std
         t0 = self._tick("jitter", t0)
-        # labels (float64 maths, float32 out)
-        g = (V @ st["g"][fr][..., None])[..., 0]
-        lm3 = view.apply(st["lm"][fr])
-        K64 = cam.K(dtype=torch.float64, device=dev)
-        lm2_fixed = project_points(lm3, K64)
-        lm2 = lm2_fixed.clone()
+        labels = self._labels(fs, frames, fr, hp, view, verts, camera)
+        drawn = epoch = index = None
+        if record is not None:
+            drawn = record[0].to(dev, torch.float32)
+            epoch = torch.full((n,), record[1], dtype=torch.int64, device=dev)
+            index = torch.full_like(epoch, record[2])
+        out = GazeBatch(image=image, mask=mask, coverage=res.mask, **labels, drawn_target=drawn, epoch=epoch,
+                        batch_index=index, appearance=app_d, view_rotation=view.R, views_per_frame=views)
+        self._tick("labels", t0)
+        return out
+
+    def _labels(self, fs: Frames, frames, fr, hp, view, verts, camera) -> dict:
+        """The views' labels (float64 maths, float32 out), :class:`~onthefly.structures.GazeBatch` fields:
+        ``frames`` (n,) local frame indices on the host, ``fr`` the same on the device, ``hp`` (n, 2) float64 the
+        head poses, ``view`` their :class:`~onthefly.camera.ViewTransform`, ``verts`` the mesh in the views."""
         from .reconstruct.contour import ibug_jaw
         from .reconstruct.eyes import EYE_SHAPES, eye_geometry
 
-        ct = st["contour"][fr]
+        lab, dev, f32, n = fs.labels, self.device, torch.float32, len(fr)
+        g = view.apply_directions(lab.gaze_direction[fr])
+        lm3 = view.apply(lab.landmarks[fr])
+        K64 = self.camera.K(dtype=torch.float64, device=dev)
+        lm2_fixed = project_points(lm3, K64)
+        lm2 = lm2_fixed.clone()
+        ct = fs.topologies.contour[fr]
         any_ct = bool(ct.any())  # one host read per batch, for both labels below
         if any_ct:  # iBUG semantics: the jaw points on the rendered outline (onthefly.reconstruct.contour)
             jaw = ibug_jaw(verts[ct], _pitchyaw_to_rotation(hp[ct]), K64)
@@ -521,38 +427,22 @@ class OnTheFlyGazeDataset(IterableDataset):
         eyes = {k: torch.full((n, *shape), float("nan"), dtype=torch.float64, device=dev)
                 for k, shape in EYE_SHAPES.items()}
         if any_ct:
-            tgt_view = view.apply(st["target"][fr][:, None])[:, 0]
+            tgt_view = view.apply(lab.gaze_target[fr][:, None])[:, 0]
             e = eye_geometry(verts[ct], tgt_view[ct], g[ct], K64)
             for k in EYE_SHAPES:
                 eyes[k][ct] = e[k]
-        rot = V @ st["R_src"][fr].transpose(-1, -2)
-        f32 = torch.float32
-        fmn = V
+        fmn = view.R
         cam_index = torch.full((n,), -1, dtype=torch.int64, device=dev)
         if camera is not None:  # real cameras: face_mat_norm = that camera -> its normalized view (ETH-XGaze)
             cam_index = camera.to(dev)
-            fmn = st["view_Rn"][fr, cam_index]
-        out = {"image": img, "mask": mask, "coverage": res.mask, "gaze": _gaze_to_pitchyaw(g).to(f32),
-               "head_pose": hp.to(f32),
-               "gaze_vector": g.to(f32), "face_mat_norm": fmn.to(f32), "rotation_matrix": rot.to(f32),
-               "landmarks_2d": lm2.to(f32), "landmarks_2d_fixed": lm2_fixed.to(f32), "landmarks_3d": lm3.to(f32),
-               "frame_index": st["cache_index"][fr], "subject_index": st["subject_index"][fr],
-               "target_pose": hp.clone(), "source_head_pose": st["src_pose_cpu"][frames].to(dev, f32),
-               "camera_index": cam_index, "_view_rotation": V}
-        out.update({k: v.to(f32) for k, v in eyes.items()})
-        out.update(app_d.as_dict("param_"))
-        self._tick("labels", t0)
-        return out
-
-    def _shape_views(self, out: dict) -> dict:
-        K = self.views_per_frame
-        V = out.pop("_view_rotation", None)  # source camera -> view (face_mat_norm differs for real cameras)
-        if K == 1:
-            return out
-        out = {k: v.reshape(-1, K, *v.shape[1:]) for k, v in out.items()}
-        V = (out["face_mat_norm"] if V is None else V.to(torch.float32).reshape(-1, K, 3, 3)).double()
-        out["relative_rotation"] = (V[:, None] @ V[:, :, None].transpose(-1, -2)).to(torch.float32)
-        return out
+            fmn = fs.views.rotation[fr, cam_index]
+        return dict(gaze=_gaze_to_pitchyaw(g).to(f32), head_pose=hp.to(f32), gaze_vector=g.to(f32),
+                    face_mat_norm=fmn.to(f32),
+                    rotation_matrix=(view.R @ lab.source_rotation[fr].transpose(-1, -2)).to(f32),
+                    landmarks_2d=lm2.to(f32), landmarks_2d_fixed=lm2_fixed.to(f32), landmarks_3d=lm3.to(f32),
+                    frame_index=lab.index[fr], subject_index=lab.subject_index[fr], target_pose=hp.clone(),
+                    source_head_pose=lab.source_head_pose_cpu[frames].to(dev, f32), camera_index=cam_index,
+                    eyes={k: v.to(f32) for k, v in eyes.items()})
 
     # ------------------------------------------------------------------------------------------- iteration
     def __iter__(self):

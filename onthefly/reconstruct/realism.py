@@ -46,7 +46,7 @@ def render_views(cache, poses_deg: np.ndarray, frames: np.ndarray, *, camera="xg
     poses = np.asarray(poses_deg, np.float64)
     app = ds.appearance.sample(n, batch_generator(seed, 0x5EA1), (ds.camera.height, ds.camera.width))
     out = ds.render(torch.as_tensor(np.asarray(frames), dtype=torch.int64),
-                    torch.from_numpy(np.radians(poses)), app)
+                    torch.from_numpy(np.radians(poses)), app).as_dict()
     img = (out["image"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return {"images": np.ascontiguousarray(img), "landmarks": out[labels].double().numpy(),
             "K": ds.camera.K().numpy(), "poses": poses, "batch": out}

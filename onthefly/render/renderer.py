@@ -53,12 +53,25 @@ class RenderResult:
     """``image`` (B,3,H,W) float RGB (background pixels = ``background``; with SSAA, the average of
     the sub-samples), ``mask`` (B,1,H,W) float coverage in [0,1] (exactly 0/1 without SSAA),
     ``fragments`` at the rendered (super-sampled) resolution, ``channels`` (B,C,kH,kW) the per-vertex
-    ``channels`` asked for, interpolated at the rendered (super-sampled) resolution (0 on background), or None."""
+    ``channels`` asked for, interpolated at the rendered (super-sampled) resolution (0 on background), or None;
+    ``ssaa`` the supersampling factor they were rendered at."""
 
     image: Tensor
     mask: Tensor
     fragments: Fragments
     channels: Optional[Tensor] = None
+    ssaa: int = 1
+
+    def channel_mask(self, channel: int = 0, threshold: float = 0.5) -> Tensor:
+        """(B,1,H,W) coverage of the region where the interpolated ``channels[:, channel]`` is >= ``threshold``:
+        decided per rendered (super-sampled) pixel and averaged like ``mask`` (0/1 without SSAA, fractional at
+        edges with it). E.g. a per-vertex face-region flag gives the face mask."""
+        if self.channels is None:
+            raise ValueError("channel_mask: this result has no channels (render(..., channels=...) was not given)")
+        if not 0 <= channel < self.channels.shape[1]:
+            raise ValueError(f"channel_mask: channel {channel} out of range for {self.channels.shape[1]} channel(s)")
+        m = (self.channels[:, channel:channel + 1] >= threshold).to(self.mask.dtype)
+        return Fnn.avg_pool2d(m, self.ssaa) if self.ssaa > 1 else m
 
 
 def scale_intrinsics(K: Tensor, k: int) -> Tensor:
@@ -92,7 +105,8 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
         ssaa: supersampling factor k >= 1: render at k*H x k*W and average k x k blocks.
         shading: ``"phong"`` (PyTorch3D's HardPhongShader) or ``"blinn"``.
         channels: optional (B or 1, V, C) per-vertex values interpolated with the same fragments into
-            ``RenderResult.channels`` (e.g. a face-region flag for a face mask).
+            ``RenderResult.channels`` (e.g. a face-region flag: ``RenderResult.channel_mask()`` is then the face
+            mask).
     """
     k = int(ssaa)
     if k < 1:
@@ -153,7 +167,7 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
             mask[sl] = Fnn.avg_pool2d((fr.pix_to_face >= 0).unsqueeze(1).to(dt), k)
         elif not done:
             mask[sl] = (fr.pix_to_face >= 0).unsqueeze(1)
-    return RenderResult(image, mask, frags, chan)
+    return RenderResult(image, mask, frags, chan, k)
 
 
 def _requires_grad(*objs) -> bool:

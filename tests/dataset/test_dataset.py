@@ -49,7 +49,7 @@ def test_batch_labels_exact(proc_cache):
     ds = OnTheFlyGazeDataset(proc_cache, batch_size=16, seed=3, appearance="plain",
                              target={"type": "uniform", "pitch": (-30, 30), "yaw": (-45, 45)})
     b = ds.batch(0)
-    st = ds._state
+    fs = ds._load()
     from onthefly.cache import MeshCache
 
     with MeshCache(proc_cache) as mc:
@@ -84,7 +84,7 @@ def test_batch_labels_exact(proc_cache):
     assert b["image"].shape == (16, 3, 224, 224) and b["mask"].shape == (16, 1, 224, 224)
     assert b["image"].min() >= 0 and b["image"].max() <= 1
     assert 0.2 < b["mask"].mean() < 1.0
-    assert st["verts"].dtype == torch.float32
+    assert fs.verts_padded.dtype == torch.float32
 
 
 def test_iris_agrees_with_gaze_geometry(iris_cache):
@@ -137,7 +137,7 @@ def test_gaze_mode_hits_the_drawn_gaze(proc_cache):
     b = ds.batch(0)
     assert (b["gaze"] - b["drawn_target"]).abs().max() < 1e-5
     V = b["face_mat_norm"].double()
-    assert (rotation_to_pitchyaw(V @ ds._state["hR"][ds._frames(0, 0)]) - b["head_pose"].double()).abs().max() < 1e-4
+    assert (rotation_to_pitchyaw(V @ ds._load().labels.head_rotation[ds._frames(0, 0)]) - b["head_pose"].double()).abs().max() < 1e-4
 
 
 def test_source_sampler_is_a_re_render(proc_cache):

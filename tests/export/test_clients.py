@@ -345,10 +345,10 @@ def test_xgaze3d_print_result_reads_both_file_sets(proc_cache, tmp_path):
                 # face_mat_norm = R of (virtual) camera i by XGaze3D's rule: forward = the face centre's direction
                 # in camera i, down = forward × hR_i[:, 0], right = down × forward; camera i = the source camera
                 # moved to the view's centre, so hR_i = hR and fc_i = c − o_i = d·V[2]
-                lut = {int(c): n for n, c in enumerate(st["cache_index"].tolist())}
+                lut = {int(c): n for n, c in enumerate(st.labels.index.tolist())}
                 for i in range(0, len(ref["gaze"]), 5):
                     n = lut[int(f["cache_index"][i])]
-                    hR, c = st["hR"][n].numpy(), st["c"][n].numpy()
+                    hR, c = st.labels.head_rotation[n].numpy(), st.labels.face_centre[n].numpy()
                     V = f["face_mat_norm"][i].astype(np.float64)
                     o = c - 300.0 * V[2]
                     fwd = (c - o) / np.linalg.norm(c - o)
