@@ -13,7 +13,7 @@ setup(
     description="GPU-side on-the-fly novel-view synthesis of normalized, exactly labelled gaze training data",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["onthefly", "onthefly.*", "train", "train.*"]),
+    packages=find_packages(include=["onthefly", "onthefly.*"]),
     python_requires=">=3.9",
     install_requires=[
         # torch is not pinned here: on a CPU-only machine install torch==2.13.0 first (scripts/install.sh does).
@@ -23,7 +23,7 @@ setup(
         "opencv-python>=4.8",
         "scipy>=1.10",
         "lightning>=2.2",
-        "jsonargparse[signatures]>=4.27",  # LightningCLI (python -m train / onthefly train)
+        "jsonargparse[signatures]>=4.27",  # LightningCLI (python -m onthefly.train / onthefly train)
         "tqdm>=4.60",
         # the compiled CPU renderer (backend="numba", the CPU default): wheels for CPython on Linux (x86-64,
         # aarch64), macOS (x86-64, arm64) and Windows (x86-64); llvmlite bundles LLVM, so no compiler is needed

@@ -7,6 +7,7 @@ import socket
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 __all__ = ["atomic_write", "safe_yaml", "MAX_YAML_BYTES"]
 
 
@@ -78,8 +79,6 @@ def safe_yaml(text: str):
     ``tests/fuzz``): nesting deeper than ``MAX_YAML_DEPTH`` (its parser is recursive; its C one segfaults) and
     alias expansion past ``MAX_YAML_NODES`` values (a "billion laughs"). Raises ``yaml.YAMLError`` for bad syntax
     and ``ValueError`` (without the file name: the caller adds it) for the guards."""
-    import yaml
-
     if _flow_depth(text) > MAX_YAML_DEPTH:
         raise ValueError(f"nested more than {MAX_YAML_DEPTH} levels deep")
     try:

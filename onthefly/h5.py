@@ -38,6 +38,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .dataset import IMAGENET_MEAN, IMAGENET_STD
+from .geometry import _pitchyaw_to_rotation
+import h5py
 
 __all__ = ["H5GazeDataset", "check_h5", "open_h5", "Field", "H5Schema", "SCHEMAS", "EncodeContext",
            "LM68_FROM_50", "XGAZE3D_STORED_GREEN"]
@@ -101,8 +103,6 @@ def _dec_pitch(sign: float):
 
 def _enc_q(b: dict, ctx: EncodeContext) -> torch.Tensor:
     """MPII-NV's Q = rot(−p_t, y_t, 0)·rot(−p_s, y_s, 0)⁻¹ = Ry(y_t)Rx(−p_t)·(Ry(y_s)Rx(−p_s))ᵀ (target, source)."""
-    from .geometry import _pitchyaw_to_rotation
-
     return _pitchyaw_to_rotation(b["target_pose"].double()) @ \
         _pitchyaw_to_rotation(b["source_head_pose"].double()).transpose(-1, -2)
 
@@ -317,8 +317,6 @@ _INT_ITEMS = ("frame_index", "cam_index", "frame_number")
 # ----------------------------------------------------------------------------------------------- reading
 def open_h5(path):
     """Open an h5 file read-only, SWMR-safe where the file format allows it (else a plain read-only open)."""
-    import h5py
-
     try:
         return h5py.File(path, "r", swmr=True)
     except (OSError, ValueError):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ._checks import check_rotation, checked
 from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_axis, axis_angle_to_rotation, rotation_to_pitchyaw
+import cv2
 
 __all__ = [
     "NormalizedCamera",
@@ -279,8 +280,6 @@ def normalize(image: np.ndarray, K, head_rotation, face_centre, camera: str | No
     With ``dist_coeffs`` the image is undistorted first (``cv2.undistort``) and the landmarks with
     ``cv2.undistortPoints(..., P=K)``, as MPIIFaceGaze preprocessing does; ETH-XGaze skips undistortion.
     """
-    import cv2
-
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         raise ValueError(f"image: expected an (H, W) or (H, W, C) numpy array, got "
                          f"{getattr(image, 'shape', type(image).__name__)}")

@@ -30,10 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import h5py
 import torch
 
 from .geometry import _pitchyaw_to_axis, _pitchyaw_to_rotation
 
+from .geometry import rotation_to_pitchyaw
+from .normalization import _normalization_rotation
 __all__ = ["PoseSampler", "Gaussian", "Uniform", "Empirical", "Source", "Cameras", "make_sampler",
            "head_pose_for_gaze", "camera_view_poses",
            "rotation_angle", "sample_targets", "TargetSample", "load_pose_rows"]
@@ -113,8 +116,6 @@ def load_pose_rows(path, key: str | None = None, degrees: bool = False) -> torch
         if suf == ".npy":
             a = np.load(p, allow_pickle=False)
         elif suf in (".h5", ".hdf5"):
-            import h5py
-
             with h5py.File(p, "r") as f:
                 k = key or "face_head_pose"
                 if k not in f:
@@ -225,9 +226,6 @@ def camera_view_poses(c: torch.Tensor, hR: torch.Tensor, R: torch.Tensor, t: tor
     is ``R_norm = [right; down; forward]`` of ETH-XGaze (``forward = fc_m/|fc_m|``, ``down = forward × hR_m[:, 0]``),
     the label ``(asin H[1,2], atan2(H[0,2], H[2,2]))`` of ``H = R_norm·hR_m``; ``V = R_norm·R`` maps the frame's
     camera to the normalized view (what the renderer applies)."""
-    from .geometry import rotation_to_pitchyaw
-    from .normalization import _normalization_rotation
-
     fc = (R @ c[..., None])[..., 0] + t
     hRm = R @ hR
     Rn = _normalization_rotation(fc, hRm)

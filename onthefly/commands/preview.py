@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+import sys
 
 import numpy as np
 
@@ -126,8 +127,6 @@ def run(args) -> int:
         ds = OnTheFlyGazeDataset(args.cache, batch_size=n_frames, **cfg)
         b = ds.batch(0)
     except (ValueError, TypeError) as exc:  # bad cache, config or arguments: one clear line, exit status 1
-        import sys
-
         print(f"onthefly preview: error: {exc}", file=sys.stderr)
         return 1
     tiles = sample_tiles(ds, b, args.count)

@@ -20,6 +20,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import torch
 
 __all__ = ["NoFaceError", "DlibLandmarks", "FanLandmarks", "FAN_FILES", "dlib_predictor_path", "make_detector",
            "DETECTORS"]
@@ -88,7 +89,6 @@ class FanLandmarks:
             import face_alignment
         except ImportError:
             raise ImportError("FAN landmarks need face-alignment: pip install onthefly[face-alignment]") from None
-        import torch
 
         ckpt = Path(torch.hub.get_dir()) / "checkpoints"
         for name in FAN_FILES[kind]:

@@ -8,9 +8,9 @@ import lightning as L
 import pytest
 import torch
 
-from train.data import GazeDataModule, H5GazeDataset, make_camera
-from train.models import build_model
-from train.module import GazeRegressor
+from onthefly.train.data import GazeDataModule, H5GazeDataset, make_camera
+from onthefly.train.models import build_model
+from onthefly.train.module import GazeRegressor
 
 from .conftest import write_xgaze_h5
 
@@ -121,7 +121,7 @@ def test_fit_logs_angular_error_and_checkpoint_keeps_seed_and_epoch(tiny_cache, 
 def test_missing_cache_is_a_clear_error_before_training(tmp_path):
     with pytest.raises(ValueError, match="mesh cache not found"):
         GazeDataModule(str(tmp_path / "nope.h5"))
-    from train.cli import main
+    from onthefly.train.main import main
 
     assert main(["fit", "--data.cache", str(tmp_path / "nope.h5"), "--trainer.accelerator", "cpu"]) == 2
 
@@ -169,7 +169,7 @@ def _trainer_metrics(model):
 
 
 def test_cli_fit_runs_from_a_config(tiny_cache, tmp_path):
-    from train.cli import main
+    from onthefly.train.main import main
 
     rc = main(["fit", "--config", "configs/demo.yaml", "--data.cache", str(tiny_cache),
                "--data.batch_size", "8", "--data.image_size", "32", "--data.epoch_length", "2",
@@ -192,7 +192,7 @@ def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
            "--model.model_args", "{width: 8}", "--trainer.max_epochs", "1", "--trainer.strategy", "ddp",
            "--trainer.devices", "2", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
            "--trainer.default_root_dir", str(tmp_path),
-           "--trainer.callbacks", "[{class_path: train.callbacks.AssertDisjointShards}]"]
+           "--trainer.callbacks", "[{class_path: onthefly.train.callbacks.AssertDisjointShards}]"]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=1800)  # a hang guard only
@@ -276,7 +276,7 @@ def test_ema_and_mirror_tta_drive_evaluation():
 
 
 def test_train_demo_end_to_end_reports_error_curve_and_pictures(tmp_path, capsys):
-    from train.demo import main
+    from onthefly.train.demo import main
 
     out = tmp_path / "demo"
     assert main(["--out", str(out), "--subjects", "4", "--views", "2", "--max-epochs", "2", "--epoch-length", "2",
@@ -300,8 +300,8 @@ def test_demo_result_depends_on_steps_not_on_speed(tmp_path, capsys, monkeypatch
     is refused."""
     import time
 
-    import train.data
-    from train.demo import DEMO_THREADS, main
+    import onthefly.train.data
+    from onthefly.train.demo import DEMO_THREADS, main
 
     tiny = ["--subjects", "4", "--views", "2", "--max-epochs", "2", "--epoch-length", "2", "--data.image_size", "32",
             "--data.val_batches", "1", "--data.batch_size", "8", "--trainer.enable_progress_bar", "false"]
@@ -309,14 +309,14 @@ def test_demo_result_depends_on_steps_not_on_speed(tmp_path, capsys, monkeypatch
     assert main(["--out", str(tmp_path / "quiet"), *tiny]) == 0
     assert torch.get_num_threads() == threads  # restored after the run
     quiet = capsys.readouterr().out.strip().splitlines()
-    orig = train.data.TrainStream.__iter__
+    orig = onthefly.train.data.TrainStream.__iter__
 
     def slow(self):
         for b in orig(self):
             time.sleep(0.05)  # a loaded machine: each batch arrives late
             yield b
 
-    monkeypatch.setattr(train.data.TrainStream, "__iter__", slow)
+    monkeypatch.setattr(onthefly.train.data.TrainStream, "__iter__", slow)
     assert main(["--out", str(tmp_path / "busy"), *tiny]) == 0
     busy = capsys.readouterr().out.strip().splitlines()
     assert quiet[-1] == busy[-1] and quiet[-1].startswith("held-out angular error")

@@ -166,7 +166,7 @@ def mirror(batch: dict, which: torch.Tensor | None = None) -> dict:
 
 
 class GazeDataModule(L.LightningDataModule):
-    """Data for :class:`~train.module.GazeRegressor` (see the module docstring and ``docs/training.md``).
+    """Data for :class:`~onthefly.train.module.GazeRegressor` (see the module docstring and ``docs/training.md``).
 
     Args:
         cache: mesh cache of the synthetic subjects (``onthefly reconstruct`` / ``onthefly demo``); None only
