@@ -77,6 +77,16 @@ class NormalizedCamera:
         """(width, height) in pixels."""
         return self.width, self.height
 
+    def rescaled(self, size: int) -> "NormalizedCamera":
+        """The same camera at ``size`` px wide: the same field of view and distance (``focal · size / width``; the
+        height keeps the aspect ratio), named ``NAME@SIZE``; ``self`` when it already is ``size`` px wide."""
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"NormalizedCamera.rescaled: expected a positive int size, got {size!r}")
+        if size == self.width:
+            return self
+        s = size / self.width
+        return NormalizedCamera(self.focal * s, self.distance, size, round(self.height * s), f"{self.name}@{size}")
+
     def K(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> torch.Tensor:
         """Intrinsics (3, 3)."""
         return torch.tensor([[self.focal, 0.0, self.width / 2], [0.0, self.focal, self.height / 2],

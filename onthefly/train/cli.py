@@ -12,10 +12,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import yaml
+from jsonargparse import set_loader
 from lightning.pytorch.cli import LightningCLI
+
+from onthefly._io import load_config_yaml, safe_yaml
 
 from .data import GazeDataModule
 from .module import GazeRegressor
+
+#: the jsonargparse parser mode of the training command line: the project's YAML dialect (YAML 1.2 booleans and
+#: floats, :class:`onthefly._io.ConfigLoader`) for config files and command-line values alike, so a training config
+#: reads as ``onthefly preview`` / ``export`` read it (``target: {type: gaussian, on: gaze}``: ``on`` is a key)
+PARSER_MODE = "onthefly"
+
+
+def _load(text: str):
+    value = safe_yaml(text) if "\n" in text else load_config_yaml(text)
+    # as jsonargparse's own YAML loader: a bare word such as `key:` or `{a, b}` is the string itself
+    if isinstance(value, dict) and value and all(v is None for v in value.values()):
+        keys = set(text.strip(" {}").replace(" ", "").split(","))
+        if (len(value) == 1 and text.strip() == f"{next(iter(value))}:") or keys == set(value):
+            value = text
+    return value
+
+
+set_loader(PARSER_MODE, _load, (yaml.YAMLError, ValueError))
 
 
 class GazeCLI(LightningCLI):
@@ -24,4 +46,5 @@ class GazeCLI(LightningCLI):
 
 def cli_main(args: Sequence[str] | None = None, run: bool = True) -> GazeCLI:
     return GazeCLI(GazeRegressor, GazeDataModule, args=None if args is None else list(args), run=run,
-                   save_config_kwargs={"overwrite": True}, seed_everything_default=0)
+                   save_config_kwargs={"overwrite": True}, seed_everything_default=0,
+                   parser_kwargs={"parser_mode": PARSER_MODE})

@@ -10,11 +10,11 @@ from .cli import cli_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "demo":
-        return demo.main(argv[1:])
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "demo":
+        return demo.main(args[1:])
     try:
-        cli_main(argv)
+        cli_main(None if argv is None else args)  # None: LightningCLI reads sys.argv itself
     except ValueError as e:  # configuration errors (missing cache/h5, bad keys, sizes): one clear line
         print(f"error: {e}", file=sys.stderr)
         return 2
