@@ -266,10 +266,6 @@ class Appearance:
     def uses_images(self) -> bool:
         return bool((self._mode_bg == BACKGROUNDS.index("image")).any())
 
-    @property
-    def all_unlit(self) -> bool:
-        return bool(((self._mode_light == 0) | (self._mode_light == 1)).all())
-
     def setup(self, size: tuple[int, int], device) -> None:
         """Decode the background pool (once, in the iterating process) for output size (H, W)."""
         if self.uses_images and self.pool is None:

@@ -1,7 +1,7 @@
 """68-point landmark detectors (optional dependencies, imported on first use).
 
 * :class:`DlibLandmarks`: dlib's HOG face detector and the iBUG-68 shape predictor of the
-  ``face-recognition-models`` package (``pip install onthefly[dlib]``), ~5 ms per face on a CPU. The
+  ``face-recognition-models`` package (``pip install onthefly[dlib]``). The
   ``.dat`` file is located with ``importlib.util.find_spec`` (importing ``face_recognition_models`` fails with
   recent setuptools).
 * :class:`FanLandmarks`: face-alignment's 2D-FAN or 3D-FAN (``pip install onthefly[face-alignment]``), eager

@@ -62,7 +62,7 @@ def mean_identity():
 
 @functools.lru_cache(maxsize=1)
 def face_template() -> FaceTemplate:
-    """The cached :class:`FaceTemplate` (about 0.2 s to build the first time)."""
+    """The cached :class:`FaceTemplate` (built on the first call)."""
     heads = build_heads(mean_identity(), torch.tensor([[0.0, 0.0, -600.0]]))
     verts = heads.verts[0].double().numpy()
     parts = heads.part_ids[0].numpy()

@@ -15,7 +15,7 @@ Stages, one module each::
     renderer.py     render(...) -> RenderResult(image (B,3,H,W), mask (B,1,H,W), fragments)
     cameras.py      OpenCV <-> PyTorch3D camera conventions (pure torch)
     pytorch3d_backend.py  backend="pytorch3d" (lazy import)
-    memory.py       tune_malloc(): opt-in glibc allocator settings for CPU render workers
+    memory.py       tune_malloc(): glibc allocator settings for CPU render workers (the dataset's default on CPU)
 """
 from .interpolate import interpolate_vertex_attributes, vertex_normals
 from .memory import tune_malloc

@@ -38,8 +38,8 @@ MODULE_OWNED = ("batch_size", "seed", "device", "epoch_length", "split", "camera
 def make_camera(camera: "str | dict | NormalizedCamera" = "xgaze224", image_size: int | None = None) -> NormalizedCamera:
     """A normalized camera: a preset name, a dict of :class:`NormalizedCamera` fields (``focal``, ``distance``,
     ``width``, ``height``, optional ``name``) or a camera, optionally rescaled to ``image_size`` px (same field of
-    view and distance: ``focal · image_size / width``), e.g. 64 px for the CPU demo (about 4-12x cheaper to render
-    than 224)."""
+    view and distance: ``focal · image_size / width``), e.g. 64 px for the CPU demo (cheaper to render than 224;
+    ``docs/training.md``)."""
     if isinstance(camera, dict):
         unknown = set(camera) - {"focal", "distance", "width", "height", "name"}
         if unknown or not {"focal", "distance", "width", "height"} <= set(camera):
@@ -101,17 +101,15 @@ class TrainStream(IterableDataset):
     every rendered batch is followed by ``repeat`` optimizer steps, each drawing ``batch_size`` samples at random
     from the last ``pool`` rendered batches, each mirrored with probability 0.5 when ``mirror`` (exact labels,
     :func:`mirror`). Draws are seeded by ``(seed, epoch, rank, batch, 11)``, so the stream stays a pure function of
-    the seed and the epoch. ``mirror_repeat`` is the simpler deterministic scheme: each batch, then its mirror."""
+    the seed and the epoch."""
 
     def __init__(self, dm: "GazeDataModule", ds: OnTheFlyGazeDataset, real: H5GazeDataset | None, n_real: int,
-                 mirror_repeat: bool = False, repeat: int = 1, pool: int = 1, mirror: bool = False,
-                 cull_backfaces: bool = False):
+                 repeat: int = 1, pool: int = 1, mirror: bool = False):
         self.dm, self.ds, self.real, self.n_real = dm, ds, real, n_real
-        self.mirror_repeat = bool(mirror_repeat)
         self.repeat, self.pool, self.mirror = int(repeat), int(pool), bool(mirror)
 
     def steps_per_render(self) -> int:
-        return self.repeat if self.repeat > 1 else 2 if self.mirror_repeat else 1
+        return self.repeat
 
     def __len__(self) -> int:
         return len(self.ds) * self.steps_per_render()
@@ -142,10 +140,7 @@ class TrainStream(IterableDataset):
             yield from replay(self._rendered(), self.repeat, self.pool, self.mirror,
                               lambda i: batch_generator(seed, epoch, rank, i, 11))
             return
-        for out in self._rendered():
-            yield out
-            if self.mirror_repeat:
-                yield mirror(out)
+        yield from self._rendered()
 
 
 def replay(batches, repeat: int, pool: int, mirror_p: bool, generator_for) -> Iterator[dict]:
@@ -219,8 +214,6 @@ class GazeDataModule(L.LightningDataModule):
         val_h5, test_h5: real ETH-XGaze-layout h5 files for validation / test (``val_h5_max`` caps each set).
         train_h5, real_ratio: real training samples and the fraction of each batch they fill.
         num_workers: workers for the real h5 val/test loaders.
-        mirror_repeat: train on every rendered batch twice, the second time mirrored (yaw → -yaw, exact): two
-            optimizer steps per render, for CPUs where rendering dominates the step.
         repeat, pool, mirror: replay (see :class:`TrainStream`): ``repeat`` optimizer steps per rendered batch,
             each drawing a batch from the last ``pool`` rendered batches, mirroring each sample with probability
             0.5 when ``mirror``. ``repeat = 1`` (default) trains on every rendered batch once, as rendered.
@@ -237,7 +230,7 @@ class GazeDataModule(L.LightningDataModule):
                  val_appearance: dict | str | None = None, val_h5: list[str] | None = None,
                  test_h5: list[str] | None = None, val_h5_max: int | None = None,
                  train_h5: list[str] | None = None, real_ratio: float = 0.0, num_workers: int = 0,
-                 mirror_repeat: bool = False, repeat: int = 1, pool: int = 1, mirror: bool = False,
+                 repeat: int = 1, pool: int = 1, mirror: bool = False,
                  cull_backfaces: bool = False, views_per_frame: int = 1, subjects: list[str] | None = None,
                  max_head_pose_deg: float | None = 80.0, max_rounds: int = 64, shared_appearance: bool = False,
                  tune_malloc: bool | None = None):
@@ -261,8 +254,6 @@ class GazeDataModule(L.LightningDataModule):
             v = getattr(hp, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"data.{name}: expected an int >= 1, got {v!r}")
-        if hp.mirror_repeat and hp.repeat > 1:
-            raise ValueError("data.mirror_repeat and data.repeat > 1 exclude each other (use repeat + mirror)")
         if not 0.0 <= hp.real_ratio <= 1.0:
             raise ValueError(f"data.real_ratio: expected 0 <= r <= 1, got {hp.real_ratio}")
         if hp.real_ratio > 0 and not hp.train_h5:
@@ -334,8 +325,8 @@ class GazeDataModule(L.LightningDataModule):
                 if self._n_real else None
             if hp.cache is None:
                 raise ValueError("data.cache: real-only training (real_ratio = 1) is not supported by the stream")
-            self._train = TrainStream(self, self.train_dataset(), real, self._n_real, hp.mirror_repeat,
-                                      hp.repeat, hp.pool, hp.mirror)
+            self._train = TrainStream(self, self.train_dataset(), real, self._n_real, hp.repeat, hp.pool,
+                                      hp.mirror)
         if stage in ("fit", "validate", None) and self._val is None:
             self._val = self._eval_sets(hp.val_h5, synthetic=hp.cache is not None and hp.val_batches > 0)
         if stage in ("test", None) and self._test is None:

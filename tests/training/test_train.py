@@ -200,14 +200,20 @@ def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
     assert "2 ranks, batches per rank [2, 2], disjoint" in r.stdout + r.stderr
 
 
-def test_mirror_repeat_yields_the_mirrored_batch_with_exact_labels(tiny_cache):
-    dm = GazeDataModule(str(tiny_cache), mirror_repeat=True, **TINY)
+def test_mirror_flips_the_image_and_negates_yaw_exactly(tiny_cache):
+    from onthefly.train.data import mirror
+
+    dm = GazeDataModule(str(tiny_cache), **TINY)
     dm.setup("fit")
     loader = dm.train_dataloader()
-    assert len(loader) == 6
-    a, b = list(loader)[:2]
+    assert len(loader) == 3
+    a = next(iter(loader))
+    b = mirror(a)
     assert torch.equal(b["image"], a["image"].flip(-1))
-    assert torch.equal(b["gaze"][:, 0], a["gaze"][:, 0]) and torch.equal(b["gaze"][:, 1], -a["gaze"][:, 1])
+    for k in ("gaze", "head_pose"):
+        assert torch.equal(b[k][:, 0], a[k][:, 0]) and torch.equal(b[k][:, 1], -a[k][:, 1])
+    with pytest.raises(TypeError, match="mirror_repeat"):  # replay (repeat + mirror) replaced it
+        GazeDataModule(str(tiny_cache), mirror_repeat=True, **TINY)
 
 
 
@@ -245,8 +251,6 @@ def test_replay_draws_mirrored_samples_from_the_last_rendered_batches(tiny_cache
 def test_replay_options_are_checked():
     with pytest.raises(ValueError, match="repeat"):
         GazeDataModule(None, repeat=0, real_ratio=1.0, train_h5=None)
-    with pytest.raises(ValueError, match="exclude"):
-        GazeDataModule(None, repeat=2, mirror_repeat=True)
 
 
 def test_ema_and_mirror_tta_drive_evaluation():
