@@ -187,7 +187,7 @@ def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    cmd = [sys.executable, "-m", "train", "fit", "--config", "configs/demo.yaml", "--data.cache", str(tiny_cache),
+    cmd = [sys.executable, "-m", "onthefly.train", "fit", "--config", "configs/demo.yaml", "--data.cache", str(tiny_cache),
            "--data.batch_size", "4", "--data.image_size", "32", "--data.epoch_length", "4", "--data.val_batches", "1",
            "--model.model_args", "{width: 8}", "--trainer.max_epochs", "1", "--trainer.strategy", "ddp",
            "--trainer.devices", "2", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
