@@ -75,7 +75,7 @@ def _expanded_size(obj, memo=None) -> int:
     return n
 
 
-class ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+class ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """PyYAML's safe loader with YAML 1.2 scalars, the one YAML dialect of the project's files (dataset, preview,
     export and training configs; ``light_meta.yaml``): booleans are only ``true``/``false`` (YAML 1.1 also reads
     ``on``/``off``/``yes``/``no`` as booleans, which turned the sampler key ``on:`` into ``True``), ``1e-4`` is a

@@ -14,7 +14,7 @@ __all__ = ["call_isolated"]
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         b = os.read(fd, 1 << 16)
         if not b:

@@ -376,7 +376,7 @@ class Appearance:
 
     def composite(self, image: torch.Tensor, mask: torch.Tensor, p: AppearanceParams) -> torch.Tensor:
         """``image`` premultiplied by coverage (renderer with background None) over the drawn backgrounds."""
-        bg = self.background_images(p, tuple(image.shape[-2:]), image.dtype)
+        bg = self.background_images(p, (image.shape[-2], image.shape[-1]), image.dtype)
         return image.clamp(0.0, 1.0) + (1.0 - mask) * bg
 
     def jitter(self, x: torch.Tensor, p: AppearanceParams) -> torch.Tensor:

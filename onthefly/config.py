@@ -16,8 +16,9 @@ Every file is parsed by :func:`onthefly._io.safe_yaml` (YAML 1.2 booleans: ``on:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,7 +43,7 @@ def appearance_parameters() -> list[str]:
     return [n for n in inspect.signature(Appearance.__init__).parameters if n != "self"]
 
 
-def check_appearance(spec, where: str = "appearance") -> None:
+def check_appearance(spec: Any, where: str = "appearance") -> None:
     """An ``appearance`` value: a preset name, an :class:`Appearance`, None, or a mapping of its arguments."""
     if spec is None or isinstance(spec, (str, Appearance)):
         return
@@ -55,7 +56,7 @@ def check_appearance(spec, where: str = "appearance") -> None:
                          f"{', '.join(repr(k) for k in unknown)}; Appearance takes {', '.join(params)}")
 
 
-def check_target(spec, where: str = "target") -> None:
+def check_target(spec: Any, where: str = "target") -> None:
     """A ``target`` value: None (the default sampler), a :class:`PoseSampler`, a name or a ``{"type": ...}`` dict."""
     if spec is None or isinstance(spec, PoseSampler):
         return
@@ -74,7 +75,7 @@ def check_dataset_args(cfg: Mapping, where: str = "config") -> dict:
     return dict(cfg)
 
 
-def read_yaml_mapping(path, what: str = "--config") -> dict:
+def read_yaml_mapping(path: str | Path, what: str = "--config") -> dict:
     """A small YAML file holding a mapping, parsed with :func:`~onthefly._io.safe_yaml`; a clear ``ValueError``
     naming ``what`` and the file otherwise (missing, too large, unreadable, not YAML, not a mapping)."""
     p = Path(path)
@@ -98,7 +99,8 @@ def read_yaml_mapping(path, what: str = "--config") -> dict:
     return cfg
 
 
-def load_dataset_config(path, what: str = "--config", data_section=None) -> dict:
+def load_dataset_config(path: str | Path, what: str = "--config",
+                        data_section: Callable[[dict, str], dict] | None = None) -> dict:
     """The dataset arguments of a YAML config: a flat mapping of dataset parameters, a ``dataset:`` section of
     one, or a training (LightningCLI) config whose ``data:`` section is turned into dataset arguments by
     ``data_section(section, where)`` (the training layer's ``dataset_args_from_data``; without it such a file is

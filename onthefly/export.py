@@ -242,7 +242,7 @@ class ExportSettings:
         self.config = cfg
 
     @property
-    def schema_obj(self) -> Schema:
+    def schema_obj(self) -> H5Schema:
         return SCHEMAS[self.schema]
 
     @property

@@ -116,6 +116,7 @@ def _enc_slot(b: dict, ctx: EncodeContext) -> torch.Tensor:
 
 
 def _enc_frame_number(b: dict, ctx: EncodeContext) -> torch.Tensor:
+    assert ctx.frame_number is not None  # set for the schemas that store frame numbers
     return ctx.frame_number[b["frame_index"].cpu()]
 
 
@@ -459,7 +460,7 @@ class H5GazeDataset(Dataset):
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
         self.n = int(self.offsets[-1]) if max_samples is None else min(int(self.offsets[-1]), int(max_samples))
         self.image_format = image_format
-        self._files = None
+        self._files: list | None = None
         self._pid = None
 
     def __len__(self) -> int:

@@ -117,6 +117,9 @@ def _index_set(n_points: int, rule: str) -> tuple[tuple[int, ...], ...]:
     """Groups of landmark indices whose means are averaged, for a landmark count and a rule."""
     if rule not in ("eye_nose", "eye_mouth"):
         raise ValueError(f"rule: expected 'eye_nose' (ETH-XGaze) or 'eye_mouth' (MPIIFaceGaze), got {rule!r}")
+    eyes: tuple[int, ...]
+    nose: tuple[int, ...]
+    mouth: tuple[int, ...]
     if n_points == 68:
         eyes, nose, mouth = EYE_CORNERS_68, NOSE_BASE_68, MOUTH_CORNERS_68
     elif n_points == 50:  # ETH-XGaze face_model.txt: 68-index i (17 <= i <= 59) is 50-index i - 16

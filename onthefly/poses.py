@@ -251,7 +251,7 @@ def sampler_spec(spec, where: str = "target") -> tuple[str, dict]:
     kind = args.pop("type")
     if kind not in _SAMPLERS:
         raise ValueError(f"{where}: unknown sampler {kind!r}; choose one of {sorted(_SAMPLERS)}")
-    params = [n for n in inspect.signature(_SAMPLERS[kind].__init__).parameters if n != "self"]
+    params = list(inspect.signature(_SAMPLERS[kind]).parameters)
     unknown = [k for k in args if k not in params]
     if unknown:
         raise ValueError(f"{where}: unknown argument{'s' if len(unknown) > 1 else ''} "
@@ -298,7 +298,7 @@ def head_pose_for_gaze(gaze_head: torch.Tensor, gaze_label: torch.Tensor) -> tup
     ratio = a[..., 0] / r.clamp_min(1e-12)
     ok = ratio.abs() <= 1.0
     base = torch.acos(ratio.clamp(-1.0, 1.0))
-    best, best_cost = None, None
+    roots = []
     for sgn in (1.0, -1.0):  # the two roots (not samples)
         y = _wrap(sgn * base - psi)
         cy, sy = torch.cos(y), torch.sin(y)
@@ -307,13 +307,9 @@ def head_pose_for_gaze(gaze_head: torch.Tensor, gaze_label: torch.Tensor) -> tup
         theta = torch.atan2(wz, wy) - torch.atan2(a[..., 2], a[..., 1])
         p = _wrap(-theta)
         cost = torch.acos((torch.cos(p) * torch.cos(y)).clamp(-1, 1))
-        py = torch.stack([p, y], dim=-1)
-        if best is None:
-            best, best_cost = py, cost
-        else:
-            take = cost < best_cost
-            best = torch.where(take[..., None], py, best)
-    return best, ok
+        roots.append((torch.stack([p, y], dim=-1), cost))
+    (first, cost0), (second, cost1) = roots
+    return torch.where((cost1 < cost0)[..., None], second, first), ok
 
 
 @dataclass

@@ -140,7 +140,7 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
-_DEFAULT = {"cpu": None}
+_DEFAULT: dict[str, str | None] = {"cpu": None}
 
 
 def set_default_backend(name: str | None) -> None:
@@ -197,17 +197,17 @@ def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Seque
     """
     if not isinstance(backend, str):
         raise ValueError(f"backend must be a string, got {type(backend).__name__}")
-    verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
-    be = get_backend(backend, verts.device)
-    B, F = verts.shape[0], faces.shape[-2]
-    out = empty_fragments(B, H, W, verts.dtype, verts.device)
-    per = chunking.samples_per_pass(verts.device, faces=F, pixels=H * W)
+    v, f, Kt, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
+    be = get_backend(backend, v.device)
+    B, F = v.shape[0], f.shape[-2]
+    out = empty_fragments(B, H, W, v.dtype, v.device)
+    per = chunking.samples_per_pass(v.device, faces=F, pixels=H * W)
     with torch.no_grad():
         # bounded memory for huge batches: sub-batches of many samples each (not a per-sample loop), written
         # straight into the preallocated outputs
         for a in range(0, B, per):
             sl = slice(a, min(a + per, B))
-            be.rasterize_into(verts[sl], faces if faces.ndim == 2 else faces[sl], K[sl], H, W, float(znear),
+            be.rasterize_into(v[sl], f if f.ndim == 2 else f[sl], Kt[sl], H, W, float(znear),
                               bool(cull_backfaces), Fragments(*(x[sl] for x in out)))
     return out
 

@@ -101,8 +101,8 @@ def _face_setup(verts, faces, K, H, W, znear, cull_backfaces):
     # sharing an edge evaluate bit-exactly opposite values (watertight).
     params = torch.empty((5, 3, N), dtype=dt, device=dev)
     sg = torch.where(area2 < 0, -1.0, 1.0).to(dt)
-    sdx = torch.mul(ex, sg, out=params[2])
-    sdy = torch.mul(ey, sg, out=params[3])
+    torch.mul(ex, sg, out=params[2])  # sdx
+    torch.mul(ey, sg, out=params[3])  # sdy
     mx, my = params[0], params[1]
     torch.add(U1, U2, out=mx[0]); torch.add(U2, U0, out=mx[1]); torch.add(U0, U1, out=mx[2])
     torch.add(V1, V2, out=my[0]); torch.add(V2, V0, out=my[1]); torch.add(V0, V1, out=my[2])

@@ -41,7 +41,7 @@ def _slice_batch(obj, sl: slice, B: int, vec: bool = False):
             M = obj.maps.shape[0]
             idx = torch.arange(B) if M == B else torch.zeros(B, dtype=torch.int64)
         return dataclasses.replace(obj, texture_index=torch.as_tensor(idx)[sl])  # maps are never sliced
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.replace(obj, **{f.name: _slice_batch(getattr(obj, f.name), sl, B,
                                                                 f.name in ("shininess", "texture_index"))
                                            for f in dataclasses.fields(obj) if f.init})

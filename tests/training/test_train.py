@@ -168,15 +168,36 @@ def _trainer_metrics(model):
     return model.trainer.callback_metrics
 
 
-def test_cli_fit_runs_from_a_config(tiny_cache, tmp_path):
+@pytest.mark.parametrize("logger", ["csv", "tensorboard"])
+def test_cli_fit_runs_from_a_config_and_logs_the_metrics(tiny_cache, tmp_path, logger):
+    """configs/demo.yaml through the CLI, with its CSVLogger or with a TensorBoardLogger instead: the held-out
+    angular error of the epoch is in the logs (metrics.csv, or the TensorBoard event file read back)."""
     from onthefly.train.main import main
 
+    log = (["--trainer.logger.init_args.save_dir", str(tmp_path)] if logger == "csv" else
+           ["--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
+            "--trainer.logger.save_dir", str(tmp_path), "--trainer.logger.name", "logs"])
     rc = main(["fit", "--config", "configs/demo.yaml", "--data.cache", str(tiny_cache),
                "--data.batch_size", "8", "--data.image_size", "32", "--data.epoch_length", "2",
                "--data.val_batches", "1", "--model.model_args", "{width: 8}", "--trainer.max_epochs", "1",
-               "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+               "--trainer.default_root_dir", str(tmp_path), *log,
                "--trainer.enable_progress_bar", "false", "--trainer.callbacks", "[]"])
     assert rc == 0
+    if logger == "csv":
+        import csv
+
+        (f,) = tmp_path.rglob("metrics.csv")
+        vals = [float(r["val/angular_error"]) for r in csv.DictReader(f.open()) if r.get("val/angular_error")]
+    else:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        (f,) = tmp_path.rglob("events.out.tfevents.*")
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        assert "val/angular_error" in acc.Tags()["scalars"], acc.Tags()["scalars"]
+        vals = [e.value for e in acc.Scalars("val/angular_error")]
+        assert any(t.startswith("train/loss") for t in acc.Tags()["scalars"])
+    assert len(vals) == 1 and 0.0 < vals[0] < 180.0  # one epoch, a mean angle in degrees
 
 
 def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
