@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 bash scripts/install.sh
-"$PY" -m train demo --out out/train-demo "$@"
+"$PY" -m onthefly.train demo --out out/train-demo "$@"
