@@ -13,7 +13,8 @@ setup(
     description="GPU-side on-the-fly novel-view synthesis of normalized, exactly labelled gaze training data",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["onthefly", "onthefly.*", "train", "train.*"]),
+    packages=find_packages(include=["onthefly", "onthefly.*"]),
+    package_data={"onthefly": ["py.typed"]},  # PEP 561: the package's annotations are for type checkers
     python_requires=">=3.9",
     install_requires=[
         # torch is not pinned here: on a CPU-only machine install torch==2.13.0 first (scripts/install.sh does).
@@ -23,7 +24,7 @@ setup(
         "opencv-python>=4.8",
         "scipy>=1.10",
         "lightning>=2.2",
-        "jsonargparse[signatures]>=4.27",  # LightningCLI (python -m train / onthefly train)
+        "jsonargparse[signatures]>=4.27",  # LightningCLI (python -m onthefly.train / onthefly train)
         "tqdm>=4.60",
         # the compiled CPU renderer (backend="numba", the CPU default): wheels for CPython on Linux (x86-64,
         # aarch64), macOS (x86-64, arm64) and Windows (x86-64); llvmlite bundles LLVM, so no compiler is needed
@@ -40,7 +41,9 @@ setup(
         # (scikit-image's astronaut, matplotlib's grace_hopper.jpg); the core reconstruction needs none of them
         "reconstruct": ["dlib-bin>=19.24", "face-recognition-models>=0.3", "face-alignment>=1.4",
                         "scikit-image>=0.20", "matplotlib>=3.5"],
-        "test": ["pytest>=7"],
+        # the test job (scripts/test.sh): pytest, the linters it runs first (ruff, mypy) and the TensorBoard logger
+        # the training tests exercise next to the CSV one
+        "test": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "tensorboard>=2.14"],
         # the peer renderer of `onthefly bench` / benchmarks/render.py (headless OpenGL through EGL, e.g. Mesa's
         # llvmpipe: apt-get install libegl-mesa0 libgl1-mesa-dri)
         "bench": ["moderngl>=5.8"],

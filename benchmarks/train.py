@@ -1,9 +1,9 @@
 """Fraction of each training step spent waiting for data: on-the-fly rendering vs the same samples from memory.
 
 For a model and image size, runs ``--steps`` optimizer steps in each mode: (1) batches from
-``OnTheFlyGazeDataset`` rendered in the training process on the training device (the ``train.data`` design),
+``OnTheFlyGazeDataset`` rendered in the training process on the training device (the ``onthefly.train.data`` design),
 (2) the same batches, pre-rendered and held in a device tensor, and with ``--repeat K`` (3) the replay stream of
-``train.data.replay`` (K steps per rendered batch drawn from the last ``--pool`` batches, mirrored at random: the
+``onthefly.train.data.replay`` (K steps per rendered batch drawn from the last ``--pool`` batches, mirrored at random: the
 CPU demo's setting). Per step it times the wait for the next batch and the forward/backward/optimizer step (CUDA
 synchronized). The wait fraction is total wait / total step time (with replay only every K-th step waits for a
 render, so a median would hide it); medians per step are printed too. Results go to ``benchmarks/results/train.json``.
@@ -61,8 +61,8 @@ def main(argv=None) -> int:
     from onthefly.cache import build_cache
     from onthefly.dataset import OnTheFlyGazeDataset
     from onthefly.sources.procedural import ProceduralSource
-    from train.data import make_camera
-    from train.models import build_model
+    from onthefly.train.data import make_camera
+    from onthefly.train.models import build_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         w2, c2 = run_steps(model, opt, memory(), n, dev, args.amp)
         modes = [("onthefly", w1[2:], c1[2:]), ("memory", w2[2:], c2[2:])]
         if args.repeat > 1:
-            from train.data import replay
+            from onthefly.train.data import replay
             from onthefly.dataset import batch_generator
 
             ds.set_epoch(1)

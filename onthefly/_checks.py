@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Union
 
+import numpy.typing as npt
 import torch
 
+#: what the public functions take as numbers: a tensor, a numpy array or (nested) sequences of numbers
+TensorLike = Union[torch.Tensor, npt.ArrayLike]
 
-def as_float_tensor(name: str, x, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+
+def as_float_tensor(name: str, x: TensorLike, *, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Return ``x`` as a floating-point tensor (numpy arrays and sequences are accepted)."""
     if not isinstance(x, torch.Tensor):
         try:
@@ -34,7 +39,7 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(bad)})")
 
 
-def checked(name: str, x, trailing: Sequence[int] | None, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+def checked(name: str, x: TensorLike, trailing: Sequence[int] | None, *, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Convert, check the trailing shape (``None``: any) and finiteness in one call."""
     x = as_float_tensor(name, x, dtype=dtype)
     if trailing is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
+import yaml
 
-__all__ = ["atomic_write", "safe_yaml", "MAX_YAML_BYTES"]
+__all__ = ["atomic_write", "safe_yaml", "load_config_yaml", "ConfigLoader", "MAX_YAML_BYTES"]
 
 
 @contextmanager
@@ -73,17 +75,44 @@ def _expanded_size(obj, memo=None) -> int:
     return n
 
 
+class ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """PyYAML's safe loader with YAML 1.2 scalars, the one YAML dialect of the project's files (dataset, preview,
+    export and training configs; ``light_meta.yaml``): booleans are only ``true``/``false`` (YAML 1.1 also reads
+    ``on``/``off``/``yes``/``no`` as booleans, which turned the sampler key ``on:`` into ``True``), ``1e-4`` is a
+    float (YAML 1.1 wants ``1.0e-4``), and dates stay strings."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float",
+                                                   "tag:yaml.org,2002:timestamp")]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_config_yaml(text: str):
+    """``text`` parsed with :class:`ConfigLoader` (unguarded: for short strings, e.g. the command-line values of
+    the training CLI; files go through :func:`safe_yaml`)."""
+    return yaml.load(text, Loader=ConfigLoader)
+
+
 def safe_yaml(text: str):
-    """``yaml.safe_load(text)`` guarded against what crashes or stalls PyYAML (found by the fuzz campaign,
+    """``text`` parsed with :class:`ConfigLoader`, guarded against what crashes or stalls PyYAML (found by the fuzz campaign,
     ``tests/fuzz``): nesting deeper than ``MAX_YAML_DEPTH`` (its parser is recursive; its C one segfaults) and
     alias expansion past ``MAX_YAML_NODES`` values (a "billion laughs"). Raises ``yaml.YAMLError`` for bad syntax
     and ``ValueError`` (without the file name: the caller adds it) for the guards."""
-    import yaml
-
     if _flow_depth(text) > MAX_YAML_DEPTH:
         raise ValueError(f"nested more than {MAX_YAML_DEPTH} levels deep")
     try:
-        obj = yaml.safe_load(text)
+        obj = load_config_yaml(text)
     except RecursionError:
         raise ValueError("nested too deeply (more than the recursion limit)") from None
     if _expanded_size(obj) > MAX_YAML_NODES:

@@ -8,12 +8,13 @@ import io
 import os
 
 import numpy as np
+import faulthandler
 
 __all__ = ["call_isolated"]
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         b = os.read(fd, 1 << 16)
         if not b:
@@ -30,7 +31,6 @@ def call_isolated(fn, *args) -> dict[str, np.ndarray]:
     pid = os.fork()
     if pid == 0:  # child
         os.close(r)
-        import faulthandler
 
         faulthandler.disable()  # a crash here is reported by the parent, not dumped
         try:

@@ -46,6 +46,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import cv2
+from .render import DirectionalLights
+from .render import Material
 
 __all__ = ["Appearance", "AppearanceParams", "BackgroundPool", "PRESETS", "BACKGROUNDS", "LIGHTS",
            "kelvin_to_rgb"]
@@ -100,8 +103,6 @@ class BackgroundPool:
     listing them) and skipped; a missing folder or one without readable images is a ValueError."""
 
     def __init__(self, folder, size: int, device="cpu", max_images: int | None = 2000, seed: int = 0):
-        import cv2
-
         self.folder = Path(folder)
         files = list_images(self.folder)
         if max_images is not None and len(files) > max_images:
@@ -265,10 +266,6 @@ class Appearance:
     def uses_images(self) -> bool:
         return bool((self._mode_bg == BACKGROUNDS.index("image")).any())
 
-    @property
-    def all_unlit(self) -> bool:
-        return bool(((self._mode_light == 0) | (self._mode_light == 1)).all())
-
     def setup(self, size: tuple[int, int], device) -> None:
         """Decode the background pool (once, in the iterating process) for output size (H, W)."""
         if self.uses_images and self.pool is None:
@@ -342,16 +339,12 @@ class Appearance:
     # ------------------------------------------------------------------------------------------- application
     def lights(self, p: AppearanceParams, dtype=torch.float32):
         """Per-sample renderer lights (None when every sample is unlit with ambient 1: the plain texture)."""
-        from .render import DirectionalLights
-
         if bool((p.light == 0).all()):
             return None
         return DirectionalLights(direction=p.light_direction.to(dtype), ambient=p.ambient.to(dtype),
                                  diffuse=p.diffuse.to(dtype), specular=p.specular.to(dtype))
 
     def material(self, B: int, device, dtype=torch.float32):
-        from .render import Material
-
         return Material(shininess=torch.full((B,), self.shininess, dtype=dtype, device=device))
 
     def background_images(self, p: AppearanceParams, size: tuple[int, int], dtype=torch.float32) -> torch.Tensor:
@@ -383,7 +376,7 @@ class Appearance:
 
     def composite(self, image: torch.Tensor, mask: torch.Tensor, p: AppearanceParams) -> torch.Tensor:
         """``image`` premultiplied by coverage (renderer with background None) over the drawn backgrounds."""
-        bg = self.background_images(p, tuple(image.shape[-2:]), image.dtype)
+        bg = self.background_images(p, (image.shape[-2], image.shape[-1]), image.dtype)
         return image.clamp(0.0, 1.0) + (1.0 - mask) * bg
 
     def jitter(self, x: torch.Tensor, p: AppearanceParams) -> torch.Tensor:

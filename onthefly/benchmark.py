@@ -32,6 +32,19 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+from .render.cameras import pytorch3d_to_opencv
+from .render import PointLights
+from .render import render
+from .render import vertex_normals
+from .render.cameras import opencv_to_pytorch3d
+from .render.backends import available_backends
+from tqdm.auto import tqdm
+import cv2
+import tempfile
+from .cache import build_cache
+from .dataset import OnTheFlyGazeDataset
+from .render import backends as rb
+from .sources.procedural import ProceduralSource
 
 __all__ = ["load_mesh", "make_views", "renderers", "time_interleaved", "bench_render", "bench_dataset",
            "machine_info", "load_state"]
@@ -105,8 +118,6 @@ def load_mesh(name: str = "40k") -> Mesh:
 
 def scene_camera():
     """The reference scene's PyTorch3D camera converted to OpenCV: R (3,3), t (3,), K (3,3) at 224 px (float64)."""
-    from .render.cameras import pytorch3d_to_opencv
-
     js = _scene_dir() / "scene.json"
     if js.is_file():
         meta = json.loads(js.read_text())["camera"]
@@ -156,8 +167,6 @@ class Views:
         return int(self.verts.shape[0])
 
     def lights(self, device="cpu"):
-        from .render import PointLights
-
         return PointLights(location=self.light_location.to(device), ambient=[list(self.ambient)],
                            diffuse=[list(self.diffuse)], specular=[list(self.specular)])
 
@@ -188,8 +197,6 @@ class Renderer:
 
 
 def _onthefly(mesh: Mesh, views: Views, backend: str, device) -> Renderer:
-    from .render import render
-
     faces = mesh.faces.to(device)
     colors = mesh.colors[None].to(device)
     lights = views.lights(device)
@@ -251,8 +258,6 @@ def moderngl_available() -> tuple[bool, str]:
 def _moderngl(mesh: Mesh, views: Views) -> Renderer:
     import moderngl
 
-    from .render import vertex_normals
-
     ctx = moderngl.create_standalone_context(backend="egl")
     prog = ctx.program(vertex_shader=_GL_VERTEX, fragment_shader=_GL_FRAGMENT)
     normals = vertex_normals(mesh.verts[None], mesh.faces)[0]
@@ -296,8 +301,6 @@ def _pytorch3d(mesh: Mesh, views: Views) -> Renderer:
                                     PointLights, RasterizationSettings, TexturesVertex)
     from pytorch3d.structures import Meshes
 
-    from .render.cameras import opencv_to_pytorch3d
-
     B, S = views.batch, views.size
     cam = opencv_to_pytorch3d(views.R, views.t.expand(B, 3), views.K.double(), S)
     cameras = PerspectiveCameras(**{k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
@@ -318,8 +321,6 @@ def renderers(mesh: Mesh, views: Views, device, peers: bool = True, pytorch3d: b
               backends=None) -> tuple[list[Renderer], dict]:
     """onthefly for every backend available on ``device``, plus the peers that are importable here (CPU).
     Returns the renderers and a dict saying why a peer is absent."""
-    from .render.backends import available_backends
-
     dev = torch.device(device)
     have = [b for b in available_backends(dev) if b != "pytorch3d"]
     if backends is not None:
@@ -438,8 +439,6 @@ def bench_render(device="cpu", sizes=(224, 448), batches=(8,), meshes=("40k",), 
                  peers: bool = True, seed: int = 0, progress: bool = True, pytorch3d: bool = True,
                  backends=None) -> dict:
     """Raster + Phong shading throughput of every renderer on the same views; ratios to each peer."""
-    from tqdm.auto import tqdm
-
     dev = torch.device(device)
     cases = [(m, s, b) for m in meshes for s in sizes for b in batches]
     bar = tqdm(total=len(cases) * repeats, desc="render", unit="round", disable=not progress, file=sys.stderr)
@@ -492,8 +491,6 @@ def print_render(result: dict) -> None:
 
 
 def _backgrounds(folder: Path, n: int = 64) -> Path:
-    import cv2
-
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -511,15 +508,6 @@ def bench_dataset(device="cpu", batch_sizes=(32,), repeats: int = 5, frames: int
     """End-to-end ``OnTheFlyGazeDataset`` samples/s (procedural cache, synthetic background pictures), for every
     CPU render backend and ``cull_backfaces`` setting in ``culls`` (batches interleaved), with the per-stage
     breakdown and the process's peak RSS."""
-    import tempfile
-
-    from tqdm.auto import tqdm
-
-    from .cache import build_cache
-    from .dataset import OnTheFlyGazeDataset
-    from .render import backends as rb
-    from .sources.procedural import ProceduralSource
-
     dev = torch.device(device)
     if backends is None:
         backends = [b for b in rb.available_backends(dev) if b != "pytorch3d"] if dev.type == "cpu" else ["torch"]

@@ -22,6 +22,9 @@ import numpy as np
 import torch
 
 from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, check_record
+import cv2
+import functools
+from tqdm import tqdm
 
 __all__ = ["CACHE_VERSION", "CacheWriter", "BuildReport", "build_cache", "MeshCache", "PackedFrames",
            "validate_cache", "cache_info", "downsample_texture"]
@@ -37,7 +40,6 @@ def downsample_texture(img: np.ndarray, max_size: int | None) -> np.ndarray:
     Textures already small enough are returned unchanged; UV coordinates stay valid (they are relative)."""
     if max_size is None or max(img.shape[:2]) <= max_size:
         return img
-    import cv2
 
     h, w = img.shape[:2]
     s = max_size / max(h, w)
@@ -345,8 +347,6 @@ def build_cache(source: Source, out: str | Path, *, skip_bad: bool = False, vert
     n_pre = len(skipped)
     it: Iterable = keys
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(keys, desc="reconstruct", unit="frame")
     with CacheWriter(out, source=getattr(source, "name", ""), vertex_dtype=vertex_dtype,
                      texture_size=texture_size, attrs=getattr(source, "attrs", None)) as w:
@@ -472,8 +472,6 @@ def _strs(ds) -> list[str]:
 def _damaged(method):
     """A structural failure while reading (a missing or retyped dataset, an offset out of range) becomes a
     ``ValueError`` naming the cache file, as every other cache error (found by the fuzz campaign, tests/fuzz)."""
-    import functools
-
     @functools.wraps(method)
     def wrapper(self, *args, **kw):
         try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import checked
+from ._checks import TensorLike, checked
 from .geometry import _pitchyaw_to_rotation
 
 __all__ = ["ViewTransform", "view_from_head_pose", "novel_view", "project_points"]
@@ -58,7 +58,7 @@ class ViewTransform:
         return dirs @ self.R.transpose(-1, -2)
 
 
-def view_from_head_pose(head_pose, face_centre, distance: float | torch.Tensor) -> ViewTransform:
+def view_from_head_pose(head_pose: TensorLike, face_centre: TensorLike, distance: float | torch.Tensor) -> ViewTransform:
     """Transform from head coordinates to a normalized view with the given head-pose label.
 
     Args:

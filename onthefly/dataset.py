@@ -123,14 +123,13 @@ class OnTheFlyGazeDataset(IterableDataset):
         shared_appearance: with ``views_per_frame > 1``, the K views of a frame share one background, light and
             jitter draw (MPII-NV uses one background, colour and ambient for all views of a source).
         cull_backfaces: skip faces turned away from the camera before rasterizing. Exact (the same image) for
-            closed, outward-oriented meshes such as the procedural heads, and about 2x faster to render on the CPU
-            (the rasterizer's cost is dominated by the faces at low resolution); off by default because a mesh
-            with inconsistent winding (some scans) would lose visible faces.
+            closed, outward-oriented meshes such as the procedural heads, and faster to render (the rasterizer's
+            cost is dominated by the faces at low resolution; figures in ``docs/dataset.md``); off by default
+            because a mesh with inconsistent winding (some scans) would lose visible faces.
         tune_malloc: on CPU, call :func:`onthefly.render.tune_malloc` once in the iterating process before the
             first batch (default ``None`` = yes on CPU, no on CUDA). Rendering allocates and frees tens of MB per
-            batch; with glibc's default thresholds every batch page-faults its working set back in. Measured with
-            ``benchmarks/dataset.py`` (batch 32, 2 threads): 58 vs 43 samples/s on a quiet machine, and 55 vs 1.8
-            on the same machine under load (the default allocator's page-fault storms collapse it).
+            batch; with glibc's default thresholds every batch page-faults its working set back in (measured
+            with ``benchmarks/dataset.py``: ``docs/dataset.md``).
             It changes process-wide allocator thresholds (``M_MMAP_THRESHOLD``, ``M_TRIM_THRESHOLD``); pass
             ``False`` to leave the allocator alone.
 

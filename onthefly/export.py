@@ -106,7 +106,7 @@ def make_camera(schema: H5Schema, image_size: int | None, camera=None):
     """The normalized camera: ``camera`` (a preset name from the config) or the schema's preset at
     ``image_size`` px (224 → xgaze224, 448 → xgaze448, other sizes rescale the schema's preset: same field of view
     and distance, e.g. 64 px for tests)."""
-    from .normalization import NormalizedCamera, get_camera
+    from .normalization import get_camera
 
     if camera is not None:
         cam = get_camera(camera)
@@ -121,9 +121,7 @@ def make_camera(schema: H5Schema, image_size: int | None, camera=None):
         cam = get_camera(preset)
         if cam.width == size:
             return cam
-    base = get_camera(schema.base_camera)
-    s = size / base.width
-    return NormalizedCamera(base.focal * s, base.distance, size, round(base.height * s), f"{base.name}@{size}")
+    return get_camera(schema.base_camera).rescaled(size)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -244,7 +242,7 @@ class ExportSettings:
         self.config = cfg
 
     @property
-    def schema_obj(self) -> Schema:
+    def schema_obj(self) -> H5Schema:
         return SCHEMAS[self.schema]
 
     @property

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from ._checks import check_nonzero, check_rotation, check_unit, checked
+from ._checks import TensorLike, check_nonzero, check_rotation, check_unit, checked
 
 __all__ = [
     "gaze_to_pitchyaw",
@@ -46,7 +46,7 @@ def _pitchyaw_to_axis(py: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.cos(p) * torch.sin(y), torch.sin(p), torch.cos(p) * torch.cos(y)], dim=-1)
 
 
-def gaze_to_pitchyaw(g, *, normalize: bool = False) -> torch.Tensor:
+def gaze_to_pitchyaw(g: TensorLike, *, normalize: bool = False) -> torch.Tensor:
     """Gaze label (pitch, yaw) of gaze directions ``g`` (..., 3).
 
     ``g`` must be unit length unless ``normalize=True``; zero vectors are always an error.
@@ -60,13 +60,13 @@ def gaze_to_pitchyaw(g, *, normalize: bool = False) -> torch.Tensor:
     return _gaze_to_pitchyaw(g)
 
 
-def pitchyaw_to_gaze(py) -> torch.Tensor:
+def pitchyaw_to_gaze(py: TensorLike) -> torch.Tensor:
     """Unit gaze direction (face → target) of labels ``py`` (..., 2): the inverse of :func:`gaze_to_pitchyaw`."""
     py = checked("py", py, (2,))
     return -_pitchyaw_to_axis(py)
 
 
-def rotation_to_pitchyaw(H) -> torch.Tensor:
+def rotation_to_pitchyaw(H: TensorLike) -> torch.Tensor:
     """Head-pose label (pitch, yaw) of head rotations ``H`` (..., 3, 3): ``(asin H12, atan2(H02, H22))``.
 
     Roll is not represented; in normalized space (``H = R · hR`` from :mod:`onthefly.normalization`) roll is zero
@@ -97,7 +97,7 @@ def _pitchyaw_to_rotation(py: torch.Tensor) -> torch.Tensor:
     return rotation_y(py[..., 1]) @ rotation_x(-py[..., 0])
 
 
-def pitchyaw_to_rotation(py) -> torch.Tensor:
+def pitchyaw_to_rotation(py: TensorLike) -> torch.Tensor:
     """Zero-roll rotation ``Ry(yaw) · Rx(-pitch)`` (..., 3, 3) whose head-pose label is ``py`` (..., 2)."""
     py = checked("py", py, (2,))
     return _pitchyaw_to_rotation(py)
@@ -110,7 +110,7 @@ def _angle_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.atan2(cross, dot)
 
 
-def angular_error(a, b) -> torch.Tensor:
+def angular_error(a: TensorLike, b: TensorLike) -> torch.Tensor:
     """Angle in degrees between gaze/head directions given as (pitch, yaw) pairs (..., 2) or vectors (..., 3).
 
     Vectors need not be unit length but must be non-zero. Shapes broadcast. Accurate to ~1e-6 deg for
@@ -128,11 +128,11 @@ def angular_error(a, b) -> torch.Tensor:
     else:
         check_nonzero("a", a)
         check_nonzero("b", b)
-    a, b = torch.broadcast_tensors(a, b)
-    return _angle_between(a, b) * (180.0 / math.pi)
+    ta, tb = torch.broadcast_tensors(a, b)
+    return _angle_between(ta, tb) * (180.0 / math.pi)
 
 
-def axis_angle_to_rotation(rvec) -> torch.Tensor:
+def axis_angle_to_rotation(rvec: TensorLike) -> torch.Tensor:
     """Rotation matrices (..., 3, 3) of axis-angle (Rodrigues) vectors (..., 3), as ``cv2.Rodrigues``."""
     rvec = checked("rvec", rvec, (3,))
     theta = rvec.norm(dim=-1, keepdim=True)

@@ -38,6 +38,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .dataset import IMAGENET_MEAN, IMAGENET_STD
+from .geometry import _pitchyaw_to_rotation
+import h5py
 
 __all__ = ["H5GazeDataset", "check_h5", "open_h5", "Field", "H5Schema", "SCHEMAS", "EncodeContext",
            "LM68_FROM_50", "XGAZE3D_STORED_GREEN"]
@@ -114,8 +116,6 @@ def _dec_pitch(sign: float):
 
 def _enc_q(b: dict, ctx: EncodeContext) -> torch.Tensor:
     """MPII-NV's Q = rot(−p_t, y_t, 0)·rot(−p_s, y_s, 0)⁻¹ = Ry(y_t)Rx(−p_t)·(Ry(y_s)Rx(−p_s))ᵀ (target, source)."""
-    from .geometry import _pitchyaw_to_rotation
-
     return _pitchyaw_to_rotation(b["target_pose"].double()) @ \
         _pitchyaw_to_rotation(b["source_head_pose"].double()).transpose(-1, -2)
 
@@ -129,6 +129,7 @@ def _enc_slot(b: dict, ctx: EncodeContext) -> torch.Tensor:
 
 
 def _enc_frame_number(b: dict, ctx: EncodeContext) -> torch.Tensor:
+    assert ctx.frame_number is not None  # set for the schemas that store frame numbers
     return ctx.frame_number[b["frame_index"].cpu()]
 
 
@@ -332,8 +333,6 @@ _INT_ITEMS = ("frame_index", "cam_index", "frame_number")
 # ----------------------------------------------------------------------------------------------- reading
 def open_h5(path):
     """Open an h5 file read-only, SWMR-safe where the file format allows it (else a plain read-only open)."""
-    import h5py
-
     try:
         return h5py.File(path, "r", swmr=True)
     except (OSError, ValueError):
@@ -476,7 +475,7 @@ class H5GazeDataset(Dataset):
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
         self.n = int(self.offsets[-1]) if max_samples is None else min(int(self.offsets[-1]), int(max_samples))
         self.image_format = image_format
-        self._files = None
+        self._files: list | None = None
         self._pid = None
 
     def __len__(self) -> int:

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
+from .sources.base import SourceError
+import warnings
+import cv2
 
 
 def write_obj(path: str | Path, verts, faces, colors=None) -> Path:
@@ -59,8 +62,6 @@ class ObjMesh:
 
 
 def _source_error(msg: str):
-    from .sources.base import SourceError
-
     return SourceError(msg)
 
 
@@ -76,8 +77,6 @@ def _read_text(path: Path) -> str:
 def _guarded(fn, path, *args, **kw):
     """``fn(*args, **kw)`` with every unexpected parse failure (a malformed number, an index or size out of range,
     a too deeply nested or huge input) turned into a ``SourceError`` naming ``path``."""
-    from .sources.base import SourceError
-
     try:
         return fn(*args, **kw)
     except SourceError:
@@ -125,8 +124,6 @@ def _parse_floats(path, rows, ncols_ok, what):
 def _fast_floats(lines: list[str], skip: int, widths: tuple[int, ...]):
     """Parse ``tag x y z ...`` lines with one C-level conversion; None when anything is unusual (the line-by-line
     parser then reports the exact line)."""
-    import warnings
-
     if not lines:
         return None
     w = len(lines[0].split()) - 1
@@ -145,8 +142,6 @@ def _fast_floats(lines: list[str], skip: int, widths: tuple[int, ...]):
 
 def _fast_faces(lines: list[str], nv: int, nt: int):
     """Triangles with one index pattern (``a``, ``a/b``, ``a/b/c``, ``a//c``), positive in-range indices; else None."""
-    import warnings
-
     tok = lines[0].split()[1:]
     if len(tok) != 3:
         return None
@@ -334,8 +329,6 @@ def read_texture(path: str | Path, max_size: int | None = None) -> np.ndarray:
     JPEG is decoded directly at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, ``cv2.IMREAD_REDUCED_COLOR_*``),
     the largest reduction that keeps the longer side >= ``max_size``, then area-resized to it, so an 8192² atlas
     never exists in memory at full size (its header is read first, with Pillow, to pick the factor)."""
-    import cv2
-
     path = Path(path)
     if not path.is_file():
         raise _source_error(f"{path}: texture file not found")
@@ -531,8 +524,6 @@ def write_textured_obj(path: str | Path, verts, faces, uv, faces_uv, texture=Non
                        texture_name: str | None = None) -> Path:
     """Write an OBJ with ``vt`` coordinates, ``f v/vt`` faces, an ``.mtl`` next to it and, when ``texture``
     (H,W,3 uint8 RGB) is given, the texture image (PNG unless ``texture_name`` ends in .jpg). Metashape layout."""
-    import cv2
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.stem

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ._checks import check_rotation, checked
 from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_axis, axis_angle_to_rotation, rotation_to_pitchyaw
+import cv2
 
 __all__ = [
     "NormalizedCamera",
@@ -76,6 +77,16 @@ class NormalizedCamera:
         """(width, height) in pixels."""
         return self.width, self.height
 
+    def rescaled(self, size: int) -> "NormalizedCamera":
+        """The same camera at ``size`` px wide: the same field of view and distance (``focal · size / width``; the
+        height keeps the aspect ratio), named ``NAME@SIZE``; ``self`` when it already is ``size`` px wide."""
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"NormalizedCamera.rescaled: expected a positive int size, got {size!r}")
+        if size == self.width:
+            return self
+        s = size / self.width
+        return NormalizedCamera(self.focal * s, self.distance, size, round(self.height * s), f"{self.name}@{size}")
+
     def K(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> torch.Tensor:
         """Intrinsics (3, 3)."""
         return torch.tensor([[self.focal, 0.0, self.width / 2], [0.0, self.focal, self.height / 2],
@@ -106,6 +117,9 @@ def _index_set(n_points: int, rule: str) -> tuple[tuple[int, ...], ...]:
     """Groups of landmark indices whose means are averaged, for a landmark count and a rule."""
     if rule not in ("eye_nose", "eye_mouth"):
         raise ValueError(f"rule: expected 'eye_nose' (ETH-XGaze) or 'eye_mouth' (MPIIFaceGaze), got {rule!r}")
+    eyes: tuple[int, ...]
+    nose: tuple[int, ...]
+    mouth: tuple[int, ...]
     if n_points == 68:
         eyes, nose, mouth = EYE_CORNERS_68, NOSE_BASE_68, MOUTH_CORNERS_68
     elif n_points == 50:  # ETH-XGaze face_model.txt: 68-index i (17 <= i <= 59) is 50-index i - 16
@@ -279,8 +293,6 @@ def normalize(image: np.ndarray, K, head_rotation, face_centre, camera: str | No
     With ``dist_coeffs`` the image is undistorted first (``cv2.undistort``) and the landmarks with
     ``cv2.undistortPoints(..., P=K)``, as MPIIFaceGaze preprocessing does; ETH-XGaze skips undistortion.
     """
-    import cv2
-
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         raise ValueError(f"image: expected an (H, W) or (H, W, C) numpy array, got "
                          f"{getattr(image, 'shape', type(image).__name__)}")

@@ -25,16 +25,20 @@ limit), or
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
 from .geometry import _pitchyaw_to_axis, _pitchyaw_to_rotation
+from .geometry import rotation_to_pitchyaw
+from .normalization import _normalization_rotation
 
-__all__ = ["PoseSampler", "Gaussian", "Uniform", "Empirical", "Source", "Cameras", "make_sampler",
+__all__ = ["PoseSampler", "Gaussian", "Uniform", "Empirical", "Source", "Cameras", "make_sampler", "sampler_spec",
            "head_pose_for_gaze", "camera_view_poses",
            "rotation_angle", "sample_targets", "TargetSample", "load_pose_rows"]
 
@@ -113,8 +117,6 @@ def load_pose_rows(path, key: str | None = None, degrees: bool = False) -> torch
         if suf == ".npy":
             a = np.load(p, allow_pickle=False)
         elif suf in (".h5", ".hdf5"):
-            import h5py
-
             with h5py.File(p, "r") as f:
                 k = key or "face_head_pose"
                 if k not in f:
@@ -225,9 +227,6 @@ def camera_view_poses(c: torch.Tensor, hR: torch.Tensor, R: torch.Tensor, t: tor
     is ``R_norm = [right; down; forward]`` of ETH-XGaze (``forward = fc_m/|fc_m|``, ``down = forward × hR_m[:, 0]``),
     the label ``(asin H[1,2], atan2(H[0,2], H[2,2]))`` of ``H = R_norm·hR_m``; ``V = R_norm·R`` maps the frame's
     camera to the normalized view (what the renderer applies)."""
-    from .geometry import rotation_to_pitchyaw
-    from .normalization import _normalization_rotation
-
     fc = (R @ c[..., None])[..., 0] + t
     hRm = R @ hR
     Rn = _normalization_rotation(fc, hRm)
@@ -238,29 +237,39 @@ _SAMPLERS = {"gaussian": Gaussian, "uniform": Uniform, "empirical": Empirical, "
              "cameras": Cameras}
 
 
-def make_sampler(spec) -> PoseSampler:
-    """A sampler from a :class:`PoseSampler`, a name (``gaussian``, ``uniform``, ``source``; defaults) or a dict
-    ``{"type": name, **constructor args}`` (the YAML form), e.g. ``{"type": "gaussian", "std": 20, "on": "gaze"}``,
-    ``{"type": "empirical", "path": "targets/EYEDIAP_CS_head_distribution.txt", "jitter": 2}``."""
-    if isinstance(spec, PoseSampler):
-        return spec
+def sampler_spec(spec, where: str = "target") -> tuple[str, dict]:
+    """``(name, constructor args)`` of a sampler spec — a name (``gaussian``, ``uniform``, ``source``, ``cameras``;
+    defaults) or a dict ``{"type": name, **args}`` (the YAML form) — checked against the sampler's constructor
+    signature without building it (no file is read): an unknown name or argument (a typo) is a ``ValueError``
+    naming it and the arguments the sampler takes. Configs are checked with it when they are read."""
     if isinstance(spec, str):
         spec = {"type": spec}
     if not isinstance(spec, dict) or "type" not in spec:
-        raise ValueError(f"target: expected a sampler name {sorted(_SAMPLERS)}, a dict with 'type', or a "
+        raise ValueError(f"{where}: expected a sampler name {sorted(_SAMPLERS)}, a dict with 'type', or a "
                          f"PoseSampler, got {spec!r}")
     args = dict(spec)
-    if True in args:  # YAML 1.1 reads an unquoted key `on:` as the boolean True
-        args["on"] = args.pop(True)
     kind = args.pop("type")
     if kind not in _SAMPLERS:
-        raise ValueError(f"target: unknown sampler {kind!r}; choose one of {sorted(_SAMPLERS)}")
+        raise ValueError(f"{where}: unknown sampler {kind!r}; choose one of {sorted(_SAMPLERS)}")
+    params = list(inspect.signature(_SAMPLERS[kind]).parameters)
+    unknown = [k for k in args if k not in params]
+    if unknown:
+        raise ValueError(f"{where}: unknown argument{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(k) for k in unknown)} for the {kind!r} sampler; it takes "
+                         f"{', '.join(params) if params else 'no arguments'}")
     if kind == "empirical" and "path" not in args and "rows" not in args:
-        raise ValueError("target: the empirical sampler needs 'path' (a .txt/.npy/.h5 file of (pitch, yaw) rows)")
-    try:
-        return _SAMPLERS[kind](**args)
-    except TypeError as exc:
-        raise ValueError(f"target: bad arguments for {kind!r}: {exc}") from None
+        raise ValueError(f"{where}: the empirical sampler needs 'path' (a .txt/.npy/.h5 file of (pitch, yaw) rows)")
+    return kind, args
+
+
+def make_sampler(spec) -> PoseSampler:
+    """A sampler from a :class:`PoseSampler`, a name or a dict ``{"type": name, **constructor args}`` (see
+    :func:`sampler_spec`), e.g. ``{"type": "gaussian", "std": 20, "on": "gaze"}``,
+    ``{"type": "empirical", "path": "targets/EYEDIAP_CS_head_distribution.txt", "jitter": 2}``."""
+    if isinstance(spec, PoseSampler):
+        return spec
+    kind, args = sampler_spec(spec)
+    return _SAMPLERS[kind](**args)
 
 
 def _wrap(a: torch.Tensor) -> torch.Tensor:
@@ -289,7 +298,7 @@ def head_pose_for_gaze(gaze_head: torch.Tensor, gaze_label: torch.Tensor) -> tup
     ratio = a[..., 0] / r.clamp_min(1e-12)
     ok = ratio.abs() <= 1.0
     base = torch.acos(ratio.clamp(-1.0, 1.0))
-    best, best_cost = None, None
+    roots = []
     for sgn in (1.0, -1.0):  # the two roots (not samples)
         y = _wrap(sgn * base - psi)
         cy, sy = torch.cos(y), torch.sin(y)
@@ -298,13 +307,9 @@ def head_pose_for_gaze(gaze_head: torch.Tensor, gaze_label: torch.Tensor) -> tup
         theta = torch.atan2(wz, wy) - torch.atan2(a[..., 2], a[..., 1])
         p = _wrap(-theta)
         cost = torch.acos((torch.cos(p) * torch.cos(y)).clamp(-1, 1))
-        py = torch.stack([p, y], dim=-1)
-        if best is None:
-            best, best_cost = py, cost
-        else:
-            take = cost < best_cost
-            best = torch.where(take[..., None], py, best)
-    return best, ok
+        roots.append((torch.stack([p, y], dim=-1), cost))
+    (first, cost0), (second, cost1) = roots
+    return torch.where((cost1 < cost0)[..., None], second, first), ok
 
 
 @dataclass

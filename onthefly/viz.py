@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import cv2
 
 GREEN = (0, 220, 0)     # true gaze (RGB)
 RED = (230, 40, 40)     # predicted gaze
@@ -29,8 +30,6 @@ def to_uint8_images(images: torch.Tensor) -> np.ndarray:
 def draw_arrow(image: np.ndarray, pitchyaw, colour=GREEN, origin=None, length: float | None = None,
                thickness: int = 2) -> np.ndarray:
     """Draw a (pitch, yaw) arrow on an (H, W, 3) uint8 RGB image in place, from ``origin`` (default the centre)."""
-    import cv2
-
     h, w = image.shape[:2]
     length = 0.4 * min(h, w) if length is None else length
     ox, oy = (w / 2, h / 2) if origin is None else origin
@@ -44,8 +43,6 @@ def draw_arrow(image: np.ndarray, pitchyaw, colour=GREEN, origin=None, length: f
 
 def draw_points(image: np.ndarray, points, colour=(255, 255, 0), radius: int = 1) -> np.ndarray:
     """Draw 2D points (N, 2) (OpenCV pixel coordinates) in place."""
-    import cv2
-
     for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
         if np.isfinite(x) and np.isfinite(y):
             cv2.circle(image, (int(round(x)), int(round(y))), radius, tuple(int(c) for c in colour), -1,
@@ -55,8 +52,6 @@ def draw_points(image: np.ndarray, points, colour=(255, 255, 0), radius: int = 1
 
 def put_label(image: np.ndarray, text: str, row: int = 0, colour=(255, 255, 255)) -> np.ndarray:
     """Small text on a dark box at the top-left (row 0, 1, ... stack downwards), in place."""
-    import cv2
-
     scale = max(0.35, image.shape[0] / 560)
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     y0 = row * (h + base + 4)
@@ -83,8 +78,6 @@ def grid(images: np.ndarray | list[np.ndarray], cols: int, pad: int = 2, fill: i
 
 def save_png(path: str | Path, image_rgb: np.ndarray) -> Path:
     """Write an RGB uint8 image as PNG (creating the folder); raises OSError naming the file on failure."""
-    import cv2
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), np.ascontiguousarray(image_rgb[..., ::-1])):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test suite (CPU, a few minutes on 2 cores). Extra arguments go to pytest, e.g. `--device all`.
+# The checks (ruff, the import check, mypy), then the test suite (CPU, a few minutes on 2 cores). Extra arguments go
+# to pytest, e.g. `--device all`.
 # pytest exits 5 when it collects no test: that fails this script too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,4 +38,8 @@ PYEOF
     fi
   done
 fi
+# habits: lint + import order (ruff.toml), import cycles / layers / lazy imports, types of the core (mypy.ini)
+"$PY" -m ruff check .
+"$PY" scripts/check_imports.py
+"$PY" -m mypy
 "$PY" -m pytest -q "$@"

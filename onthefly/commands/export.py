@@ -11,12 +11,11 @@ See ``docs/export.md`` and :mod:`onthefly.export`.
 from __future__ import annotations
 
 import sys
+import argparse
 
 
 def add_arguments(p) -> None:
     """Arguments of ``onthefly export`` (registered by ``onthefly.cli``)."""
-    import argparse
-
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = (
         "Each file holds exactly the rows of one pass of OnTheFlyGazeDataset(cache, subjects=[s],\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+from .. import __version__
 
 
 def _backends() -> str:
@@ -18,8 +19,6 @@ def _backends() -> str:
 def run(args) -> int:
     import numpy
     import torch
-
-    from .. import __version__
 
     def has(mod: str) -> str:
         return "yes" if importlib.util.find_spec(mod) is not None else "no"

@@ -2,23 +2,18 @@
 head-pose and gaze distributions (PNG, drawn with OpenCV).
 
 ``--config FILE`` is YAML whose keys are :class:`onthefly.dataset.OnTheFlyGazeDataset` constructor arguments
-(``target``, ``appearance``, ``background_dir``, ``camera``, ``views_per_frame``, ``max_rotation_deg``, ...);
-the same file configures training and export. ``--seed`` / ``--device`` override the file; the grid shows
+(``target``, ``appearance``, ``background_dir``, ``camera``, ``views_per_frame``, ``max_rotation_deg``, ...; the
+schema is the dataset's signature, :mod:`onthefly.config`), or a training config (its ``data:`` section): the same
+file configures training, preview and export. ``--seed`` / ``--device`` override the file; the grid shows
 ``--count`` samples (the file's ``batch_size`` is not used here).
 """
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
-
-from .._io import MAX_YAML_BYTES, safe_yaml
-
-#: constructor arguments the config may set (``cache`` comes from ``--cache``)
-_ALLOWED = ("batch_size", "seed", "device", "camera", "target", "appearance", "background_dir", "views_per_frame",
-            "epoch_length", "subjects", "split", "val_subjects", "val_fraction", "split_seed", "max_rotation_deg",
-            "max_head_pose_deg", "max_rounds", "image_format", "ssaa", "shared_appearance", "tune_malloc")
 
 
 def add_arguments(p) -> None:
@@ -36,33 +31,17 @@ def add_arguments(p) -> None:
 
 
 def load_config(path) -> dict:
-    """The dataset arguments of a YAML config (a mapping), validated against the constructor's names."""
-    import yaml
+    """The dataset arguments of a YAML config (:func:`onthefly.config.load_dataset_config`: a mapping of
+    :class:`~onthefly.dataset.OnTheFlyGazeDataset` arguments, a ``dataset:`` section, or a training config's
+    ``data:`` section), checked against the dataset's signature and its sampler's."""
+    from ..config import load_dataset_config  # torch: imported when the command runs, not for --help
 
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"--config: file not found: {p}")
-    if p.stat().st_size > MAX_YAML_BYTES:
-        raise ValueError(f"--config {p}: {p.stat().st_size} bytes; a dataset config is a small YAML mapping "
-                         f"(at most {MAX_YAML_BYTES} bytes)")
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"--config {p}: cannot read ({type(exc).__name__}: {str(exc)[:200]})") from None
-    try:
-        cfg = safe_yaml(text) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--config {p}: not valid YAML: {exc}") from None
-    except ValueError as exc:
-        raise ValueError(f"--config {p}: {exc}") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"--config {p}: expected a mapping of dataset arguments, got {type(cfg).__name__}")
-    cfg = dict(cfg.get("dataset", cfg)) if isinstance(cfg.get("dataset"), dict) else cfg
-    cfg.pop("cache", None)
-    unknown = sorted(set(cfg) - set(_ALLOWED))
-    if unknown:
-        raise ValueError(f"--config {p}: unknown keys {unknown}; allowed: {', '.join(_ALLOWED)}")
-    return cfg
+    def data_section(section: dict, where: str) -> dict:
+        from ..train.data import dataset_args_from_data  # lightning: only for a training config
+
+        return dataset_args_from_data(section, where)
+
+    return load_dataset_config(path, "--config", data_section)
 
 
 def _axes_panel(points_deg: np.ndarray, title: str, size: int = 360, lim: float = 90.0) -> np.ndarray:
@@ -126,8 +105,6 @@ def run(args) -> int:
         ds = OnTheFlyGazeDataset(args.cache, batch_size=n_frames, **cfg)
         b = ds.batch(0)
     except (ValueError, TypeError) as exc:  # bad cache, config or arguments: one clear line, exit status 1
-        import sys
-
         print(f"onthefly preview: error: {exc}", file=sys.stderr)
         return 1
     tiles = sample_tiles(ds, b, args.count)

@@ -1,8 +1,9 @@
-"""``onthefly train ...``: the training package's command line (``python -m train ...``, see ``train/cli.py``)."""
+"""``onthefly train ...``: the training command line (``python -m onthefly.train ...``, see
+``onthefly/train/main.py``)."""
 from __future__ import annotations
 
 
 def run(args) -> int:
-    from train.cli import main
+    from ..train.main import main  # lightning and torch: imported only when the command runs
 
     return main(list(args.args))

@@ -18,6 +18,9 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from .template import face_template
+import torch
+from ..synthetic.template import build_template
 
 __all__ = ["ContourLines", "jaw_contour_lines", "silhouette_select", "N_LINE", "JAW"]
 
@@ -56,8 +59,6 @@ def _outward_normals(L: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def jaw_contour_lines() -> ContourLines:
     """The cached contour lines of the template (see the module docstring)."""
-    from .template import face_template
-
     T = face_template()
     V = T.verts
     skin = np.zeros(len(V), bool)
@@ -104,8 +105,6 @@ def silhouette_select(X, normal_cam, K):
     (..., 17) of the farthest projection, the signed sub-vertex offset in [-0.5, 0.5] toward the next (+) or
     previous (-) vertex, and the interpolated 3-D point (..., 17, 3).
     """
-    import torch
-
     Kb = K.unsqueeze(-3).unsqueeze(-3)                                   # (..., 1, 1, 3, 3)
     qh = (Kb @ X[..., None])[..., 0]
     p = qh[..., :2] / qh[..., 2:3]                                       # (..., 17, M, 2)
@@ -133,10 +132,6 @@ def silhouette_select(X, normal_cam, K):
 def is_contour_topology(faces) -> bool:
     """Whether a mesh topology (F,3) is the shared procedural one the contour lines are defined on (procedural
     heads and every reconstruction)."""
-    import torch
-
-    from ..synthetic.template import build_template
-
     ref = build_template().faces
     f = faces.detach().cpu().numpy() if torch.is_tensor(faces) else np.asarray(faces)
     return f.shape == ref.shape and bool((f == ref).all())
@@ -145,8 +140,6 @@ def is_contour_topology(faces) -> bool:
 def ibug_jaw(verts, head_rotation, K):
     """iBUG jaw landmarks (..., 17, 3) of meshes of the shared topology: ``verts`` (..., V, 3) camera frame,
     ``head_rotation`` (..., 3, 3) head → camera, ``K`` (..., 3, 3) (torch; float64 maths)."""
-    import torch
-
     lines = jaw_contour_lines()
     ids = torch.as_tensor(np.array(lines.ids), device=verts.device)
     X = verts[..., ids.reshape(-1), :].reshape(*verts.shape[:-2], 17, ids.shape[1], 3).to(torch.float64)

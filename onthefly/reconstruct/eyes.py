@@ -22,6 +22,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from ..synthetic.template import N_BALL, N_IRIS_RINGS, N_PUPIL_RINGS, build_template
+import torch
+from ..camera import project_points
 
 __all__ = ["EYE_KEYS", "EYE_SHAPES", "eye_geometry", "eye_vertex_ids"]
 
@@ -35,8 +38,6 @@ EYE_KEYS = tuple(EYE_SHAPES)
 def eye_vertex_ids() -> dict:
     """Vertex ids of the shared topology: ``front`` / ``back`` (2,) eyeball poles, ``limbus`` (2,) a vertex of
     each eye's last iris ring."""
-    from ..synthetic.template import N_BALL, N_IRIS_RINGS, N_PUPIL_RINGS, build_template
-
     T = build_template()
     base = T.ball_offset + np.arange(2) * T.n_ball
     ring = N_PUPIL_RINGS + N_IRIS_RINGS - 1
@@ -49,10 +50,6 @@ def eye_geometry(verts, target, gaze, K) -> dict:
     ``verts`` (n,V,3) camera frame; ``target`` (n,3) gaze targets (NaN rows: unknown), ``gaze`` (n,3) unit gaze
     directions, both in the same camera frame; ``K`` (3,3) or (n,3,3). Returns :data:`EYE_KEYS` → tensors.
     """
-    import torch
-
-    from ..camera import project_points
-
     ids = eye_vertex_ids()
     f64 = torch.float64
     v = lambda k: verts[:, torch.as_tensor(ids[k], device=verts.device)].to(f64)  # noqa: E731

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import cv2
+from scipy.interpolate import RBFInterpolator
 
 __all__ = ["HeadPose", "solve_head_pose", "fit_geometry", "POSE_LANDMARKS", "project", "normalized_coords"]
 
@@ -55,8 +57,6 @@ def solve_head_pose(landmarks_2d: np.ndarray, K: np.ndarray, model: np.ndarray, 
     With ``rotation`` (3,3, head → camera, e.g. from the dataset's annotations) only ``t`` is solved.
     Raises ``ValueError`` when the pose puts the face behind the camera.
     """
-    import cv2
-
     obj = np.ascontiguousarray(model[use], np.float64)
     img = np.ascontiguousarray(landmarks_2d[use], np.float64)
     K = np.asarray(K, np.float64)
@@ -110,8 +110,6 @@ def fit_geometry(template_verts: np.ndarray, landmark_ids, pose: HeadPose, K: np
     face's distance, ``z̄ / f``, as 3D-FAN outputs them); either sign convention. ``smoothing`` is the
     ``RBFInterpolator`` smoothing (px²): 0 interpolates the landmarks exactly.
     """
-    from scipy.interpolate import RBFInterpolator
-
     K = np.asarray(K, np.float64)
     X = template_verts @ pose.R.T + pose.t
     z = X[:, 2]

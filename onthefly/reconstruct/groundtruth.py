@@ -17,6 +17,16 @@ import numpy as np
 import torch
 
 from .metrics import masked_psnr, masked_ssim
+from ..geometry import _pitchyaw_to_rotation
+from ..render import render
+from ..normalization import face_centre
+from ..render import VertexColors
+from ..synthetic import build_heads, sample_gaze_targets, sample_identities
+from .contour import ibug_jaw
+from ..render import UVTexture
+import json
+from pathlib import Path
+import cv2
 
 __all__ = ["GT_CAMERA", "GroundTruthFrame", "groundtruth_frames", "rotate_about", "render_truth",
            "render_reconstruction", "compare_view", "BACKGROUND", "view_rotation", "camera_K", "write_manifest"]
@@ -52,8 +62,6 @@ class GroundTruthFrame:
 
 
 def _rot(pitch: float, yaw: float, roll: float = 0.0) -> np.ndarray:
-    from ..geometry import _pitchyaw_to_rotation
-
     R = _pitchyaw_to_rotation(torch.tensor([pitch, yaw], dtype=torch.float64)).numpy()
     c, s = math.cos(roll), math.sin(roll)
     return R @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
@@ -67,8 +75,6 @@ def camera_K() -> np.ndarray:
 def render_image(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, size: tuple[int, int], textures,
                  ssaa: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Unlit render → (H,W,3) float image in [0,1] over :data:`BACKGROUND`, (H,W) coverage."""
-    from ..render import render
-
     w, h = size
     r = render(torch.from_numpy(np.asarray(verts, np.float32))[None], torch.from_numpy(np.asarray(faces)),
                torch.from_numpy(np.asarray(K, np.float32))[None], (h, w), textures=textures,
@@ -83,11 +89,6 @@ def groundtruth_frames(n: int, seed: int = 1, *, max_yaw: float = 15.0, max_pitc
     pitch/yaw/roll uniform in ±max (degrees, from ``default_rng(seed)``; or the given ``poses``, (pitch, yaw, roll)
     degrees per head), face centre ``distance`` mm in front of :data:`GT_CAMERA` on its optical axis, eyes
     fixating ``sample_gaze_targets(n, seed + 1)``."""
-    from ..normalization import face_centre
-    from ..render import VertexColors
-    from ..synthetic import build_heads, sample_gaze_targets, sample_identities
-    from .contour import ibug_jaw
-
     heads = build_heads(sample_identities(n, torch.Generator().manual_seed(seed)),
                         sample_gaze_targets(n, torch.Generator().manual_seed(seed + 1)))
     rng = np.random.default_rng(seed)
@@ -135,8 +136,6 @@ def rotate_about(verts: np.ndarray, centre: np.ndarray, pitch_deg: float, yaw_de
 
 def render_truth(gt: GroundTruthFrame, pitch: float, yaw: float) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth view (H,W,3) and its face mask (H,W) bool (face-region vertices, coverage > 0.5)."""
-    from ..render import VertexColors
-
     v = rotate_about(gt.verts, gt.face_centre, pitch, yaw)
     img, _ = render_image(v, gt.faces, gt.K, GT_CAMERA[1:], VertexColors(torch.from_numpy(gt.colors)[None]))
     fr = np.repeat(gt.face_region[:, None].astype(np.float32), 3, 1)
@@ -148,8 +147,6 @@ def render_reconstruction(rec, K: np.ndarray, size: tuple[int, int], centre: np.
                           pitch: float, yaw: float, ssaa: int = 2) -> np.ndarray:
     """View of a reconstruction (a :class:`Reconstruction` or a :class:`~onthefly.sources.base.FrameRecord`: UV
     texture) rotated about ``centre``, rendered with ``K`` at ``size`` (w, h)."""
-    from ..render import UVTexture
-
     v = rotate_about(np.asarray(rec.verts, np.float64), centre, pitch, yaw)
     tex = UVTexture(torch.from_numpy(np.ascontiguousarray(rec.texture))[None],
                     torch.from_numpy(np.asarray(rec.uv, np.float32))[None], torch.from_numpy(np.asarray(rec.faces_uv)))
@@ -168,11 +165,6 @@ def compare_view(gt: GroundTruthFrame, rec, pitch: float, yaw: float, truth=None
 def write_manifest(frames: list[GroundTruthFrame], folder, *, subject: str = "gt", face_centre: bool = True):
     """Write the frames as PNGs plus ``frames.jsonl`` (exact 2-D landmarks, gaze target, optionally the true face
     centre) into ``folder``; returns the manifest path."""
-    import json
-    from pathlib import Path
-
-    import cv2
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"defaults": {"K": frames[0].K.tolist(), "subject": subject,

@@ -1,7 +1,7 @@
 """68-point landmark detectors (optional dependencies, imported on first use).
 
 * :class:`DlibLandmarks`: dlib's HOG face detector and the iBUG-68 shape predictor of the
-  ``face-recognition-models`` package (``pip install onthefly[dlib]``), ~5 ms per face on a CPU. The
+  ``face-recognition-models`` package (``pip install onthefly[dlib]``). The
   ``.dat`` file is located with ``importlib.util.find_spec`` (importing ``face_recognition_models`` fails with
   recent setuptools).
 * :class:`FanLandmarks`: face-alignment's 2D-FAN or 3D-FAN (``pip install onthefly[face-alignment]``), eager
@@ -20,6 +20,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import torch
 
 __all__ = ["NoFaceError", "DlibLandmarks", "FanLandmarks", "FAN_FILES", "dlib_predictor_path", "make_detector",
            "DETECTORS"]
@@ -88,7 +89,6 @@ class FanLandmarks:
             import face_alignment
         except ImportError:
             raise ImportError("FAN landmarks need face-alignment: pip install onthefly[face-alignment]") from None
-        import torch
 
         ckpt = Path(torch.hub.get_dir()) / "checkpoints"
         for name in FAN_FILES[kind]:

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..sources.base import FACE_CENTRE_RULES, SourceError, read_lines
+from ..geometry import pitchyaw_to_gaze
+import cv2
 
 __all__ = ["ManifestEntry", "read_manifest", "KEYS"]
 
@@ -73,8 +75,6 @@ def _array(where: str, obj: dict, key: str, shapes: tuple) -> np.ndarray | None:
 
 
 def _entry(where: str, obj: dict, root: Path) -> ManifestEntry:
-    from ..geometry import pitchyaw_to_gaze
-
     unknown = sorted(set(obj) - KEYS)
     if unknown:
         raise SourceError(f"{where}: unknown key(s) {unknown} (known: {sorted(KEYS)})")
@@ -121,8 +121,6 @@ def _entry(where: str, obj: dict, root: Path) -> ManifestEntry:
     if R is not None and rv is not None:
         raise SourceError(f"{where}: give head_rotation or head_rvec, not both")
     if rv is not None:
-        import cv2
-
         R = cv2.Rodrigues(rv)[0]
     if R is not None and (not np.isfinite(R).all() or np.abs(R @ R.T - np.eye(3)).max() > 1e-5
                           or np.linalg.det(R) < 0):  # a huge head_rvec gives NaN (tests/fuzz)

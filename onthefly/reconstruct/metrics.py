@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 __all__ = ["masked_psnr", "masked_ssim", "ssim_map"]
 
@@ -22,8 +24,6 @@ def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _gauss(size: int = 11, sigma: float = 1.5):
-    import torch
-
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-x ** 2 / (2 * sigma ** 2))
     return g / g.sum()
@@ -32,9 +32,6 @@ def _gauss(size: int = 11, sigma: float = 1.5):
 def ssim_map(a: np.ndarray, b: np.ndarray, *, size: int = 11, sigma: float = 1.5) -> np.ndarray:
     """Per-pixel SSIM (H,W), averaged over channels: Gaussian window ``size``/``sigma``, K1 = 0.01, K2 = 0.03,
     peak 1; the borders are reflect-padded so the map has the image's size."""
-    import torch
-    import torch.nn.functional as F
-
     x = torch.from_numpy(np.asarray(a, np.float64))
     y = torch.from_numpy(np.asarray(b, np.float64))
     if x.shape != y.shape:

@@ -24,6 +24,12 @@ import numpy as np
 
 from .._io import atomic_write
 from .fit import HeadPose, project
+import torch
+from ..synthetic import build_heads, sample_identities
+from .contour import silhouette_select
+import cv2
+from scipy.optimize import least_squares
+from .contour import jaw_contour_lines
 
 __all__ = ["ShapeModel", "shape_model", "fit_shape_and_pose", "MODEL_SEED", "MODEL_HEADS", "MODEL_MODES"]
 
@@ -59,10 +65,6 @@ def _cache_dir() -> Path:
 
 
 def _build() -> ShapeModel:
-    import torch
-
-    from ..synthetic import build_heads, sample_identities
-
     ids = sample_identities(MODEL_HEADS, torch.Generator().manual_seed(MODEL_SEED))
     heads = build_heads(ids, torch.tensor([[0.0, 0.0, -600.0]]).expand(MODEL_HEADS, 3).contiguous())
     X = heads.verts.double().reshape(MODEL_HEADS, -1).numpy()
@@ -108,10 +110,6 @@ def _rodrigues(r: np.ndarray) -> np.ndarray:
 def _contour_corr(model: ShapeModel, lines, c: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray):
     """Jaw correspondences at the current fit: (a, b, w) (17,) each — the silhouette point of line i is
     ``(1 - w) X[a] + w X[b]`` (see :mod:`onthefly.reconstruct.contour`)."""
-    import torch
-
-    from .contour import silhouette_select
-
     ids = lines.ids
     X = model.mean[ids] + np.tensordot(c * model.sd, model.modes[:, ids], 1)
     Xc = X @ R.T + t
@@ -141,9 +139,6 @@ def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d
     ``(a, b, w)`` (68,) each: landmark ``i`` is the model point ``(1 - w) X[a] + w X[b]`` (``a == b ==
     landmark_ids`` off the jaw).
     """
-    import cv2
-    from scipy.optimize import least_squares
-
     k = len(model.sd)
     w = np.ones(68) if weights is None else np.asarray(weights, np.float64)
     r0 = cv2.Rodrigues(pose0.R)[0][:, 0]
@@ -152,8 +147,6 @@ def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d
     wt = np.zeros(68)
     lines = None
     if contour:
-        from .contour import jaw_contour_lines
-
         lines = jaw_contour_lines()
         if lines.n_verts != model.mean.shape[0]:
             raise ValueError("contour lines and shape model have different topologies")

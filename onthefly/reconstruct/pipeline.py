@@ -21,6 +21,9 @@ from .fit import HeadPose, fit_geometry, project, solve_head_pose
 from .model import fit_shape_and_pose, shape_model
 from .template import face_template
 from .texture import build_texture, vertex_visibility
+import cv2
+import torch
+from ..normalization import face_centre as centre_of
 
 __all__ = ["ReconstructionError", "Reconstruction", "ReconstructOptions", "reconstruct", "check_inputs",
            "distorted_pixels", "estimate_head_pose", "fit_pose_and_shape"]
@@ -117,7 +120,6 @@ def distorted_pixels(X: np.ndarray, K: np.ndarray, dist: np.ndarray | None) -> n
     """(N,2) pixels of camera-frame points with the lens distortion (as in the source image)."""
     if dist is None or not np.any(dist):
         return project(X, K)
-    import cv2
 
     p, _ = cv2.projectPoints(np.ascontiguousarray(X, np.float64), np.zeros(3), np.zeros(3), K,
                              np.asarray(dist, np.float64))
@@ -129,10 +131,6 @@ def scale_to_face_centre(verts: np.ndarray, landmark_ids: np.ndarray, K: np.ndar
     """Scale the mesh about the camera centre (its image is unchanged) so that its face centre (``rule`` of its
     landmarks) lands nearest the given one. Returns (scaled verts, scale, pixel offset of the given centre from
     the fitted one's ray)."""
-    import torch
-
-    from ..normalization import face_centre as centre_of
-
     fc = centre_of(torch.from_numpy(verts[landmark_ids]), rule).numpy()
     c = np.asarray(face_centre, np.float64)
     s = float(fc @ c / (fc @ fc))
@@ -203,8 +201,6 @@ def reconstruct(image: np.ndarray, K: np.ndarray, landmarks: np.ndarray, *, dist
     cannot tell a small near face from a large far one, so the mesh is scaled about the camera centre (which
     leaves its image unchanged) until its own face centre (``face_centre_rule``) matches it. Without it the
     mesh keeps the template's size."""
-    import cv2
-
     opt = options or ReconstructOptions()
     t0, c0 = time.perf_counter(), time.process_time()
     image = np.asarray(image)

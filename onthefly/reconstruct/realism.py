@@ -18,6 +18,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+from ..dataset import OnTheFlyGazeDataset, batch_generator
+from ..geometry import _pitchyaw_to_rotation
+from .landmarks import NoFaceError
+from .pipeline import estimate_head_pose
 
 __all__ = ["render_views", "measure_views", "summarise", "nme", "pose_bins", "YAW_BINS"]
 
@@ -36,10 +41,6 @@ def render_views(cache, poses_deg: np.ndarray, frames: np.ndarray, *, camera="xg
     """Render ``frames`` (n,) local frame indices at head poses ``poses_deg`` (n,2) (pitch, yaw degrees) through
     :class:`~onthefly.dataset.OnTheFlyGazeDataset` → ``images`` (n,H,W,3) uint8, ``landmarks`` (n,68,2) (batch key
     ``labels``), ``K`` (3,3), ``poses`` (n,2) degrees."""
-    import torch
-
-    from ..dataset import OnTheFlyGazeDataset, batch_generator
-
     ds = OnTheFlyGazeDataset(cache, batch_size=1, seed=seed, device="cpu", camera=camera, appearance=appearance,
                              tune_malloc=False)
     n = len(frames)
@@ -61,19 +62,12 @@ def _pitchyaw_deg(R: np.ndarray) -> np.ndarray:
 
 
 def _rot(py_deg) -> np.ndarray:
-    import torch
-
-    from ..geometry import _pitchyaw_to_rotation
-
     return _pitchyaw_to_rotation(torch.tensor(np.radians(py_deg), dtype=torch.float64)).numpy()
 
 
 def measure_views(views: dict, det, *, options=None) -> list[dict]:
     """Per render: ``detected``, ``nme51``, ``nme_jaw``, ``pose_det`` / ``pose_label`` (fitted pitch, yaw
     degrees) and ``err_det`` / ``err_label`` (degrees), ``truth`` (pitch, yaw), ``det_landmarks``."""
-    from .landmarks import NoFaceError
-    from .pipeline import estimate_head_pose
-
     K = views["K"]
     size = views["images"].shape[2], views["images"].shape[1]
 

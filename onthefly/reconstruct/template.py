@@ -13,6 +13,10 @@ import functools
 from dataclasses import dataclass, fields
 
 import numpy as np
+import torch
+from ..synthetic import HeadIdentity, sample_identities
+from scipy.spatial import cKDTree
+from ..synthetic import build_heads
 
 __all__ = ["FaceTemplate", "face_template", "TEMPLATE_SEED"]
 
@@ -48,10 +52,6 @@ class FaceTemplate:
 
 def mean_identity():
     """The template identity: float fields averaged over :data:`_N_MEAN` seeded samples, noise seed 0."""
-    import torch
-
-    from ..synthetic import HeadIdentity, sample_identities
-
     ids = sample_identities(_N_MEAN, torch.Generator().manual_seed(TEMPLATE_SEED))
     vals = {}
     for f in fields(HeadIdentity):
@@ -62,12 +62,7 @@ def mean_identity():
 
 @functools.lru_cache(maxsize=1)
 def face_template() -> FaceTemplate:
-    """The cached :class:`FaceTemplate` (about 0.2 s to build the first time)."""
-    import torch
-    from scipy.spatial import cKDTree
-
-    from ..synthetic import build_heads
-
+    """The cached :class:`FaceTemplate` (built on the first call)."""
     heads = build_heads(mean_identity(), torch.tensor([[0.0, 0.0, -600.0]]))
     verts = heads.verts[0].double().numpy()
     parts = heads.part_ids[0].numpy()

@@ -20,6 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from ..render import rasterize
+from .fit import project
 
 __all__ = ["vertex_visibility", "vertex_normals", "build_texture", "TextureResult", "UNSEEN_RGB"]
 
@@ -41,11 +44,6 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
 def vertex_visibility(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, image_size: tuple[int, int], *,
                       min_cos: float = 0.2, tol_mm: float = 1.5, max_side: int = 640) -> np.ndarray:
     """(V,) bool: vertices seen by the source camera (see the module docstring). ``image_size`` is (w, h)."""
-    import torch
-
-    from ..render import rasterize
-    from .fit import project
-
     w, h = image_size
     K = np.asarray(K, np.float64)
     p = project(verts, K)

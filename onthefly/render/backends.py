@@ -20,14 +20,18 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from .fragments import Fragments
+from . import chunking
+from .fragments import Fragments, prepare_inputs
+from .rasterize import rasterize_pass_torch
+from .pytorch3d_backend import import_pytorch3d, rasterize_pytorch3d_prepared  # imports pytorch3d only when called
 
-__all__ = ["Backend", "BACKENDS", "get_backend", "set_default_backend", "available_backends", "numba_available"]
+__all__ = ["rasterize", "Backend", "BACKENDS", "get_backend", "set_default_backend", "available_backends", "numba_available"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,6 @@ class Backend:
 
 # ------------------------------------------------------------------------------------------------- torch
 def _torch_into(verts, faces, K, H, W, znear, cull, out: Fragments) -> None:
-    from .rasterize import rasterize_pass_torch
-
     fr = rasterize_pass_torch(verts, faces, K, H, W, znear, cull)
     for dst, src in zip(out, fr):
         dst.copy_(src)
@@ -117,8 +119,6 @@ def _numba_into(verts, faces, K, H, W, znear, cull, out: Fragments) -> None:
 # --------------------------------------------------------------------------------------------- pytorch3d
 def _pytorch3d_available() -> bool:
     try:
-        from .pytorch3d_backend import import_pytorch3d
-
         import_pytorch3d()
     except ImportError:
         return False
@@ -126,8 +126,6 @@ def _pytorch3d_available() -> bool:
 
 
 def _pytorch3d_into(verts, faces, K, H, W, znear, cull, out: Fragments) -> None:
-    from .pytorch3d_backend import rasterize_pytorch3d_prepared
-
     fr = rasterize_pytorch3d_prepared(verts, faces, K, H, W, znear=znear, cull_backfaces=cull)
     for dst, src in zip(out, fr):
         dst.copy_(src)
@@ -142,7 +140,7 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
-_DEFAULT = {"cpu": None}
+_DEFAULT: dict[str, str | None] = {"cpu": None}
 
 
 def set_default_backend(name: str | None) -> None:
@@ -166,8 +164,6 @@ def get_backend(name: str, device) -> Backend:
     if kind not in be.devices:
         raise ValueError(f"backend {name!r} runs on {', '.join(be.devices)} only, not on {kind} tensors")
     if name == "pytorch3d":
-        from .pytorch3d_backend import import_pytorch3d
-
         import_pytorch3d()  # raises the ImportError that explains how to install it
     elif not be.available():
         raise ImportError(be.install)
@@ -178,3 +174,45 @@ def available_backends(device="cpu") -> list[str]:
     """Names of the backends that run on ``device`` here."""
     kind = torch.device(device).type
     return [n for n, be in BACKENDS.items() if kind in be.devices and be.available()]
+
+
+# ------------------------------------------------------------------------------------- the public entry
+def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Sequence[Tensor]], K: Tensor,
+              image_size, *, znear: float = 1e-6, cull_backfaces: bool = False, backend: str = "auto",
+              check: bool = True) -> Fragments:
+    """Rasterize a batch of B meshes given in the OpenCV camera frame.
+
+    Args:
+        verts: (B,V,3) float32/float64 camera-frame vertices (or a list of (V_b,3) tensors).
+        faces: (F,3) int faces shared by all meshes (the fast, common case), or (B,F,3) per-mesh faces
+            padded with ``-1`` rows, or a list of (F_b,3) tensors (packed per mesh).
+        K: (B,3,3) or (3,3) intrinsics ``[[fx,0,cx],[0,fy,cy],[0,0,1]]`` (pixel centres at integers).
+        image_size: int or (H, W).
+        znear: faces with any vertex at ``z <= znear`` are rejected.
+        cull_backfaces: drop faces whose front side (``(v1-v0)x(v2-v0)``) faces away from the camera.
+        backend: ``"auto"`` (default: ``"numba"`` on the CPU when numba is installed, else ``"torch"``),
+            ``"torch"``, ``"numba"`` (CPU, the same fragments bit for bit) or ``"pytorch3d"`` (optional
+            dependency); see :mod:`onthefly.render.backends`.
+        check: validate inputs (NaN/inf, index range, focal length); raises ``ValueError``.
+    """
+    if not isinstance(backend, str):
+        raise ValueError(f"backend must be a string, got {type(backend).__name__}")
+    v, f, Kt, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
+    be = get_backend(backend, v.device)
+    B, F = v.shape[0], f.shape[-2]
+    out = empty_fragments(B, H, W, v.dtype, v.device)
+    per = chunking.samples_per_pass(v.device, faces=F, pixels=H * W)
+    with torch.no_grad():
+        # bounded memory for huge batches: sub-batches of many samples each (not a per-sample loop), written
+        # straight into the preallocated outputs
+        for a in range(0, B, per):
+            sl = slice(a, min(a + per, B))
+            be.rasterize_into(v[sl], f if f.ndim == 2 else f[sl], Kt[sl], H, W, float(znear),
+                              bool(cull_backfaces), Fragments(*(x[sl] for x in out)))
+    return out
+
+
+def empty_fragments(B, H, W, dtype, device) -> Fragments:
+    return Fragments(torch.empty((B, H, W), dtype=torch.int64, device=device),
+                     torch.empty((B, H, W), dtype=dtype, device=device),
+                     torch.empty((B, H, W, 3), dtype=dtype, device=device))

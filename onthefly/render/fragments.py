@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+import numpy as np
 
 __all__ = ["Fragments", "prepare_inputs", "image_hw"]
 
@@ -51,8 +52,6 @@ def _max_min(t: Tensor) -> tuple[int, int]:
 def _finite_rows(t: Tensor) -> Tensor:
     """(B,) bool: every value of sample b is finite (CPU tensors through numpy, see :func:`_max_min`)."""
     if t.device.type == "cpu" and not t.requires_grad:
-        import numpy as np
-
         return torch.from_numpy(np.isfinite(t.reshape(t.shape[0], -1).numpy()).all(1))
     return torch.isfinite(t).flatten(1).all(1)
 

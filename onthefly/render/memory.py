@@ -1,10 +1,12 @@
-"""Opt-in CPU allocator tuning for render workers (Linux/glibc only).
+"""CPU allocator tuning for render workers (Linux/glibc only).
 
 The renderer allocates and frees tens of MB of temporaries per call. With glibc's defaults, freed
 memory at the top of the heap is trimmed back to the OS and large blocks are ``mmap``-ed, so every call
 page-faults its working set in again; in some VMs that costs more than the rendering. Calling
 :func:`tune_malloc` once per process (e.g. in a DataLoader ``worker_init_fn``) keeps freed memory for
-reuse. It changes process-wide allocator settings, so it is never done implicitly.
+reuse. It changes process-wide allocator settings: importing onthefly never calls it, but
+:class:`~onthefly.dataset.OnTheFlyGazeDataset` does, once in the iterating process, when it renders on the CPU
+(its ``tune_malloc`` argument: default on for CPU, off for CUDA; ``tune_malloc=False`` leaves the allocator alone).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Batched hard z-buffer rasterizer in pure torch (the ``torch`` backend).
+"""Batched hard z-buffer rasterizer in pure torch (the ``torch`` backend; the public entry that picks a backend,
+:func:`onthefly.render.rasterize`, is in :mod:`.backends`).
 
 Conventions (the project contract)
 ----------------------------------
@@ -33,15 +34,12 @@ chunked so memory stays bounded for any batch.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
-
 import torch
-from torch import Tensor
 
 from . import chunking
-from .fragments import Fragments, prepare_inputs
+from .fragments import Fragments
 
-__all__ = ["Fragments", "rasterize", "prepare_inputs", "empty_fragments", "rasterize_pass_torch", "BUCKET_SIZES"]
+__all__ = ["rasterize_pass_torch", "BUCKET_SIZES"]
 
 # bbox side classes: a face whose covered-pixel range has max side <= s is evaluated on an s x s grid.
 BUCKET_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -103,8 +101,8 @@ def _face_setup(verts, faces, K, H, W, znear, cull_backfaces):
     # sharing an edge evaluate bit-exactly opposite values (watertight).
     params = torch.empty((5, 3, N), dtype=dt, device=dev)
     sg = torch.where(area2 < 0, -1.0, 1.0).to(dt)
-    sdx = torch.mul(ex, sg, out=params[2])
-    sdy = torch.mul(ey, sg, out=params[3])
+    torch.mul(ex, sg, out=params[2])  # sdx
+    torch.mul(ey, sg, out=params[3])  # sdy
     mx, my = params[0], params[1]
     torch.add(U1, U2, out=mx[0]); torch.add(U2, U0, out=mx[1]); torch.add(U0, U1, out=mx[2])
     torch.add(V1, V2, out=my[0]); torch.add(V2, V0, out=my[1]); torch.add(V0, V1, out=my[2])
@@ -237,49 +235,6 @@ def _resolve(fd, buf, H, W):
     bary.index_put_(((pidx * 3).unsqueeze(0) + torch.arange(3, device=dev).unsqueeze(1),), q / S)
     bary = bary.view(B * H * W, 3)
     return Fragments(face.view(B, H, W), zbuf.view(B, H, W), bary.view(B, H, W, 3))
-
-
-def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Sequence[Tensor]], K: Tensor,
-              image_size, *, znear: float = 1e-6, cull_backfaces: bool = False, backend: str = "auto",
-              check: bool = True) -> Fragments:
-    """Rasterize a batch of B meshes given in the OpenCV camera frame.
-
-    Args:
-        verts: (B,V,3) float32/float64 camera-frame vertices (or a list of (V_b,3) tensors).
-        faces: (F,3) int faces shared by all meshes (the fast, common case), or (B,F,3) per-mesh faces
-            padded with ``-1`` rows, or a list of (F_b,3) tensors (packed per mesh).
-        K: (B,3,3) or (3,3) intrinsics ``[[fx,0,cx],[0,fy,cy],[0,0,1]]`` (pixel centres at integers).
-        image_size: int or (H, W).
-        znear: faces with any vertex at ``z <= znear`` are rejected.
-        cull_backfaces: drop faces whose front side (``(v1-v0)x(v2-v0)``) faces away from the camera.
-        backend: ``"auto"`` (default: ``"numba"`` on the CPU when numba is installed, else ``"torch"``),
-            ``"torch"``, ``"numba"`` (CPU, the same fragments bit for bit) or ``"pytorch3d"`` (optional
-            dependency); see :mod:`onthefly.render.backends`.
-        check: validate inputs (NaN/inf, index range, focal length); raises ``ValueError``.
-    """
-    from .backends import get_backend
-
-    if not isinstance(backend, str):
-        raise ValueError(f"backend must be a string, got {type(backend).__name__}")
-    verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
-    be = get_backend(backend, verts.device)
-    B, F = verts.shape[0], faces.shape[-2]
-    out = empty_fragments(B, H, W, verts.dtype, verts.device)
-    per = chunking.samples_per_pass(verts.device, faces=F, pixels=H * W)
-    with torch.no_grad():
-        # bounded memory for huge batches: sub-batches of many samples each (not a per-sample loop), written
-        # straight into the preallocated outputs
-        for a in range(0, B, per):
-            sl = slice(a, min(a + per, B))
-            be.rasterize_into(verts[sl], faces if faces.ndim == 2 else faces[sl], K[sl], H, W, float(znear),
-                              bool(cull_backfaces), Fragments(*(x[sl] for x in out)))
-    return out
-
-
-def empty_fragments(B, H, W, dtype, device) -> Fragments:
-    return Fragments(torch.empty((B, H, W), dtype=torch.int64, device=device),
-                     torch.empty((B, H, W), dtype=dtype, device=device),
-                     torch.empty((B, H, W, 3), dtype=dtype, device=device))
 
 
 @torch.no_grad()

@@ -11,11 +11,11 @@ from torch import Tensor
 
 from .interpolate import face_vertex_ids, foreground, interpolate_rows, interpolate_soa, vertex_normals_rows
 from . import chunking
-from .backends import get_backend
+from .backends import empty_fragments, get_backend, numba_launch, numba_threads
 from .fragments import Fragments, prepare_inputs
-from .rasterize import empty_fragments
 from .shading import Material, as_batch, pack_lights, pack_material, phong_shading_soa
 from .texture import UVTexture, as_texture
+import numpy as np
 
 __all__ = ["RenderResult", "render", "scale_intrinsics"]
 
@@ -41,7 +41,7 @@ def _slice_batch(obj, sl: slice, B: int, vec: bool = False):
             M = obj.maps.shape[0]
             idx = torch.arange(B) if M == B else torch.zeros(B, dtype=torch.int64)
         return dataclasses.replace(obj, texture_index=torch.as_tensor(idx)[sl])  # maps are never sliced
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.replace(obj, **{f.name: _slice_batch(getattr(obj, f.name), sl, B,
                                                                 f.name in ("shininess", "texture_index"))
                                            for f in dataclasses.fields(obj) if f.init})
@@ -187,7 +187,6 @@ def _requires_grad(*objs) -> bool:
 def _shade_pass_numba(fr, verts, faces, textures, lights, material, vn, bg, shading, ch, img, chan, mask) -> bool:
     """Interpolate, texture and shade one pass with the compiled kernel, straight into ``img`` / ``chan`` /
     ``mask`` (when given; returns True: the mask is written)."""
-    from .backends import numba_launch, numba_threads
     from . import numba_kernels as nk
 
     B = verts.shape[0]
@@ -206,8 +205,6 @@ def _shade_pass_numba(fr, verts, faces, textures, lights, material, vn, bg, shad
 
 
 def _shade_numba_locked(nk, fr, vz, f3, kin, lit, lights, material, vn, bg, shading, ch, img, chan, mask) -> None:
-    import numpy as np
-
     B, dt = vz.shape[0], vz.dtype
     if lit:
         if vn is None:
@@ -236,8 +233,6 @@ def _shade_numba_locked(nk, fr, vz, f3, kin, lit, lights, material, vn, bg, shad
 
 
 def dt_scalar(dtype, x):
-    import numpy as np
-
     return (np.float32 if dtype == torch.float32 else np.float64)(x)
 
 

@@ -151,7 +151,7 @@ class UVTexture:
                     vuv=vuv.to(dtype).contiguous(), fuv=(fuv if fuv.ndim == 3 else fuv.unsqueeze(0)).contiguous(),
                     tidx=tex_idx.contiguous(), align=bool(self.align_corners))
 
-    def sample(self, fg: Foreground, faces: Tensor = None) -> Tensor:
+    def sample(self, fg: Foreground, faces: Tensor | None = None) -> Tensor:
         B = fg.shape[0]
         dev = fg.bary.device
         maps = self.maps

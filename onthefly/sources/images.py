@@ -25,14 +25,23 @@ import numpy as np
 
 from .base import FrameRecord, SourceError
 from .registry import register
+import cv2
+from ..reconstruct.pipeline import ReconstructOptions
+from .registry import need
+from ..reconstruct.landmarks import DETECTORS
+from ..reconstruct.manifest import read_manifest
+from ..reconstruct.landmarks import NoFaceError
+from ..normalization import face_centre
+from ..reconstruct.pipeline import ReconstructionError, reconstruct
+import torch
+from .layouts import layout_entries
+from ..reconstruct.landmarks import make_detector
 
 __all__ = ["ImageSource"]
 
 
 def read_image(path: Path, where: str) -> np.ndarray:
     """(H,W,3) uint8 RGB, or a :class:`SourceError`."""
-    import cv2
-
     if not path.is_file():
         raise SourceError(f"{where}: image {path} not found")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -70,9 +79,6 @@ class ImageSource:
 
     @classmethod
     def from_args(cls, args):
-        from ..reconstruct.pipeline import ReconstructOptions
-        from .registry import need
-
         opts = ReconstructOptions(mirror_fill=not getattr(args, "no_mirror_fill", False),
                                   mark_unseen=bool(getattr(args, "mark_unseen", False)))
         layout = getattr(args, "layout", None)
@@ -86,9 +92,6 @@ class ImageSource:
     def __init__(self, manifest: str | Path, *, landmarks: str = "manifest", fan_detector: str = "folder",
                  device: str = "cpu", prefer_detector: bool = False, options=None, layout: str | None = None,
                  face_model: str | Path | None = None):
-        from ..reconstruct.landmarks import DETECTORS
-        from ..reconstruct.manifest import read_manifest
-
         if landmarks != "manifest" and landmarks not in DETECTORS:
             raise ValueError(f"--landmarks: expected manifest or one of {', '.join(DETECTORS)}, got {landmarks!r}")
         self.manifest = Path(manifest)
@@ -96,8 +99,6 @@ class ImageSource:
         if layout is None:
             self.entries = read_manifest(self.manifest)
         else:
-            from .layouts import layout_entries
-
             self.entries = layout_entries(layout, self.manifest, face_model=face_model)
         self.landmarks, self.fan_detector, self.device = landmarks, fan_detector, device
         self.prefer_detector = prefer_detector
@@ -112,14 +113,10 @@ class ImageSource:
     def detector(self):
         """The landmark detector (built on first use)."""
         if self._detector is None:
-            from ..reconstruct.landmarks import make_detector
-
             self._detector = make_detector(self.landmarks, fan_detector=self.fan_detector, device=self.device)
         return self._detector
 
     def _landmarks(self, e, image: np.ndarray) -> tuple[np.ndarray, str]:
-        from ..reconstruct.landmarks import NoFaceError
-
         if e.landmarks is not None and (self.landmarks == "manifest" or not self.prefer_detector):
             return e.landmarks, "manifest"
         if self.landmarks == "manifest":
@@ -130,9 +127,6 @@ class ImageSource:
             raise SourceError(f"{e.where} ({e.image.name}): {exc}") from None
 
     def load(self, key: int) -> FrameRecord:
-        from ..normalization import face_centre
-        from ..reconstruct.pipeline import ReconstructionError, reconstruct
-
         if not 0 <= key < len(self.entries):
             raise SourceError(f"{self.manifest}: no frame {key}")
         e = self.entries[key]
@@ -151,7 +145,6 @@ class ImageSource:
                               face_centre_rule=e.face_centre_rule, options=self.options)
         except ReconstructionError as exc:
             raise SourceError(f"{e.where} ({e.image.name}): {exc}") from None
-        import torch
 
         fc = e.face_centre if e.face_centre is not None else \
             face_centre(torch.from_numpy(rec.landmarks), e.face_centre_rule).numpy()

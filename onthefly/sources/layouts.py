@@ -36,6 +36,9 @@ from ..reconstruct.manifest import ManifestEntry
 from .base import SourceError
 from .readers import (read_camera_mat, read_camera_xml, read_face_model, read_light_meta, read_mpii_annotation,
                       read_xgaze_annotation)
+import cv2
+import torch
+from ..normalization import face_centre
 
 __all__ = ["LayoutEntry", "layout_entries", "mpiifacegaze_entries", "eth_xgaze_entries", "ROTATED_CAMERAS",
            "LAYOUTS"]
@@ -70,8 +73,6 @@ def _bad(where: str, subject: str, frame: str, camera: str, image: Path, error: 
 
 def mpiifacegaze_entries(root: str | Path) -> list[LayoutEntry]:
     """Entries of an MPIIFaceGaze root (``pXX/pXX.txt``, ``pXX/Calibration/Camera.mat``, ``pXX/dayYY/*.jpg``)."""
-    import cv2
-
     root = Path(root)
     if not root.is_dir():
         raise SourceError(f"{root}: MPIIFaceGaze root not found")
@@ -109,11 +110,6 @@ def mpiifacegaze_entries(root: str | Path) -> list[LayoutEntry]:
 def eth_xgaze_entries(root: str | Path, *, face_model: str | Path | None = None) -> list[LayoutEntry]:
     """Entries of an ETH-XGaze root (``data/train``, ``data/annotation_train``, ``calibration/``,
     ``light_meta.yaml``); see the module docstring."""
-    import cv2
-    import torch
-
-    from ..normalization import face_centre
-
     root = Path(root)
     train, ann = root / "data" / "train", root / "data" / "annotation_train"
     for p in (train, ann):

@@ -35,6 +35,9 @@ import numpy as np
 from ..meshio import read_mesh, read_texture
 from .base import FACE_CENTRE_RULES, FrameRecord, SourceError
 from .registry import register
+import cv2
+from .registry import need
+from ..normalization import face_centre
 
 __all__ = ["MeshSource", "load_mesh_frame"]
 
@@ -97,8 +100,6 @@ def read_sidecar(path: Path) -> dict:
 
 def load_mesh_frame(mesh_path: str | Path) -> FrameRecord:
     """One frame from ``NAME.obj|ply`` + ``NAME.json``."""
-    import cv2
-
     mesh_path = Path(mesh_path)
     side = mesh_path.with_suffix(".json")
     meta = read_sidecar(side)
@@ -116,8 +117,6 @@ def load_mesh_frame(mesh_path: str | Path) -> FrameRecord:
         raise SourceError(f"{side}: 'face_centre_rule' must be one of {FACE_CENTRE_RULES}, got {rule!r}")
     fc = _get(meta, "face_centre", side, (3,), required=False)
     if fc is None:
-        from ..normalization import face_centre
-
         fc = face_centre(lm, rule).numpy()
     target = _get(meta, "gaze_target", side, (3,), required=False)
     direction = _get(meta, "gaze_direction", side, (3,), required=False)
@@ -167,8 +166,6 @@ class MeshSource:
 
     @classmethod
     def from_args(cls, args):
-        from .registry import need
-
         return cls(need(args, "input", cls.name))
 
     def __init__(self, root: str | Path):

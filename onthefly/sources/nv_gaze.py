@@ -59,6 +59,10 @@ from ..meshio import read_obj
 from .base import FrameRecord, SourceError, read_lines
 from .readers import read_camera_mat, read_mpii_annotation, read_openface_model, read_source_supply
 from .registry import register
+import cv2
+from .registry import need
+from ..normalization import _normalization_rotation
+import torch
 
 __all__ = ["NVGazeSource", "MPII_FACE_MODEL", "perimeter6", "lift_crop_points", "LM6", "FALLBACK_RELIEF_ERROR",
            "nv_head_label"]
@@ -93,8 +97,6 @@ def nv_head_label(R: np.ndarray, lm68: np.ndarray, openface: np.ndarray, K: np.n
     """MPII-NV's head-pose label: (pitch, yaw) of ``R·hR_68``, with ``hR_68`` the EPnP + iterative ``solvePnP`` of
     the OpenFace 68-point model on the 68 landmarks (px, with distortion) and ``R`` the 6-point normalization
     rotation. Returns (label (2,), hR_68)."""
-    import cv2
-
     obj, img = openface.reshape(68, 1, 3), np.asarray(lm68).astype(np.float32).reshape(68, 1, 2)
     ok, rvec, tvec = cv2.solvePnP(obj, img, K, dist, flags=cv2.SOLVEPNP_EPNP)
     if ok:
@@ -116,8 +118,6 @@ def perimeter6(p6: np.ndarray) -> float:
 def lift_crop_points(pts: np.ndarray, C: np.ndarray, K: np.ndarray, dist: np.ndarray | None, alpha: float,
                      beta: float) -> np.ndarray:
     """Crop-frame points (N,3) (u, v, z) → camera frame mm: ``(α·z + β)·unit(ray of C⁻¹·[u, v, 1])``."""
-    import cv2
-
     pts = np.asarray(pts, np.float64)
     orig = np.concatenate([pts[:, :2], np.ones((len(pts), 1))], 1) @ np.linalg.inv(C).T
     orig = orig[:, :2] / orig[:, 2:]
@@ -170,8 +170,6 @@ class NVGazeSource:
 
     @classmethod
     def from_args(cls, args):
-        from .registry import need
-
         return cls(need(args, "input", cls.name), need(args, "annotations", cls.name),
                    openface=getattr(args, "openface", None), source_supply=getattr(args, "source_supply", None),
                    undistort=not getattr(args, "no_undistort", False))
@@ -267,8 +265,6 @@ class NVGazeSource:
 
     # ------------------------------------------------------------------ frames
     def load(self, key: str) -> FrameRecord:
-        import cv2
-
         obj = self.root / key
         subject, day, name = Path(key).parts
         stem = Path(name).stem
@@ -300,8 +296,6 @@ class NVGazeSource:
         extra = {}
         head = hR
         if key in self._supply_lm:  # MPII-NV's label: OpenFace-68 PnP on the supply's dlib landmarks, R from hR
-            from ..normalization import _normalization_rotation
-            import torch
 
             src, i, lm68 = self._supply_lm[key]
             R = _normalization_rotation(torch.from_numpy(fc), torch.from_numpy(hR)).numpy()

@@ -25,6 +25,9 @@ import torch
 
 from .base import FrameRecord, SourceError
 from .registry import register
+from ..synthetic import sample_gaze_targets
+from ..synthetic import build_heads, sample_identities
+from ..normalization import face_centre
 
 __all__ = ["ProceduralSource", "SOURCE_CAMERA"]
 
@@ -88,7 +91,6 @@ class ProceduralSource:
         px = np.stack([w / 2 + rng.uniform(-0.15, 0.15, n) * w, h / 2 + rng.uniform(-0.15, 0.15, n) * h], 1)
         ray = np.concatenate([(px - self.K[:2, 2]) / f, np.ones((n, 1))], 1)
         self.centre = ray / np.linalg.norm(ray, axis=1, keepdims=True) * rng.uniform(*distance, n)[:, None]
-        from ..synthetic import sample_gaze_targets
 
         self.targets = sample_gaze_targets(n, torch.Generator().manual_seed(int(rng.integers(2**62))))
         self._cache: dict[int, FrameRecord] = {}
@@ -97,14 +99,11 @@ class ProceduralSource:
         return list(range(self.count))
 
     def _build(self, start: int) -> None:
-        from ..synthetic import build_heads, sample_identities
-
         stop = min(self.count, start + self.batch)
         g = torch.Generator().manual_seed(self.seed)
         ids = sample_identities(self.subjects, g)
         sel = torch.from_numpy(self._subject_of[start:stop])
         heads = build_heads(ids[sel], self.targets[start:stop])
-        from ..normalization import face_centre
 
         verts = heads.verts.double().numpy()
         lm = heads.landmarks.double()

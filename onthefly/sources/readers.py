@@ -23,6 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from .base import SourceError
+from .._isolated import call_isolated
+import cv2
+import yaml
+from .._io import safe_yaml
+import json
+import subprocess
+import sys
+import h5py
 
 __all__ = ["FormatError", "CameraCalibration", "XGazeRow", "MPIIRow", "SourceSupply", "read_camera_xml",
            "read_xgaze_annotation", "read_light_meta", "read_face_model", "read_mpii_annotation", "read_camera_mat",
@@ -120,8 +128,6 @@ def read_camera_xml(path: str | Path) -> CameraCalibration:
     OpenCV's FileStorage parser aborts or crashes the interpreter on some malformed XML (found by the fuzz
     campaign, ``tests/fuzz``): the file is parsed in a forked child (:mod:`onthefly._isolated`), whose crash is a
     :class:`FormatError` here."""
-    from .._isolated import call_isolated
-
     path = Path(path)
     text = _text(path, "camera calibration")
     if "<opencv_storage" not in text:
@@ -139,8 +145,6 @@ def read_camera_xml(path: str | Path) -> CameraCalibration:
 
 def _camera_xml_arrays(path: Path, text: str) -> dict[str, np.ndarray]:
     """The checked arrays of a camera XML (run by :func:`read_camera_xml` in a child process)."""
-    import cv2
-
     try:
         fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
     except Exception as exc:  # cv2.error, or SystemError on some corrupt files
@@ -284,11 +288,8 @@ def read_light_meta(path: str | Path) -> dict[str, int]:
     """ETH-XGaze ``light_meta.yaml``: ``subjectXXXX: {full_light_frame_end_idx: N}`` → ``{subject: N}`` (the
     full-light frames of a subject are the first N of its sorted ``frame*`` folders). Raises :class:`FormatError`
     (YAML syntax error with its line, an entry without a non-negative integer ``full_light_frame_end_idx``)."""
-    import yaml
-
     path = Path(path)
     text = _text(path, "light metadata")
-    from .._io import safe_yaml
 
     try:
         data = safe_yaml(text)
@@ -412,10 +413,6 @@ def read_camera_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     ``loadmat`` runs in a child process: scipy's MAT-5 reader can crash the interpreter (a segmentation fault) on
     some corrupt files, which must be an error naming the file, not the end of the build."""
-    import json
-    import subprocess
-    import sys
-
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "camera calibration (Camera.mat) not found")
@@ -465,8 +462,6 @@ def read_source_supply(path: str | Path) -> SourceSupply:
     and ``landmarks_2d_detect`` (N,68,2); MPII-NV also stores ``3d_gaze_target``, ``camera_parameters``,
     ``distortion_parameters``, ``head_pose``, unused here). Raises :class:`FormatError` (not HDF5, missing or
     mis-shaped datasets, the row of the first non-finite landmark)."""
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "source_supply file not found")

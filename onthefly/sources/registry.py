@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from .. import sources as pkg
 
 __all__ = ["register", "sources", "add_source_arguments", "make_source"]
 
@@ -40,8 +41,6 @@ def register(cls):
 
 def sources() -> dict[str, type]:
     """``{name: source class}`` of every source module in :mod:`onthefly.sources` (built-ins first)."""
-    from .. import sources as pkg
-
     for m in pkgutil.iter_modules(pkg.__path__):
         if m.name not in _NOT_SOURCES and not m.name.startswith("_"):
             importlib.import_module(f"{pkg.__name__}.{m.name}")

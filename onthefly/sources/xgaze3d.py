@@ -60,6 +60,10 @@ from .base import FrameRecord, SourceError
 from .readers import (XGAZE_UPDATED_FIELDS, FormatError, read_camera_xml, read_face_model, read_light_meta,
                       read_xgaze_annotation)
 from .registry import register
+import cv2
+from scipy.optimize import least_squares
+from .registry import need
+from ..normalization import face_centre
 
 __all__ = ["XGaze3DSource", "LM68_FROM_50", "CAMERAS", "LM68_FIT", "LM50_FIT", "fit_head_pose", "find_frames",
            "raycast", "cluster_decimate"]
@@ -82,9 +86,6 @@ def fit_head_pose(landmarks6: np.ndarray, model6: np.ndarray, cams: list[tuple[n
     ``landmarks6`` (C,6,2) px per camera, ``model6`` (6,3) mm, ``cams`` C tuples ``(K, R, T)`` (world → camera),
     ``dist0`` camera 0's distortion (used by the initial EPnP + iterative ``solvePnP`` on camera 0 only). Then
     ``scipy.optimize.least_squares`` (default settings) of the pinhole residuals over all cameras."""
-    import cv2
-    from scipy.optimize import least_squares
-
     lm = np.ascontiguousarray(landmarks6, np.float64)
     M = np.ascontiguousarray(model6, np.float64)
     K0 = cams[0][0]
@@ -270,8 +271,6 @@ class XGaze3DSource:
 
     @classmethod
     def from_args(cls, args):
-        from .registry import need
-
         ts = getattr(args, "texture_size", None)
         return cls(need(args, "input", cls.name), need(args, "annotations", cls.name),
                    face_model=getattr(args, "face_model", None), decimate=getattr(args, "decimate", None),
@@ -329,8 +328,6 @@ class XGaze3DSource:
 
     # ------------------------------------------------------------------ frames
     def load(self, key: str) -> FrameRecord:
-        import cv2
-
         subject, frame = key.split("/")
         folder = self._frames.get((subject, frame))
         if folder is None:
@@ -368,7 +365,6 @@ class XGaze3DSource:
         Fc = Fc_w @ R0.T + T0
         if (Fc[:, 2] <= 0).any():
             raise SourceError(f"{ann}: {frame}: the fitted face model lies behind cam00")
-        from ..normalization import face_centre
 
         fc = face_centre(Fc, "eye_nose").numpy()
         Rrel = np.stack([cams[c].R @ R0.T for c in CAMERAS])

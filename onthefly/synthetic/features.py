@@ -20,6 +20,10 @@ def _smoothstep(a, b, x):
 
 
 # ------------------------------------------------------------------ canonical layout (mm, feature plane)
+#: Depth of the "face plane" used for feature coordinates: features are laid out in the gnomonic projection
+#: of the skin directions from the template's ray origin (:data:`.template.C`) onto the plane ``z = ZREF``
+#: (so feature coordinates are ~ mm on the face).
+ZREF = -12.0
 NOSE_TIP_Y = 36.0
 SUBNASALE_Y = 47.5
 MOUTH_Y = 72.0          # stomion (lip line at the middle)
@@ -46,8 +50,6 @@ def canonical_landmark_points() -> np.ndarray:
     Front landmarks are given on the feature plane (z = ZREF); the jaw contour in 3D (it wraps around the
     face). Eye landmarks (36-47) are lid-margin vertices and are ignored here.
     """
-    from .template import ZREF
-
     p = np.zeros((68, 3))
     # jaw 8..16 (subject's left, +x); mirrored for 0..8
     # iBUG semantics: the outline runs from the chin up to the level of the outer eye corners (point 0 / 16

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import ConvexHull
 
+from .features import EAR_PHI, EAR_PSI, EAR_R, ZREF, canonical_landmark_points
+
 # ---------------------------------------------------------------- frame constants (head frame, mm)
 #: Ray origin of the star-shaped skin surface (inside the skull, behind the eyes).
 C = np.array([0.0, 20.0, 75.0])
-#: Depth of the "face plane" used for feature coordinates: features are laid out in the gnomonic projection
-#: of the skin directions from :data:`C` onto the plane ``z = ZREF`` (so feature coordinates are ~ mm on the face).
-ZREF = -12.0
 FOCAL = C[2] - ZREF
 #: Canonical interpupillary distance and eyeball radius of the template.
 IPD0 = 63.0
@@ -201,7 +200,6 @@ def build_template() -> Template:
         keep &= ra > rr + 1.6
     d = d[keep]
     # ears: a denser patch around each ear
-    from .features import EAR_PHI, EAR_PSI, EAR_R
     ear = _hex_chart(1.8 / EAR_R, 0.42, 0.52)
     ears = []
     for sgn in (-1, 1):
@@ -288,8 +286,6 @@ def _landmark_vertices(d, X, Y, eye_vert) -> np.ndarray:
     feature-plane positions (the features are defined in the same canonical coordinates, so the landmarks
     track them under every identity warp).
     """
-    from .features import canonical_landmark_points  # local import: avoids a cycle
-
     lm = np.zeros(68, np.int64)
     p = canonical_landmark_points()
     u = (p - C) / np.linalg.norm(p - C, axis=1, keepdims=True)

@@ -112,7 +112,7 @@ def test_reader_errors(tmp_path, reference_export):
 
 
 def test_train_data_still_exports_the_reader():
-    import train.data as td
+    import onthefly.train.data as td
 
     assert td.H5GazeDataset is H5GazeDataset and td.check_h5 is check_h5
 

@@ -472,9 +472,9 @@ def _call_config(d, ctx):
 
 
 def _check_config(cfg, d, ctx) -> None:
-    from onthefly.commands.preview import _ALLOWED
+    from onthefly.config import dataset_parameters
 
-    assert isinstance(cfg, dict) and set(cfg) <= set(_ALLOWED)
+    assert isinstance(cfg, dict) and set(cfg) <= set(dataset_parameters())
     json.dumps(cfg, default=str)  # recordable (the export stores the config as JSON)
 
 

@@ -68,16 +68,16 @@ def test_mpiifacegaze_layout_keeps_the_annotation(tmp_path, monkeypatch):
 
 def test_eth_xgaze_layout_official_labels_and_rotation(tmp_path, monkeypatch):
     root, truth = write_eth_xgaze(tmp_path)
-    import onthefly.reconstruct.pipeline as pipeline
+    import onthefly.sources.images as images
 
     seen = {}
-    real = pipeline.reconstruct
+    real = images.reconstruct
 
     def spy(image, K, landmarks, **kw):
         seen[len(seen)] = image
         return real(image, K, landmarks, **kw)
 
-    monkeypatch.setattr(pipeline, "reconstruct", spy)
+    monkeypatch.setattr(images, "reconstruct", spy)  # the image source's reconstruction call
     out = tmp_path / "x.h5"
     assert cli(["reconstruct", "--source", "images", "--layout", "eth-xgaze", "--input", str(root),
                 "--out", str(out), "--quiet"]) == 0

@@ -8,9 +8,9 @@ import lightning as L
 import pytest
 import torch
 
-from train.data import GazeDataModule, H5GazeDataset, make_camera
-from train.models import build_model
-from train.module import GazeRegressor
+from onthefly.train.data import GazeDataModule, H5GazeDataset, make_camera
+from onthefly.train.models import build_model
+from onthefly.train.module import GazeRegressor
 
 from .conftest import write_xgaze_h5
 
@@ -121,7 +121,7 @@ def test_fit_logs_angular_error_and_checkpoint_keeps_seed_and_epoch(tiny_cache, 
 def test_missing_cache_is_a_clear_error_before_training(tmp_path):
     with pytest.raises(ValueError, match="mesh cache not found"):
         GazeDataModule(str(tmp_path / "nope.h5"))
-    from train.cli import main
+    from onthefly.train.main import main
 
     assert main(["fit", "--data.cache", str(tmp_path / "nope.h5"), "--trainer.accelerator", "cpu"]) == 2
 
@@ -168,15 +168,36 @@ def _trainer_metrics(model):
     return model.trainer.callback_metrics
 
 
-def test_cli_fit_runs_from_a_config(tiny_cache, tmp_path):
-    from train.cli import main
+@pytest.mark.parametrize("logger", ["csv", "tensorboard"])
+def test_cli_fit_runs_from_a_config_and_logs_the_metrics(tiny_cache, tmp_path, logger):
+    """configs/demo.yaml through the CLI, with its CSVLogger or with a TensorBoardLogger instead: the held-out
+    angular error of the epoch is in the logs (metrics.csv, or the TensorBoard event file read back)."""
+    from onthefly.train.main import main
 
+    log = (["--trainer.logger.init_args.save_dir", str(tmp_path)] if logger == "csv" else
+           ["--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
+            "--trainer.logger.save_dir", str(tmp_path), "--trainer.logger.name", "logs"])
     rc = main(["fit", "--config", "configs/demo.yaml", "--data.cache", str(tiny_cache),
                "--data.batch_size", "8", "--data.image_size", "32", "--data.epoch_length", "2",
                "--data.val_batches", "1", "--model.model_args", "{width: 8}", "--trainer.max_epochs", "1",
-               "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+               "--trainer.default_root_dir", str(tmp_path), *log,
                "--trainer.enable_progress_bar", "false", "--trainer.callbacks", "[]"])
     assert rc == 0
+    if logger == "csv":
+        import csv
+
+        (f,) = tmp_path.rglob("metrics.csv")
+        vals = [float(r["val/angular_error"]) for r in csv.DictReader(f.open()) if r.get("val/angular_error")]
+    else:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        (f,) = tmp_path.rglob("events.out.tfevents.*")
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        assert "val/angular_error" in acc.Tags()["scalars"], acc.Tags()["scalars"]
+        vals = [e.value for e in acc.Scalars("val/angular_error")]
+        assert any(t.startswith("train/loss") for t in acc.Tags()["scalars"])
+    assert len(vals) == 1 and 0.0 < vals[0] < 180.0  # one epoch, a mean angle in degrees
 
 
 def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
@@ -187,12 +208,12 @@ def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    cmd = [sys.executable, "-m", "train", "fit", "--config", "configs/demo.yaml", "--data.cache", str(tiny_cache),
+    cmd = [sys.executable, "-m", "onthefly.train", "fit", "--config", "configs/demo.yaml", "--data.cache", str(tiny_cache),
            "--data.batch_size", "4", "--data.image_size", "32", "--data.epoch_length", "4", "--data.val_batches", "1",
            "--model.model_args", "{width: 8}", "--trainer.max_epochs", "1", "--trainer.strategy", "ddp",
            "--trainer.devices", "2", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
            "--trainer.default_root_dir", str(tmp_path),
-           "--trainer.callbacks", "[{class_path: train.callbacks.AssertDisjointShards}]"]
+           "--trainer.callbacks", "[{class_path: onthefly.train.callbacks.AssertDisjointShards}]"]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=1800)  # a hang guard only
@@ -200,14 +221,20 @@ def test_ddp_two_cpu_processes_see_disjoint_samples(tiny_cache, tmp_path):
     assert "2 ranks, batches per rank [2, 2], disjoint" in r.stdout + r.stderr
 
 
-def test_mirror_repeat_yields_the_mirrored_batch_with_exact_labels(tiny_cache):
-    dm = GazeDataModule(str(tiny_cache), mirror_repeat=True, **TINY)
+def test_mirror_flips_the_image_and_negates_yaw_exactly(tiny_cache):
+    from onthefly.train.data import mirror
+
+    dm = GazeDataModule(str(tiny_cache), **TINY)
     dm.setup("fit")
     loader = dm.train_dataloader()
-    assert len(loader) == 6
-    a, b = list(loader)[:2]
+    assert len(loader) == 3
+    a = next(iter(loader))
+    b = mirror(a)
     assert torch.equal(b["image"], a["image"].flip(-1))
-    assert torch.equal(b["gaze"][:, 0], a["gaze"][:, 0]) and torch.equal(b["gaze"][:, 1], -a["gaze"][:, 1])
+    for k in ("gaze", "head_pose"):
+        assert torch.equal(b[k][:, 0], a[k][:, 0]) and torch.equal(b[k][:, 1], -a[k][:, 1])
+    with pytest.raises(TypeError, match="mirror_repeat"):  # replay (repeat + mirror) replaced it
+        GazeDataModule(str(tiny_cache), mirror_repeat=True, **TINY)
 
 
 
@@ -245,8 +272,6 @@ def test_replay_draws_mirrored_samples_from_the_last_rendered_batches(tiny_cache
 def test_replay_options_are_checked():
     with pytest.raises(ValueError, match="repeat"):
         GazeDataModule(None, repeat=0, real_ratio=1.0, train_h5=None)
-    with pytest.raises(ValueError, match="exclude"):
-        GazeDataModule(None, repeat=2, mirror_repeat=True)
 
 
 def test_ema_and_mirror_tta_drive_evaluation():
@@ -276,7 +301,7 @@ def test_ema_and_mirror_tta_drive_evaluation():
 
 
 def test_train_demo_end_to_end_reports_error_curve_and_pictures(tmp_path, capsys):
-    from train.demo import main
+    from onthefly.train.demo import main
 
     out = tmp_path / "demo"
     assert main(["--out", str(out), "--subjects", "4", "--views", "2", "--max-epochs", "2", "--epoch-length", "2",
@@ -300,8 +325,8 @@ def test_demo_result_depends_on_steps_not_on_speed(tmp_path, capsys, monkeypatch
     is refused."""
     import time
 
-    import train.data
-    from train.demo import DEMO_THREADS, main
+    import onthefly.train.data
+    from onthefly.train.demo import DEMO_THREADS, main
 
     tiny = ["--subjects", "4", "--views", "2", "--max-epochs", "2", "--epoch-length", "2", "--data.image_size", "32",
             "--data.val_batches", "1", "--data.batch_size", "8", "--trainer.enable_progress_bar", "false"]
@@ -309,14 +334,14 @@ def test_demo_result_depends_on_steps_not_on_speed(tmp_path, capsys, monkeypatch
     assert main(["--out", str(tmp_path / "quiet"), *tiny]) == 0
     assert torch.get_num_threads() == threads  # restored after the run
     quiet = capsys.readouterr().out.strip().splitlines()
-    orig = train.data.TrainStream.__iter__
+    orig = onthefly.train.data.TrainStream.__iter__
 
     def slow(self):
         for b in orig(self):
             time.sleep(0.05)  # a loaded machine: each batch arrives late
             yield b
 
-    monkeypatch.setattr(train.data.TrainStream, "__iter__", slow)
+    monkeypatch.setattr(onthefly.train.data.TrainStream, "__iter__", slow)
     assert main(["--out", str(tmp_path / "busy"), *tiny]) == 0
     busy = capsys.readouterr().out.strip().splitlines()
     assert quiet[-1] == busy[-1] and quiet[-1].startswith("held-out angular error")

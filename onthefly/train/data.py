@@ -12,6 +12,7 @@ not match the camera) is raised by :meth:`GazeDataModule.check`, called from ``_
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from onthefly.config import check_appearance, check_dataset_args, check_target, dataset_parameters
 from onthefly.dataset import OnTheFlyGazeDataset, batch_generator, distributed_info
 # the h5 reader lives in onthefly.h5 (exports and ETH-XGaze-layout files); re-exported for existing imports
 from onthefly.h5 import H5GazeDataset, check_h5  # noqa: F401
@@ -27,13 +29,17 @@ from onthefly.normalization import NormalizedCamera, get_camera
 
 #: the keys the training and evaluation code uses (the rest of the on-the-fly batch is dropped from held sets)
 KEYS = ("image", "gaze", "head_pose", "subject_index")
+#: dataset parameters the data module sets itself (per split: batch size, seed, device, length, split; the camera
+#: from ``camera`` + ``image_size``); every other parameter of ``OnTheFlyGazeDataset`` is a parameter of
+#: :class:`GazeDataModule` of the same name and default, passed through unchanged (tests/training pins this)
+MODULE_OWNED = ("batch_size", "seed", "device", "epoch_length", "split", "camera")
 
 
 def make_camera(camera: "str | dict | NormalizedCamera" = "xgaze224", image_size: int | None = None) -> NormalizedCamera:
     """A normalized camera: a preset name, a dict of :class:`NormalizedCamera` fields (``focal``, ``distance``,
     ``width``, ``height``, optional ``name``) or a camera, optionally rescaled to ``image_size`` px (same field of
-    view and distance: ``focal · image_size / width``), e.g. 64 px for the CPU demo (about 4-12x cheaper to render
-    than 224)."""
+    view and distance: ``focal · image_size / width``), e.g. 64 px for the CPU demo (cheaper to render than 224;
+    ``docs/training.md``)."""
     if isinstance(camera, dict):
         unknown = set(camera) - {"focal", "distance", "width", "height", "name"}
         if unknown or not {"focal", "distance", "width", "height"} <= set(camera):
@@ -46,8 +52,32 @@ def make_camera(camera: "str | dict | NormalizedCamera" = "xgaze224", image_size
         return cam
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size: expected an int >= 8 or None, got {image_size!r}")
-    s = image_size / cam.width
-    return NormalizedCamera(cam.focal * s, cam.distance, image_size, round(cam.height * s), f"{cam.name}@{image_size}")
+    return cam.rescaled(image_size)
+
+
+def dataset_args_from_data(data: dict, where: str = "data") -> dict:
+    """The dataset arguments of a training config's ``data:`` section (for ``onthefly preview`` / ``export``
+    ``--config TRAIN.yaml``): its keys checked against :class:`GazeDataModule`'s signature, the dataset's
+    parameters taken as they are and ``camera`` + ``image_size`` made into the camera; the training-only keys
+    (replay, validation, real h5 files) are not used."""
+    params = [n for n in inspect.signature(GazeDataModule.__init__).parameters if n != "self"]
+    unknown = sorted(str(k) for k in data if k not in params)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; GazeDataModule takes {', '.join(params)}")
+    out = {k: v for k, v in data.items() if k in dataset_parameters() and k not in ("camera", "device")}
+    if "camera" in data or "image_size" in data:
+        out["camera"] = make_camera(data.get("camera", "xgaze224"), data.get("image_size"))
+    if data.get("device", "auto") != "auto":
+        out["device"] = data["device"]
+    return check_dataset_args(out, where)
+
+
+def flat_views(batch: dict, views_per_frame: int) -> dict:
+    """A dataset batch with ``views_per_frame = K > 1`` ((B, K, ...) tensors) as B·K samples ((B·K, ...)): the
+    model trains on samples; the K views of one frame stay next to each other."""
+    if views_per_frame == 1:
+        return batch
+    return {k: v.flatten(0, 1) if torch.is_tensor(v) and v.dim() >= 2 else v for k, v in batch.items()}
 
 
 class _Batches(Dataset):
@@ -71,17 +101,15 @@ class TrainStream(IterableDataset):
     every rendered batch is followed by ``repeat`` optimizer steps, each drawing ``batch_size`` samples at random
     from the last ``pool`` rendered batches, each mirrored with probability 0.5 when ``mirror`` (exact labels,
     :func:`mirror`). Draws are seeded by ``(seed, epoch, rank, batch, 11)``, so the stream stays a pure function of
-    the seed and the epoch. ``mirror_repeat`` is the simpler deterministic scheme: each batch, then its mirror."""
+    the seed and the epoch."""
 
     def __init__(self, dm: "GazeDataModule", ds: OnTheFlyGazeDataset, real: H5GazeDataset | None, n_real: int,
-                 mirror_repeat: bool = False, repeat: int = 1, pool: int = 1, mirror: bool = False,
-                 cull_backfaces: bool = False):
+                 repeat: int = 1, pool: int = 1, mirror: bool = False):
         self.dm, self.ds, self.real, self.n_real = dm, ds, real, n_real
-        self.mirror_repeat = bool(mirror_repeat)
         self.repeat, self.pool, self.mirror = int(repeat), int(pool), bool(mirror)
 
     def steps_per_render(self) -> int:
-        return self.repeat if self.repeat > 1 else 2 if self.mirror_repeat else 1
+        return self.repeat
 
     def __len__(self) -> int:
         return len(self.ds) * self.steps_per_render()
@@ -94,6 +122,7 @@ class TrainStream(IterableDataset):
         self.dm.epoch = epoch
         dev = self.ds.device
         for batch in self.ds:
+            batch = flat_views(batch, self.ds.views_per_frame)
             out = {k: batch[k] for k in KEYS}
             if self.real is not None and self.n_real > 0:
                 g = batch_generator(self.dm.seed, epoch, int(batch["batch_index"][0]), 7)
@@ -111,10 +140,7 @@ class TrainStream(IterableDataset):
             yield from replay(self._rendered(), self.repeat, self.pool, self.mirror,
                               lambda i: batch_generator(seed, epoch, rank, i, 11))
             return
-        for out in self._rendered():
-            yield out
-            if self.mirror_repeat:
-                yield mirror(out)
+        yield from self._rendered()
 
 
 def replay(batches, repeat: int, pool: int, mirror_p: bool, generator_for) -> Iterator[dict]:
@@ -166,26 +192,28 @@ def mirror(batch: dict, which: torch.Tensor | None = None) -> dict:
 
 
 class GazeDataModule(L.LightningDataModule):
-    """Data for :class:`~train.module.GazeRegressor` (see the module docstring and ``docs/training.md``).
+    """Data for :class:`~onthefly.train.module.GazeRegressor` (see the module docstring and ``docs/training.md``).
 
     Args:
         cache: mesh cache of the synthetic subjects (``onthefly reconstruct`` / ``onthefly demo``); None only
             with ``train_h5`` and ``real_ratio = 1``.
-        batch_size: samples per training batch (real + synthetic).
+        batch_size: samples per training batch (real + synthetic); with ``views_per_frame = K`` the synthetic part
+            is ``batch_size / K`` frames, K views each (flattened to samples, a frame's views side by side).
         seed: seed of the training stream (saved in checkpoints with the epoch).
         camera, image_size: normalized camera (preset name or dict of ``NormalizedCamera`` fields) and optional
             rescaled size (``make_camera``).
         device: where training batches are rendered: ``"auto"`` = the module's device (the trainer's root device).
         epoch_length: training batches per epoch (over all ranks); default one pass over the training frames.
-        target, appearance, background_dir, image_format, ssaa, max_rotation_deg, cull_backfaces: passed to the
-            dataset (training and the synthetic validation set).
+        target, appearance, background_dir, image_format, ssaa, max_rotation_deg, max_head_pose_deg, max_rounds,
+            cull_backfaces, views_per_frame, subjects, shared_appearance, tune_malloc: passed to the dataset
+            unchanged (training and the synthetic validation set; :class:`~onthefly.dataset.OnTheFlyGazeDataset`
+            documents them). ``target`` and ``appearance`` are checked when the module is built (a typo in a
+            sampler's arguments is an error before anything is rendered).
         val_subjects / val_fraction / split_seed: held-out subjects (never rendered for training).
         val_batches, val_batch_size, val_seed, val_target, val_appearance: the fixed synthetic validation set.
         val_h5, test_h5: real ETH-XGaze-layout h5 files for validation / test (``val_h5_max`` caps each set).
         train_h5, real_ratio: real training samples and the fraction of each batch they fill.
         num_workers: workers for the real h5 val/test loaders.
-        mirror_repeat: train on every rendered batch twice, the second time mirrored (yaw → -yaw, exact): two
-            optimizer steps per render, for CPUs where rendering dominates the step.
         repeat, pool, mirror: replay (see :class:`TrainStream`): ``repeat`` optimizer steps per rendered batch,
             each drawing a batch from the last ``pool`` rendered batches, mirroring each sample with probability
             0.5 when ``mirror``. ``repeat = 1`` (default) trains on every rendered batch once, as rendered.
@@ -202,8 +230,10 @@ class GazeDataModule(L.LightningDataModule):
                  val_appearance: dict | str | None = None, val_h5: list[str] | None = None,
                  test_h5: list[str] | None = None, val_h5_max: int | None = None,
                  train_h5: list[str] | None = None, real_ratio: float = 0.0, num_workers: int = 0,
-                 mirror_repeat: bool = False, repeat: int = 1, pool: int = 1, mirror: bool = False,
-                 cull_backfaces: bool = False):
+                 repeat: int = 1, pool: int = 1, mirror: bool = False,
+                 cull_backfaces: bool = False, views_per_frame: int = 1, subjects: list[str] | None = None,
+                 max_head_pose_deg: float | None = 80.0, max_rounds: int = 64, shared_appearance: bool = False,
+                 tune_malloc: bool | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.seed, self.epoch = int(seed), 0
@@ -216,12 +246,14 @@ class GazeDataModule(L.LightningDataModule):
     def check(self) -> None:
         """Validate the configuration (files, keys, sizes) without rendering; raises a clear ``ValueError``."""
         hp = self.hparams
+        check_target(hp.target, "data.target")
+        check_target(hp.val_target, "data.val_target")
+        check_appearance(hp.appearance, "data.appearance")
+        check_appearance(hp.val_appearance, "data.val_appearance")
         for name in ("repeat", "pool"):
             v = getattr(hp, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"data.{name}: expected an int >= 1, got {v!r}")
-        if hp.mirror_repeat and hp.repeat > 1:
-            raise ValueError("data.mirror_repeat and data.repeat > 1 exclude each other (use repeat + mirror)")
         if not 0.0 <= hp.real_ratio <= 1.0:
             raise ValueError(f"data.real_ratio: expected 0 <= r <= 1, got {hp.real_ratio}")
         if hp.real_ratio > 0 and not hp.train_h5:
@@ -239,6 +271,14 @@ class GazeDataModule(L.LightningDataModule):
         self._n_real = round(hp.batch_size * hp.real_ratio) if hp.train_h5 else 0
         if hp.cache is not None and hp.real_ratio < 1 and hp.batch_size - self._n_real < 1:
             raise ValueError(f"data.batch_size {hp.batch_size} with real_ratio {hp.real_ratio}: no synthetic samples")
+        K = hp.views_per_frame
+        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+            raise ValueError(f"data.views_per_frame: expected an int >= 1, got {K!r}")
+        for name, n in (("batch_size - real samples", hp.batch_size - self._n_real),
+                        ("val_batch_size", hp.val_batch_size or hp.batch_size)):
+            if hp.cache is not None and n % K:
+                raise ValueError(f"data.{name} = {n} is not a multiple of data.views_per_frame = {K} (a batch "
+                                 "holds whole frames, each rendered from views_per_frame views)")
 
     def current_epoch(self) -> int:
         t = self._trainer_ref()
@@ -258,26 +298,25 @@ class GazeDataModule(L.LightningDataModule):
 
     def _dataset(self, split: str, seed: int, batch_size: int, device, **over) -> OnTheFlyGazeDataset:
         hp = self.hparams
-        kw = dict(camera=self.cam, target=hp.target, appearance=hp.appearance, background_dir=hp.background_dir,
-                  image_format=hp.image_format, ssaa=hp.ssaa, max_rotation_deg=hp.max_rotation_deg,
-                  split=split, val_subjects=hp.val_subjects, val_fraction=hp.val_fraction, split_seed=hp.split_seed,
-                  cull_backfaces=hp.cull_backfaces)
+        kw = {n: hp[n] for n in dataset_parameters() if n not in MODULE_OWNED}
+        kw.update(camera=self.cam, split=split)
         kw.update({k: v for k, v in over.items() if v is not None})
         return OnTheFlyGazeDataset(hp.cache, batch_size=batch_size, seed=seed, device=device, **kw)
 
     # ------------------------------------------------------------------------------------------- set-up
     def train_dataset(self) -> OnTheFlyGazeDataset:
         hp = self.hparams
-        return self._dataset("train", self.seed, hp.batch_size - self._n_real, self._device(),
-                             epoch_length=hp.epoch_length)
+        return self._dataset("train", self.seed, (hp.batch_size - self._n_real) // hp.views_per_frame,
+                             self._device(), epoch_length=hp.epoch_length)
 
     def val_batches(self) -> list[dict]:
         """The fixed synthetic validation set: ``val_batches`` batches of held-out subjects, rendered once on the
         CPU (the same for every rank, epoch and run: seeded by ``val_seed``, epoch 0)."""
         hp = self.hparams
-        ds = self._dataset("val", hp.val_seed, hp.val_batch_size or hp.batch_size, "cpu",
+        ds = self._dataset("val", hp.val_seed, (hp.val_batch_size or hp.batch_size) // hp.views_per_frame, "cpu",
                            target=hp.val_target, appearance=hp.val_appearance, epoch_length=hp.val_batches)
-        return [{k: b[k] for k in KEYS} for b in (ds.batch(i, 0) for i in range(hp.val_batches))]
+        return [{k: b[k] for k in KEYS}
+                for b in (flat_views(ds.batch(i, 0), hp.views_per_frame) for i in range(hp.val_batches))]
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -286,8 +325,8 @@ class GazeDataModule(L.LightningDataModule):
                 if self._n_real else None
             if hp.cache is None:
                 raise ValueError("data.cache: real-only training (real_ratio = 1) is not supported by the stream")
-            self._train = TrainStream(self, self.train_dataset(), real, self._n_real, hp.mirror_repeat,
-                                      hp.repeat, hp.pool, hp.mirror)
+            self._train = TrainStream(self, self.train_dataset(), real, self._n_real, hp.repeat, hp.pool,
+                                      hp.mirror)
         if stage in ("fit", "validate", None) and self._val is None:
             self._val = self._eval_sets(hp.val_h5, synthetic=hp.cache is not None and hp.val_batches > 0)
         if stage in ("test", None) and self._test is None:

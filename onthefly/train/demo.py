@@ -1,7 +1,7 @@
 """The CPU demo end to end: procedural mesh cache → train the small CNN on on-the-fly batches (``configs/demo.yaml``)
 → held-out angular error on subjects never seen in training → PNGs of predictions and of the learning curve.
 
-    python -m train demo [--out out/train-demo] [--subjects 128] [--views 8] [--max-epochs N] [--config ...]
+    python -m onthefly.train demo [--out out/train-demo] [--subjects 128] [--views 8] [--max-epochs N] [--config ...]
                          [--threads N] [any LightningCLI override, e.g. --trainer.precision 32-true]
 
 The last line printed is ``held-out angular error: X.XX deg``. The run is budgeted in optimizer steps
@@ -17,13 +17,18 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+import cv2
+import numpy as np
+import torch
+from onthefly.geometry import angular_error
+from onthefly import viz
+from onthefly.cache import MeshCache
+from onthefly.cache import build_cache
+from onthefly.sources.procedural import ProceduralSource
+from .cli import cli_main
+from lightning.pytorch.callbacks import Timer
 
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 #: torch threads of the demo on every machine (its figures are measured at 2, on a 2-core CPU)
 DEMO_THREADS = 2
 
@@ -50,9 +55,6 @@ def learning_curve(log_dir: Path) -> list[dict]:
 
 def curve_plot(rows: list[dict], size: tuple[int, int] = (640, 360)) -> "np.ndarray":
     """The learning curve as an RGB image (OpenCV): held-out (red) and training (blue) error per epoch."""
-    import cv2
-    import numpy as np
-
     W, H = size
     img = np.full((H, W, 3), 255, np.uint8)
     m, top = 50, 30
@@ -82,10 +84,6 @@ def curve_plot(rows: list[dict], size: tuple[int, int] = (640, 360)) -> "np.ndar
 
 
 def evaluate(model, batches) -> tuple[float, "torch.Tensor", "torch.Tensor"]:
-    import torch
-
-    from onthefly.geometry import angular_error
-
     model.eval()
     preds, gazes = [], []
     with torch.no_grad():
@@ -98,12 +96,6 @@ def evaluate(model, batches) -> tuple[float, "torch.Tensor", "torch.Tensor"]:
 
 def write_preview(path: Path, batches, pred, gaze, n: int = 16, size: int = 128) -> Path:
     """Held-out samples upscaled to ``size`` px with the true (green) and predicted (red) gaze arrows."""
-    import cv2
-    import torch
-
-    from onthefly import viz
-    from onthefly.geometry import angular_error
-
     images = torch.cat([b["image"] for b in batches])[:n]
     tiles = []
     for img, p, g in zip(viz.to_uint8_images(images), pred[:n], gaze[:n]):
@@ -117,8 +109,6 @@ def write_preview(path: Path, batches, pred, gaze, n: int = 16, size: int = 128)
 
 def _cache_matches(path: Path, subjects: int, views: int) -> bool:
     """Whether an existing demo cache holds ``subjects`` x ``views`` frames (else it is rebuilt)."""
-    from onthefly.cache import MeshCache
-
     try:
         with MeshCache(path) as mc:
             return len(mc) == subjects * views and len(mc.subjects) == subjects
@@ -128,8 +118,6 @@ def _cache_matches(path: Path, subjects: int, views: int) -> bool:
 
 def _cpu_bf16() -> bool:
     """Whether oneDNN runs bfloat16 natively here (AVX512-BF16 / AMX); emulated bf16 is slower than float32."""
-    import torch
-
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -137,9 +125,7 @@ def _cpu_bf16() -> bool:
 
 
 def main(argv=None) -> int:
-    import torch
-
-    ap = argparse.ArgumentParser(prog="python -m train demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m onthefly.train demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="out/train-demo", help="output folder (default out/train-demo)")
     ap.add_argument("--subjects", type=int, default=128, help="procedural identities (default 128; 25%% held out)")
     ap.add_argument("--views", type=int, default=8, help="source frames (gaze targets) per identity (default 8)")
@@ -161,11 +147,6 @@ def main(argv=None) -> int:
 
 
 def _run(args, extra) -> int:
-    from onthefly.cache import build_cache
-    from onthefly.sources.procedural import ProceduralSource
-
-    from .cli import cli_main
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -192,10 +173,9 @@ def _run(args, extra) -> int:
         print("      this CPU has no native bfloat16: training in float32 (slower)", flush=True)
         cli_args += ["--trainer.precision", "32-true"]
     cli = cli_main(cli_args + list(extra), run=False)
-    from lightning.pytorch.callbacks import Timer
 
     if any(isinstance(c, Timer) for c in cli.trainer.callbacks):
-        print("python -m train demo: error: trainer.max_time: the demo is budgeted in optimizer steps "
+        print("python -m onthefly.train demo: error: trainer.max_time: the demo is budgeted in optimizer steps "
               "(trainer.max_epochs x data.epoch_length x data.repeat), not in time (a wall-clock cap makes the "
               "result depend on the machine's load)", file=sys.stderr)
         return 2
@@ -211,7 +191,6 @@ def _run(args, extra) -> int:
         train = f"{r['train']:6.2f}" if r["train"] is not None else "   n/a"
         print(f"      epoch {r['epoch']:3d}  step {r['step']:5d}  held-out {r['val']:6.2f} deg  train {train} deg")
     (out / "learning_curve.json").write_text(json.dumps(curve, indent=1))
-    from onthefly import viz
 
     viz.save_png(out / "learning_curve.png", curve_plot(curve))
     batches = cli.datamodule.val_batches()

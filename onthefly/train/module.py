@@ -1,6 +1,6 @@
 """``GazeRegressor``: the ETH-XGaze baseline recipe as a LightningModule.
 
-backbone (``train.models.build_model``) → (pitch, yaw) radians, L1 loss, Adam (lr 1e-4 as the baseline), StepLR;
+backbone (``onthefly.train.models.build_model``) → (pitch, yaw) radians, L1 loss, Adam (lr 1e-4 as the baseline), StepLR;
 logs ``train/loss``, ``train/angular_error`` and ``val/angular_error`` / ``test/angular_error`` (mean, degrees,
 ``onthefly.geometry.angular_error``).
 """
@@ -13,6 +13,8 @@ from torch import nn
 from onthefly.geometry import angular_error
 
 from .models import build_model
+import math
+from torch.optim.swa_utils import AveragedModel
 
 
 class _WarmEMA:
@@ -66,8 +68,6 @@ class GazeRegressor(L.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         self.ema: nn.Module | None = None
         if ema_decay > 0:
-            from torch.optim.swa_utils import AveragedModel
-
             self._ema_fn = _WarmEMA(ema_decay)
             self._ema_updates: int | None = None  # read from the average's counter once (also after a resume)
             self.ema = AveragedModel(self.net, avg_fn=self._ema_fn, use_buffers=True)
@@ -137,7 +137,6 @@ class GazeRegressor(L.LightningModule):
         warm = int(hp.warmup_steps)
 
         def factor(step: int) -> float:
-            import math
             if step < warm:
                 return (step + 1) / warm
             if hp.scheduler == "none":

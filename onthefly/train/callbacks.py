@@ -8,7 +8,7 @@ import torch
 class AssertDisjointShards(L.Callback):
     """Records the (epoch, batch index, frame index) of every training sample this rank sees and, at the end of each
     training epoch, gathers them over ranks and asserts that the ranks saw disjoint batches and frames (within a
-    pass over the frames). Add it to a DDP run: ``--trainer.callbacks+=train.callbacks.AssertDisjointShards``.
+    pass over the frames). Add it to a DDP run: ``--trainer.callbacks+=onthefly.train.callbacks.AssertDisjointShards``.
 
     ``report``: after the check, ``{"ranks": W, "batches": [per rank], "samples": [per rank]}`` of the last epoch."""
 
