@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, check_record
+from .structures import Frames
 import cv2
 import functools
 from tqdm import tqdm
@@ -780,8 +781,6 @@ class MeshCache:
         vertices, topologies, textures, float64 labels with the source normalization; the real cameras with
         ``views=True``), what the dataset renders from. ``subjects`` (in the given order) index
         ``labels.subject_index``."""
-        from .structures import Frames
-
         order = [subjects] if isinstance(subjects, str) else list(self.subjects if subjects is None else subjects)
         pf = self.load(order, device=device, label_dtype=label_dtype)
         return Frames.from_packed(pf, order, views=views, source=str(self.path))

@@ -21,14 +21,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as Fnn
 from torch import Tensor
 
+from .geometry import rotation_to_pitchyaw
+from .normalization import _normalization_rotation
+from .poses import camera_view_poses
+from .reconstruct.contour import is_contour_topology
 from .reconstruct.eyes import EYE_KEYS
+from .render import UVTexture, VertexColors
 
 if TYPE_CHECKING:
     from .augment import AppearanceParams
     from .cache import PackedFrames
-    from .render import UVTexture, VertexColors
 
 __all__ = ["Frames", "Topologies", "FrameTextures", "FrameLabels", "FrameViews", "GazeBatch", "BATCH_KEYS"]
 
@@ -48,7 +53,6 @@ class Topologies:
 
     @classmethod
     def from_packed(cls, pf: PackedFrames) -> Topologies:
-        from .reconstruct.contour import is_contour_topology
 
         dev = pf.topology_id.device
         padded = None
@@ -88,7 +92,6 @@ class FrameTextures:
         if not bool((pf.texture_id >= 0).all()):
             raise ValueError(f"cache {source}: mixes frames with only vertex colours and frames with only UV "
                              "textures; select subjects of one kind")
-        import torch.nn.functional as Fnn
 
         dev = pf.verts.device
         Ht = max(int(t.shape[0]) for t in pf.textures)
@@ -114,7 +117,6 @@ class FrameTextures:
 
     def select(self, frames: Tensor) -> VertexColors | UVTexture:
         """The renderer's texture of the frames ``frames`` (b,) (UV maps are shared, never copied)."""
-        from .render import UVTexture, VertexColors
 
         if self.colors is not None:
             return VertexColors(self.colors[frames])
@@ -143,8 +145,6 @@ class FrameLabels:
 
     @classmethod
     def from_packed(cls, pf: PackedFrames, subjects: list[str]) -> FrameLabels:
-        from .geometry import rotation_to_pitchyaw
-        from .normalization import _normalization_rotation
 
         f64 = torch.float64
         c, hR = pf.face_centre.to(f64), pf.head_rotation.to(f64)
@@ -172,7 +172,6 @@ class FrameViews:
 
     @classmethod
     def from_packed(cls, pf: PackedFrames, labels: FrameLabels) -> FrameViews:
-        from .poses import camera_view_poses
 
         dev, f64 = labels.head_rotation.device, torch.float64
         n = len(pf)
