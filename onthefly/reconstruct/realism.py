@@ -17,7 +17,8 @@ Each fit weighs the landmarks against the shape prior with the noise of its sour
 a fraction of the eye-corner distance): dlib's points with the reconstruction's default (0.02: its inner points
 are off by NME 0.03-0.05 here), the exact labels with :data:`LABEL_SIGMA` (float positions of the rendered mesh:
 the prior then only fills what the points leave open). With the default noise on exact points the prior pulls the
-shape toward the mean and the pose takes up the difference (median error 0.9-1.0° instead of 0.3-0.4°).
+shape toward the mean and the pose takes up the difference (``benchmarks/realism.py``: median error 0.84-1.15°
+instead of 0.32-0.39°).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ __all__ = ["render_views", "measure_views", "summarise", "nme", "pose_bins", "YA
 #: |yaw| bins (degrees) of the detection table
 YAW_BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 45.0))
 #: landmark noise (fraction of the eye-corner distance) of the head-pose fit to the exact label landmarks
-LABEL_SIGMA = 0.002
+LABEL_SIGMA = 0.001
 
 
 def nme(pred: np.ndarray, label: np.ndarray, idx) -> float:
