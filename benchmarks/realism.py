@@ -15,8 +15,9 @@ Settings (every render through the real path: mesh cache → ``OnTheFlyGazeDatas
 
 Per setting (see :mod:`onthefly.reconstruct.realism`): detection rate per |yaw| bin, NME over the inner 51 points and
 the jaw (outer-eye-corner distance, against ``landmarks_2d``: iBUG semantics), head pose fitted
-(``estimate_head_pose``: PnP + contour-aware shape fit) from dlib's landmarks and from the exact labels: pitch / yaw
-bias and slope, median rotation error.
+(``estimate_head_pose``: PnP + contour-aware shape fit) from dlib's landmarks (the reconstruction's default landmark
+noise, 0.02 of the eye-corner distance) and from the exact labels (``LABEL_SIGMA`` = 0.001): pitch / yaw bias and
+slope, median rotation error.
 
     python benchmarks/realism.py                       # 16 heads, 96 renders per setting
     python benchmarks/realism.py --renders 24 --no-photos --out /tmp/realism.json --sheet ''

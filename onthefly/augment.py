@@ -10,7 +10,8 @@ rendered again.
 **Modes.** An appearance is a mixture of modes, each ``{"weight": w, "background": B, "light": L}``:
 
 * backgrounds ``black`` (0, 0, 0; ``none`` is an alias), ``color`` (uniform random RGB), ``green``
-  (ETH-XGaze's (0, 110, 0)) and ``image`` (a random crop of an image from ``background_dir``, randomly flipped, blurred with probability
+  (XGaze3D's render-time ``[0, 110, 0]``; XGaze3D's stored images hold it as (0, 146, 0), the uint8 wrap of
+  110 × 255, which only ``onthefly export --schema xgaze3d`` reproduces, in its plain set) and ``image`` (a random crop of an image from ``background_dir``, randomly flipped, blurred with probability
   ``image_blur_prob`` by a ``image_blur``-pixel box filter);
 * lights ``none`` (unlit: the texture colour), ``dark`` (unlit texture × ambient ``0.25 + 0.5·U``, MPII-NV's dark
   branch), ``random`` (Phong: ambient / diffuse / specular strengths uniform in ``ambient`` / ``diffuse`` /
@@ -25,8 +26,12 @@ rendered again.
 * ``mpii-nv``: MPII-NV's mix — black 10 %, black+dark 10 %, colour 10 %, colour+dark 10 %, image 30 %,
   image+dark 30 % (needs ``background_dir``, e.g. Places365 ``val_256``; images box-blurred as NV does,
   a 10-px box at 224 px), no jitter;
-* ``xgaze3d``: XGaze3D's two passes — 50 % green background with full unlit light, 50 % Places365 image with a
-  random low light (the anchors' ranges are unknown; ``low_*`` ranges are documented guesses).
+* ``xgaze3d``: one stream mixing XGaze3D's two file sets (which XGaze3D writes as two files per subject,
+  ``subjectXXXX.h5`` and ``augment/subjectXXXX.h5``, as ``onthefly export --schema xgaze3d`` does): 50 % the plain
+  set (green background, unlit), 50 % the augment set — 25 % random RGB background, 25 % image background (needs
+  ``background_dir``), both with a random ``low`` light (its numbers live only in XGaze3D's missing
+  ``render_info.yaml``; the ``low_*`` ranges are documented guesses). The green is the render-time 110, not the
+  stored 146 (see ``green`` above).
 
 Any constructor argument overrides the preset's value (e.g. ``Appearance("mpii-nv", background_dir=..., jitter=
 {...})``).
@@ -74,7 +79,8 @@ PRESETS: dict[str, dict] = {
                           {"weight": 0.3, "background": "image", "light": "dark"}],
                 "image_blur": 10, "image_blur_prob": 1.0, "jitter": None},
     "xgaze3d": {"modes": [{"weight": 0.5, "background": "green", "light": "none"},
-                          {"weight": 0.5, "background": "image", "light": "low"}],
+                          {"weight": 0.25, "background": "color", "light": "low"},
+                          {"weight": 0.25, "background": "image", "light": "low"}],
                 "jitter": None},
 }
 

@@ -15,7 +15,8 @@ def det():
 
 def test_dlib_on_procedural_renders(det, tmp_path):
     """8 renders (|pitch| <= 10°, |yaw| <= 20°, whole face: 224 px, f = 960, 900 mm, default appearance).
-    Before issue 17: jaw NME 0.15 (fixed-vertex jaw), pitch from dlib's landmarks biased by -10 to -15°."""
+    Before issue 17: jaw NME 0.15 (fixed-vertex jaw), pitch from dlib's landmarks biased by -10 to -15°; the
+    exact-label fit 0.59° median with the default landmark noise (0.25° with ``LABEL_SIGMA``)."""
     from onthefly.cache import build_cache
     from onthefly.normalization import NormalizedCamera
     from onthefly.reconstruct.realism import measure_views, render_views, summarise
@@ -32,5 +33,5 @@ def test_dlib_on_procedural_renders(det, tmp_path):
     assert s["nme_jaw_median"] <= 0.10, s                    # measured 0.07
     assert abs(s["pose_detected"]["pitch_bias_deg"]) <= 5.0, s["pose_detected"]   # measured -1.2
     assert abs(s["pose_detected"]["yaw_bias_deg"]) <= 2.0, s["pose_detected"]     # measured -0.6
-    assert s["pose_label"]["median_error_deg"] <= 1.0, s["pose_label"]            # measured 0.59
+    assert s["pose_label"]["median_error_deg"] <= 0.5, s["pose_label"]            # measured 0.25 (figure)
     assert abs(s["pose_label"]["pitch_bias_deg"]) <= 0.6, s["pose_label"]
