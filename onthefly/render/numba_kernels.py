@@ -31,6 +31,7 @@ import threading
 
 import numba as nb
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 # numba's "workqueue" threading layer unless the user chose one (NUMBA_THREADING_LAYER): "omp" would start a
 # second OpenMP runtime beside torch's, whose spinning threads then fight torch's for the cores (measured: several
@@ -77,6 +78,23 @@ def _resolve_pixel(uvw, faces, fb, b, f, px, py, q_out, one):
     return one / S
 
 
+# Small faces are tested as one "stamp": all the pixel centres of a bounding box of at most _STAMP_PX (64) pixels
+# and at most _STAMP_W columns in one vectorized pass (lane k is the box pixel (k // w, k % w), read from these
+# tables), which also packs the covered lanes into a 64-bit mask; the depth test then visits the covered lanes
+# only. This replaces the row loop's unpredictable enter/leave branches (2-3 per row of every face) by one mask
+# loop per face. Every centre is tested with the row loop's float operations, so the result is the same bit for
+# bit; larger faces, and boxes of fewer than _STAMP_MIN pixels, take the row loop.
+_STAMP_PX = 64
+_STAMP_W = 8
+_STAMP_MIN = 4  # smaller boxes (a few pixels) are cheaper in the row loop
+_STAMP_DI = np.array([[(k // w if w else 0) for k in range(_STAMP_PX)] for w in range(_STAMP_W + 1)],
+                     dtype=np.int64).ravel()
+_STAMP_DJ = np.array([[(k % w if w else 0) for k in range(_STAMP_PX)] for w in range(_STAMP_W + 1)],
+                     dtype=np.int64).ravel()
+_STAMP_DIF = _STAMP_DI.astype(np.float32)
+_STAMP_DJF = _STAMP_DJ.astype(np.float32)
+
+
 @nb.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bary):
     """Face setup, depth test and resolve in one pass per (image, band of ``band`` rows) item: each face's
@@ -97,6 +115,7 @@ def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bar
         n = (r1 - r0) * W
         zbest = np.zeros(n, dtype=np.float32)  # this item's rows of the z-buffer
         fbest = np.full(n, -1, dtype=np.int64)
+        zs = np.empty(_STAMP_PX, dtype=np.float32)  # a stamp's depth per lane
         fb = np.int64(b) if Bf > 1 else np.int64(0)
         for f in range(F):
             a0, a1, a2 = faces[fb, f, 0], faces[fb, f, 1], faces[fb, f, 2]
@@ -135,7 +154,40 @@ def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bar
             th0 = zero if (sy0 < zero or (sy0 == zero and sx0 > zero)) else tiny
             th1 = zero if (sy1 < zero or (sy1 == zero and sx1 > zero)) else tiny
             th2 = zero if (sy2 < zero or (sy2 == zero and sx2 > zero)) else tiny
-            for i in range(max(i0, r0), min(i1, r1 - 1) + 1):
+            ia = max(i0, r0)
+            ib = min(i1, r1 - 1)
+            h = ib - ia + 1
+            w = j1 - j0 + 1
+            if w <= _STAMP_W and _STAMP_MIN <= h * w <= _STAMP_PX:
+                off = w * _STAMP_PX
+                pya = ys[ia]
+                pxa = xs[j0]
+                cov = np.uint64(0)
+                for k in range((h * w + 7) & ~7):
+                    py = pya + _STAMP_DIF[off + k]
+                    px = pxa + _STAMP_DJF[off + k]
+                    t10 = sx0 * (py - my0)
+                    t11 = sx1 * (py - my1)
+                    t12 = sx2 * (py - my2)
+                    rs = t10 * c0 + t11 * c1 + t12 * c2
+                    t20 = sy0 * (px - mx0)
+                    t21 = sy1 * (px - mx1)
+                    t22 = sy2 * (px - mx2)
+                    z = np.float32(rs - (t20 * c0 + t21 * c1 + t22 * c2))
+                    zs[k] = max(z, tiny32)
+                    inside = (t10 - t20 >= th0) & (t11 - t21 >= th1) & (t12 - t22 >= th2) & (_STAMP_DI[off + k] < h)
+                    cov |= np.uint64(inside) << np.uint64(k)
+                base = (ia - r0) * W + j0
+                while cov != 0:
+                    k = trailing_zeros(cov)
+                    cov &= cov - np.uint64(1)
+                    q = base + _STAMP_DI[off + k] * W + _STAMP_DJ[off + k]
+                    z = zs[k]
+                    if z > zbest[q]:
+                        zbest[q] = z
+                        fbest[q] = f
+                continue
+            for i in range(ia, ib + 1):
                 py = ys[i]
                 t10 = sx0 * (py - my0)
                 t11 = sx1 * (py - my1)
