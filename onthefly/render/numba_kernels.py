@@ -151,9 +151,9 @@ def raster_fused(uvw, faces, cull, one, half, tiny, xs, ys, band, p2f, zbuf, bar
             sy0, sy1, sy2 = ey0 * sg, ey1 * sg, ey2 * sg
             c0, c1, c2 = Z0 * inv, Z1 * inv, Z2 * inv
             # top-left rule: E == 0 is inside when the inward normal points right, or straight down
-            th0 = zero if (sy0 < zero or (sy0 == zero and sx0 > zero)) else tiny
-            th1 = zero if (sy1 < zero or (sy1 == zero and sx1 > zero)) else tiny
-            th2 = zero if (sy2 < zero or (sy2 == zero and sx2 > zero)) else tiny
+            th0 = zero if ((sy0 < zero) | ((sy0 == zero) & (sx0 > zero))) else tiny
+            th1 = zero if ((sy1 < zero) | ((sy1 == zero) & (sx1 > zero))) else tiny
+            th2 = zero if ((sy2 < zero) | ((sy2 == zero) & (sx2 > zero))) else tiny
             ia = max(i0, r0)
             ib = min(i1, r1 - 1)
             h = ib - ia + 1
