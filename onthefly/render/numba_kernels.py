@@ -7,7 +7,8 @@ directory when that is read-only), so only the first run on a machine pays the J
 
 Exactness: the kernels evaluate the very float operations of the torch backend in the same order and the same
 dtype (the scalars ``one``, ``half``, ``tiny`` are passed in the vertices' dtype so numba never widens a float32
-expression to float64; no ``fastmath``, so LLVM contracts nothing into FMAs):
+expression to float64; no ``fastmath``, so LLVM contracts nothing into FMAs; ``error_model="numpy"``, so a division
+carries no zero check -- a branch that would stop LLVM's vectorizer -- and its results are unchanged):
 
 * projection ``u = fx * (x * (1/z)) + cx``; edge functions in the symmetric midpoint form
   ``E_k = sdx_k (py - my_k) - sdy_k (px - mx_k)`` with the top-left tie threshold;
@@ -278,23 +279,6 @@ def _bilinear(maps, m, x0, x1, y0, y1, fx, fy, ch, one):
     top = g00 + (g01 - g00) * fx
     bot = g10 + (g11 - g10) * fx
     return top + (bot - top) * fy
-
-
-@nb.njit(inline="always", error_model="numpy")
-def _powi(a, shin, ishin):
-    """``a ** shin`` for a > 0; by repeated squaring when the exponent is a small whole number (the common
-    shininess 64 is 6 multiplications instead of a powf)."""
-    if ishin < 0:
-        return a ** shin
-    r = a - a + 1
-    x = a
-    e = ishin
-    while e > 0:
-        if e & 1:
-            r = r * x
-        x = x * x
-        e >>= 1
-    return r
 
 
 # The lighting runs in vector passes over a chunk of up to _CH covered pixels of one row, gathered into one flat
