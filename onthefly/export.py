@@ -432,6 +432,11 @@ class _SubjectFile:
     def append(self, start: int, rows: dict) -> None:
         self._guard(self._append, start, rows)
 
+    def append_batch(self, start: int, batch: dict, views_per_frame: int, take: int, schema: H5Schema,
+                     ctx: EncodeContext) -> None:
+        """Encode the first ``take`` samples of a dataset batch (:func:`batch_to_rows`) and :meth:`append` them."""
+        self.append(start, batch_to_rows(batch, views_per_frame, take, schema, ctx))
+
     def _append(self, start: int, rows: dict) -> None:
         if start != self.rows:
             raise RuntimeError(f"{self.tmp}: rows out of order ({start} != {self.rows})")
@@ -690,8 +695,9 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
                 prog.skip(start)
             for i in range(start // (B * K), math.ceil(ds.n_frames / B)):
                 take = min(B, ds.n_frames - i * B)
-                rows = batch_to_rows(ds.batch(i, 0), K, take, schema, ctx)
-                writer.submit(current.append, i * B * K, rows)
+                # encoding (uint8 rows, labels in the schema's dtypes) runs in the writer thread too, beside the
+                # next batch's rendering
+                writer.submit(current.append_batch, i * B * K, ds.batch(i, 0), K, take, schema, ctx)
                 rows_total += take * K
             writer.submit(current.finish)
             written.append(pf.rel)

@@ -2,7 +2,8 @@
 
 **Images** (:func:`u8_rows`): the batch's float RGB ``(N, 3, H, W)`` in [0, 1] to the stored ``(N, H, W, 3)`` uint8
 ``round(255·x)`` (round half to even, as ``torch.round``), channels in RGB or BGR order, optionally with XGaze3D's
-wrapped green added to the background — one pass instead of torch's five (scale, round, clamp, cast, flip+permute).
+wrapped green added to the background — one pass instead of torch's five (scale, round, clamp, cast, flip+permute);
+parallel when called from the main thread, serial from the export's writer thread.
 
 **LZF**:
 
@@ -20,41 +21,73 @@ parallel kernels (numba's default threading layer cannot host two parallel regio
 """
 from __future__ import annotations
 
+import threading
+
 import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True, parallel=True, boundscheck=False)
-def _u8_rows(img, out, bgr, green, cov):  # pragma: no cover - compiled
-    n, _, h, w = img.shape
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _u8_row(img, out, bgr, green, cov, i, y):  # pragma: no cover - compiled
     s255 = np.float32(255.0)
     one = np.float32(1.0)
-    for r in nb.prange(n * h):
-        i = r // h
-        y = r - i * h
-        for x in range(w):
-            for c in range(3):
-                v = img[i, c, y, x]
-                if c == 1 and green != 0:
-                    v = v + np.float32(green) * (one - cov[i, 0, y, x])
-                v = np.rint(v * s255)
-                if v < 0:
-                    v = 0
-                elif v > 255:
-                    v = 255
-                out[i, y, x, 2 - c if bgr else c] = np.uint8(v)
+    for x in range(img.shape[3]):
+        for c in range(3):
+            v = img[i, c, y, x]
+            if c == 1 and green != 0:
+                v = v + np.float32(green) * (one - cov[i, 0, y, x])
+            v = np.rint(v * s255)
+            if v < 0:
+                v = 0
+            elif v > 255:
+                v = 255
+            out[i, y, x, 2 - c if bgr else c] = np.uint8(v)
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _u8_plane_row(a, out, i, y):  # pragma: no cover - compiled
+    s255 = np.float32(255.0)
+    for x in range(a.shape[2]):
+        v = np.rint(a[i, y, x] * s255)
+        out[i, y, x] = np.uint8(0 if v < 0 else (255 if v > 255 else v))
+
+
+# parallel variants for the main thread, serial ones for any other thread: numba's default "workqueue" threading
+# layer hosts parallel regions from one thread at a time, and the main thread's renderer launches them
+@nb.njit(cache=True, parallel=True, boundscheck=False)
+def _u8_rows_par(img, out, bgr, green, cov):  # pragma: no cover - compiled
+    h = img.shape[2]
+    for r in nb.prange(img.shape[0] * h):
+        _u8_row(img, out, bgr, green, cov, r // h, r % h)
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _u8_rows_ser(img, out, bgr, green, cov):  # pragma: no cover - compiled
+    h = img.shape[2]
+    for r in range(img.shape[0] * h):
+        _u8_row(img, out, bgr, green, cov, r // h, r % h)
 
 
 @nb.njit(cache=True, parallel=True, boundscheck=False)
-def _u8_plane(a, out):  # pragma: no cover - compiled
-    n, h, w = a.shape
-    s255 = np.float32(255.0)
-    for r in nb.prange(n * h):
-        i = r // h
-        y = r - i * h
-        for x in range(w):
-            v = np.rint(a[i, y, x] * s255)
-            out[i, y, x] = np.uint8(0 if v < 0 else (255 if v > 255 else v))
+def _u8_plane_par(a, out):  # pragma: no cover - compiled
+    h = a.shape[1]
+    for r in nb.prange(a.shape[0] * h):
+        _u8_plane_row(a, out, r // h, r % h)
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _u8_plane_ser(a, out):  # pragma: no cover - compiled
+    h = a.shape[1]
+    for r in range(a.shape[0] * h):
+        _u8_plane_row(a, out, r // h, r % h)
+
+
+_U8_ROWS = (_u8_rows_par, _u8_rows_ser)
+_U8_PLANE = (_u8_plane_par, _u8_plane_ser)
+
+
+def _variant(kernels):
+    return kernels[0] if threading.current_thread() is threading.main_thread() else kernels[1]
 
 
 def u8_rows(img: np.ndarray, bgr: bool, green: float = 0.0, coverage: np.ndarray | None = None) -> np.ndarray:
@@ -64,7 +97,7 @@ def u8_rows(img: np.ndarray, bgr: bool, green: float = 0.0, coverage: np.ndarray
     n, _, h, w = img.shape
     out = np.empty((n, h, w, 3), np.uint8)
     cov = np.ascontiguousarray(coverage, np.float32) if green else np.zeros((1, 1, 1, 1), np.float32)
-    _u8_rows(img, out, bool(bgr), float(green), cov)
+    _variant(_U8_ROWS)(img, out, bool(bgr), float(green), cov)
     return out
 
 
@@ -72,7 +105,7 @@ def u8_plane(a: np.ndarray) -> np.ndarray:
     """``(N, H, W)`` float32 in [0, 1] → uint8 ``round(255·x)``."""
     a = np.ascontiguousarray(a, np.float32)
     out = np.empty(a.shape, np.uint8)
-    _u8_plane(a, out)
+    _variant(_U8_PLANE)(a, out)
     return out
 
 

@@ -8,7 +8,7 @@ so an interrupt test never races the export (the state at the signal is fixed, w
   keeps ignoring it: Python only installs its handler when SIGINT is at its default at start-up. That inherited
   ``SIG_IGN`` was the root cause of the flaky SIGINT test (exit 0, empty stderr: the signal never arrived).
 * ``WHERE`` = ``main:FILE:STEP``: the main (rendering) thread stops when it is about to queue STEP of FILE
-  (``create``, ``append@ROW`` = the batch starting at ROW, ``finish`` = mark complete and rename), once the writer
+  (``create``, ``append@ROW`` = the batch starting at ROW (``append_batch``: encode and append), ``finish`` = mark complete and rename), once the writer
   has done everything queued before it; it then writes READY and waits (interruptibly) for the signal.
 * ``WHERE`` = ``writer:FILE:STEP``: the writer thread stops just before running STEP of FILE, writes READY and waits
   until the export aborts (Ctrl-C), then runs STEP; the main thread goes on rendering / waiting in the meantime.
@@ -42,7 +42,8 @@ def _matches(fn, args) -> bool:
     sf = getattr(fn, "__self__", None)
     if not isinstance(sf, E._SubjectFile) or sf.final.name != file:
         return False
-    name = fn.__name__ + (f"@{args[0]}" if fn.__name__ in ("append", "reopen") else "")
+    base = "append" if fn.__name__ == "append_batch" else fn.__name__  # the batch is encoded in the writer
+    name = base + (f"@{args[0]}" if base in ("append", "reopen") else "")
     return name == step
 
 

@@ -99,3 +99,17 @@ def test_lzf_mixed_segments_round_trip(tmp_path):
         h5_fast.write_rows(ds, 0, rows)
     with h5py.File(p, "r") as f:
         np.testing.assert_array_equal(f["x"][()], rows)
+
+
+def test_u8_rows_from_another_thread_equal_main_thread():
+    """The writer thread gets the serial kernels (numba's workqueue layer hosts parallel regions from one thread);
+    same bytes either way."""
+    import threading
+
+    img = np.random.default_rng(3).random((2, 3, 9, 11), dtype=np.float32)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(rows=h5_fast.u8_rows(img, True), plane=h5_fast.u8_plane(img[:, 0])))
+    t.start()
+    t.join()
+    np.testing.assert_array_equal(got["rows"], h5_fast.u8_rows(img, True))
+    np.testing.assert_array_equal(got["plane"], h5_fast.u8_plane(img[:, 0]))
