@@ -6,24 +6,32 @@ from __future__ import annotations
 
 import io
 import os
+import select
+import signal
+import time
 
 import numpy as np
 
 __all__ = ["call_isolated"]
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int, deadline: float | None = None) -> bytes:
     chunks = []
     while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
         b = os.read(fd, 1 << 16)
         if not b:
             return b"".join(chunks)
         chunks.append(b)
 
 
-def call_isolated(fn, *args) -> dict[str, np.ndarray]:
+def call_isolated(fn, *args, timeout: float | None = None) -> dict[str, np.ndarray]:
     """``fn(*args)`` (a dict of numeric arrays) computed in a forked child: its crash is an ``OSError`` here, its
-    ``ValueError`` (e.g. a ``SourceError``) a ``ValueError`` with the same message, anything else an ``OSError``."""
+    ``ValueError`` (e.g. a ``SourceError``) a ``ValueError`` with the same message, anything else an ``OSError``;
+    a child still running after ``timeout`` seconds is killed (an ``OSError``)."""
     if not hasattr(os, "fork"):  # pragma: no cover - Windows: read in-process
         return fn(*args)
     r, w = os.pipe()
@@ -48,7 +56,15 @@ def call_isolated(fn, *args) -> dict[str, np.ndarray]:
             os._exit(0)
     os.close(w)
     try:
-        data = _read_all(r)
+        data = _read_all(r, time.monotonic() + timeout if timeout else None)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise OSError(f"the reader did not finish in {timeout:g} s") from None
+    except BaseException:  # e.g. KeyboardInterrupt while waiting: no orphan left reading the file
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
     finally:
         os.close(r)
     _, status = os.waitpid(pid, 0)

@@ -600,8 +600,9 @@ def _mutate_file(reader: Reader, target: Path, rng: random.Random) -> Path:
             target.write_text(M.mutate_text(target.read_text(errors="replace"), rng))
         elif kind == "json":
             try:
-                obj = json.loads(target.read_text())
-            except ValueError:
+                text = target.read_text()
+                obj = json.loads(text) if len(text) < 200_000 else None  # an earlier huge mutation: mutate text
+            except (ValueError, RecursionError):
                 obj = None
             target.write_text(M.mutate_json_text(obj, rng) if obj is not None
                               else M.mutate_text(target.read_text(errors="replace"), rng))
@@ -619,11 +620,15 @@ def _mutate_file(reader: Reader, target: Path, rng: random.Random) -> Path:
         elif kind == "yaml":
             import yaml
 
-            try:
-                obj = yaml.safe_load(target.read_text())
-            except Exception:  # noqa: BLE001 - an earlier mutation broke it: mutate the text
-                obj = None
-            from onthefly._io import _expanded_size
+            from onthefly._io import _expanded_size, _flow_depth
+
+            text = target.read_text(errors="replace")
+            obj = None
+            if len(text) < 20_000 and _flow_depth(text) < 50:  # small and shallow: libyaml parses it quickly
+                try:
+                    obj = yaml.load(text, Loader=yaml.CSafeLoader)
+                except Exception:  # noqa: BLE001 - an earlier mutation broke it: mutate the text
+                    obj = None
 
             small = isinstance(obj, (dict, list)) and _expanded_size(obj) < 10_000  # not an alias bomb
             target.write_text(M.mutate_yaml_text(obj, rng) if small
