@@ -235,7 +235,7 @@ def _setup_export(d: Path) -> dict:
 def _setup_partial(d: Path) -> dict:
     import h5py
 
-    from onthefly.export import SCHEMAS
+    from onthefly.export import SCHEMAS, rows_crc
 
     KEYS = SCHEMAS["mpii-nv"].keys
     ctx = _setup_export(d)
@@ -248,6 +248,7 @@ def _setup_partial(d: Path) -> dict:
     with h5py.File(d / "p00.h5", "r+") as f:  # one batch of 2 rows written, not complete: an interrupted export
         f.attrs["complete"] = False
         f.attrs["rows_done"] = 2
+        f.attrs["rows_crc"] = rows_crc({k: v[:2] for k, v in rows.items()}, KEYS, {k: f[k].dtype for k in KEYS})
         for k in KEYS:
             f[k].resize(3, 0)  # a row beyond rows_done (flushed, not yet declared)
     (d / "p00.h5").rename(d / "p00.h5.tmp")
