@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-__all__ = ["call_isolated"]
+__all__ = ["call_isolated", "call_isolated_json", "can_isolate"]
 
 
 def _read_all(fd: int, deadline: float | None = None) -> bytes:
@@ -79,3 +79,23 @@ def call_isolated(fn, *args, timeout: float | None = None) -> dict[str, np.ndarr
         raise OSError(msg)
     with np.load(io.BytesIO(data[1:]), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def can_isolate() -> bool:
+    """Whether a forked child can safely run a reader now: a fork while another Python thread holds a lock (h5py's,
+    a logging lock) would leave the child waiting forever on it, so only a single-threaded process forks."""
+    import threading
+
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def call_isolated_json(fn, *args, timeout: float | None = None):
+    """:func:`call_isolated` for a function whose result is JSON-serialisable (lists, dicts, str, numbers): it
+    travels as JSON text (never a pickle)."""
+    import json
+
+    def child(*a):
+        return {"json": np.frombuffer(json.dumps(fn(*a)).encode("utf-8"), np.uint8)}
+
+    out = call_isolated(child, *args, timeout=timeout)
+    return json.loads(out["json"].tobytes().decode("utf-8"))

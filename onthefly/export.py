@@ -905,6 +905,24 @@ def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str]
     return probs, a
 
 
+def _verify_file_isolated(p: Path, ref: dict | None) -> tuple[list[str], dict | None]:
+    """:func:`_verify_file` in a forked child (h5py can crash the process on a corrupt file: found by the fuzz
+    campaign); the attributes come back as str (what the comparisons use); a crash is a problem naming the file."""
+    from ._isolated import call_isolated_json, can_isolate
+
+    def child(p, ref):
+        probs, a = _verify_file(p, ref)
+        return [probs, None if a is None else {k: _attr_str(v) for k, v in a.items()}]
+
+    if not can_isolate():
+        return _verify_file(p, ref)
+    try:
+        probs, a = call_isolated_json(child, p, ref, timeout=3600)
+    except (OSError, ValueError) as exc:
+        return [f"{p}: unreadable h5 ({exc})"], None
+    return probs, a
+
+
 def verify_export(out: str | Path) -> list[str]:
     """See :func:`_verify_export`; never raises for a damaged export (the damage is a problem naming the path)."""
     try:
@@ -930,7 +948,7 @@ def _verify_export(out: str | Path) -> list[str]:
     ref, attrs = None, {}
     for rel in files:
         try:
-            pp, a = _verify_file(out / rel, ref)
+            pp, a = _verify_file_isolated(out / rel, ref)
         except Exception as exc:  # noqa: BLE001 - any damage the checks do not anticipate is a problem (tests/fuzz)
             pp, a = [f"{out / rel}: damaged ({type(exc).__name__}: {str(exc)[:200]})"], None
         probs += pp

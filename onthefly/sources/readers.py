@@ -458,9 +458,37 @@ def read_source_supply(path: str | Path) -> SourceSupply:
     mis-shaped datasets, the row of the first non-finite landmark)."""
     import h5py
 
+    from .._isolated import call_isolated_json, can_isolate
+
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "source_supply file not found")
+    if can_isolate():  # read in a forked child: h5py can crash the process on a corrupt file
+        try:
+            names, lm = call_isolated_json(_supply_rows, path, timeout=300)
+        except ValueError as exc:
+            raise FormatError.relayed(path, str(exc)) from None
+        except OSError as exc:
+            raise FormatError(path, f"not a readable HDF5 file ({exc})") from None
+        lm = np.asarray(lm, np.float64)
+    else:
+        names, lm = _supply_rows(path)
+        lm = np.asarray(lm, np.float64)
+    if lm.shape != (len(names), 68, 2):
+        raise FormatError(path, f"landmarks_2d_detect must be ({len(names)}, 68, 2), got {lm.shape}")
+    bad = np.flatnonzero(~np.isfinite(lm).all((1, 2)))
+    if len(bad):
+        raise FormatError(path, f"landmarks_2d_detect row {bad[0]} ({names[bad[0]]}) contains NaN or inf")
+    for i, n in enumerate(names):
+        if len(n.split("/")) != 3:
+            raise FormatError(path, f"file_name row {i}: expected pXX/dayYY/NNNN.jpg, got {n!r}")
+    return SourceSupply(file_name=names, landmarks=lm)
+
+
+def _supply_rows(path: Path):
+    """(file names, landmarks as nested lists) of a source_supply h5 (in :func:`read_source_supply`'s child)."""
+    import h5py
+
     try:
         with h5py.File(path, "r") as f:
             for k in ("file_name", "landmarks_2d_detect"):
@@ -472,12 +500,4 @@ def read_source_supply(path: str | Path) -> SourceSupply:
         raise
     except Exception as exc:  # OSError (not HDF5), TypeError ...
         raise FormatError(path, f"not a readable HDF5 file ({exc})") from None
-    if lm.shape != (len(names), 68, 2):
-        raise FormatError(path, f"landmarks_2d_detect must be ({len(names)}, 68, 2), got {lm.shape}")
-    bad = np.flatnonzero(~np.isfinite(lm).all((1, 2)))
-    if len(bad):
-        raise FormatError(path, f"landmarks_2d_detect row {bad[0]} ({names[bad[0]]}) contains NaN or inf")
-    for i, n in enumerate(names):
-        if len(n.split("/")) != 3:
-            raise FormatError(path, f"file_name row {i}: expected pXX/dayYY/NNNN.jpg, got {n!r}")
-    return SourceSupply(file_name=names, landmarks=lm)
+    return names, lm.tolist()
