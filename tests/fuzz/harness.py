@@ -479,6 +479,26 @@ def _check_config(cfg, d, ctx) -> None:
     json.dumps(cfg, default=str)  # recordable (the export stores the config as JSON)
 
 
+def _setup_train_config(d: Path) -> dict:
+    import shutil as _sh
+
+    _sh.copy(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml", d / "train.yaml")
+    return {}
+
+
+def _call_train_config(d, ctx):
+    from train.cli import read_config
+
+    return read_config(d / "train.yaml")
+
+
+def _check_train_config(cfg, d, ctx) -> None:
+    from train.cli import CONFIG_KEYS
+
+    assert isinstance(cfg, dict) and set(cfg) <= set(CONFIG_KEYS)
+    assert all(cfg.get(k) is None or isinstance(cfg[k], dict) for k in ("trainer", "model", "data"))
+
+
 def _call_backgrounds(d, ctx):
     from onthefly.augment import BackgroundPool
 
@@ -565,6 +585,7 @@ READERS: dict[str, Reader] = {r.name: r for r in [
     Reader("export-verify", _setup_export, "*", "h5", _call_verify, _check_verified, problems=True),
     Reader("export-resume", _setup_partial, "p00.h5.tmp", "h5", _call_resume, _check_resume, writes=True),
     Reader("dataset-config-yaml", _setup_config, "dataset.yaml", "yaml", _call_config, _check_config),
+    Reader("train-config-yaml", _setup_train_config, "train.yaml", "yaml", _call_train_config, _check_train_config),
     Reader("background-folder", _setup_backgrounds, "*", "image", _call_backgrounds, _check_backgrounds),
     Reader("poses-csv", _setup_poses_txt, "poses.csv", "text", _call_poses("poses.csv"), _check_poses),
     Reader("poses-npy", _setup_poses_npy, "poses.npy", "npy", _call_poses("poses.npy"), _check_poses),
