@@ -456,8 +456,6 @@ def read_source_supply(path: str | Path) -> SourceSupply:
     and ``landmarks_2d_detect`` (N,68,2); MPII-NV also stores ``3d_gaze_target``, ``camera_parameters``,
     ``distortion_parameters``, ``head_pose``, unused here). Raises :class:`FormatError` (not HDF5, missing or
     mis-shaped datasets, the row of the first non-finite landmark)."""
-    import h5py
-
     from .._isolated import call_isolated_json, can_isolate
 
     path = Path(path)
