@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--inputs", type=int, default=10_000, help="inputs per reader (default 10,000)")
     ap.add_argument("--seconds", type=float, default=600, help="time bound per reader (default 600 s)")
-    ap.add_argument("--time-limit", type=float, default=10.0, help="per-input limit in seconds (default 10)")
+    ap.add_argument("--time-limit", type=float, default=10.0,
+                    help="per-input limit in CPU seconds (default 10; and 6x that in wall time)")
     ap.add_argument("--memory-cap-mib", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--readers", nargs="*", default=None, help=f"default: all of {', '.join(READERS)}")

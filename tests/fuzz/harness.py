@@ -708,7 +708,27 @@ class Outcome:
                 "examples": self.examples[:8]}
 
 
+#: the input being read: when it started (wall clock, CPU seconds of this process and its reaped children) and its
+#: limits (set by run_reader around every call)
+_INPUT: dict | None = None
+#: the hard wall-clock cap of one input, as a multiple of its CPU-time limit
+WALL_FACTOR = 6
+
+
+def _cpu() -> float:
+    r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
+
+
 def _alarm(signum, frame):
+    """The per-input limit is CPU time (``time_limit``), so that a starved campaign (``nice``, a busy machine) does
+    not count slow inputs as hangs; an input that sleeps or waits stops at ``WALL_FACTOR`` x the limit wall time."""
+    st = _INPUT
+    if st is not None:
+        cpu, wall = _cpu() - st["cpu0"], time.monotonic() - st["t0"]
+        if cpu < st["limit"] and wall < st["limit"] * WALL_FACTOR:
+            signal.setitimer(signal.ITIMER_REAL, max(0.25, min(st["limit"] - cpu, st["limit"] * WALL_FACTOR - wall)))
+            return
     raise _Hang()
 
 
@@ -749,6 +769,8 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
             before = _snapshot(d)
             kind, detail, verdict = None, "", None
             ti = time.monotonic()
+            global _INPUT
+            _INPUT = {"t0": ti, "cpu0": _cpu(), "limit": time_limit}
             signal.setitimer(signal.ITIMER_REAL, time_limit)
             try:
                 res = reader.call(d, ctx)
@@ -767,7 +789,7 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
                     except Exception as exc:  # noqa: BLE001 - an accepted but invalid result
                         kind, detail = "accepted but invalid", f"{type(exc).__name__}: {exc}"[:300]
             except _Hang:
-                kind, detail = "hang", f"> {time_limit} s"
+                kind, detail = "hang", f"> {time_limit} s CPU or {time_limit * WALL_FACTOR} s wall"
             except MemoryError:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 kind, detail = "memory", "MemoryError under the address-space cap"
@@ -786,6 +808,7 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
                 detail = f"{type(exc).__name__}: {str(exc)[:200]} at {Path(tb.filename).name}:{tb.lineno}"
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                _INPUT = None
             dt = time.monotonic() - ti
             out.max_input_s = max(out.max_input_s, dt)
             if kind is None and not reader.writes:
@@ -875,8 +898,9 @@ def campaign(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, ti
         proc = ctx.Process(target=_worker, args=(name, work, n, left, seed, time_limit, memory_cap, keep, start,
                                                  str(log_path)))
         proc.start()
-        proc.join(left + 4 * time_limit + 60)
-        if proc.is_alive():
+        proc.join(left + (WALL_FACTOR + 1) * time_limit + 60)
+        killed = proc.is_alive()
+        if killed:
             proc.kill()
             proc.join()
         last = _last_started(log_path)
@@ -886,8 +910,8 @@ def campaign(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, ti
         if last in done:  # died between inputs
             start = last + 1
             continue
-        deaths.append((last, f"crash (signal {-proc.exitcode})" if proc.exitcode and proc.exitcode < 0
-                       else "hang" if proc.exitcode is None or proc.exitcode == -9 else f"exit {proc.exitcode}"))
+        deaths.append((last, "hang (worker killed)" if killed else f"crash (signal {-proc.exitcode})"
+                       if proc.exitcode and proc.exitcode < 0 else f"exit {proc.exitcode}"))
         start = last + 1
     out = Outcome(name)
     for line in log_path.read_text().splitlines():
