@@ -738,6 +738,7 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
     counts (see the module docstring). ``log``: a text file that gets ``start I`` before and ``done I VERDICT``
     after each input (what :func:`campaign` reads back when a reader crashes the process)."""
     reader = READERS[name]
+    t_end = time.monotonic() + seconds  # the budget includes the setup (campaign's parent waits on the same clock)
     out = Outcome(name)
     base = work / name
     sample = base / "valid"
@@ -749,7 +750,6 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
     reader.check(res, sample, ctx)
     ctx = reader.setup(_fresh(sample)) if reader.writes else ctx
     old = signal.signal(signal.SIGALRM, _alarm)
-    t_end = time.monotonic() + seconds
     t0 = time.monotonic()
     try:
         for i in range(start, n):
