@@ -6,25 +6,33 @@ from __future__ import annotations
 
 import io
 import os
+import select
+import signal
+import time
 
 import numpy as np
 import faulthandler
 
-__all__ = ["call_isolated"]
+__all__ = ["call_isolated", "call_isolated_json", "can_isolate"]
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int, deadline: float | None = None) -> bytes:
     chunks: list[bytes] = []
     while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
         b = os.read(fd, 1 << 16)
         if not b:
             return b"".join(chunks)
         chunks.append(b)
 
 
-def call_isolated(fn, *args) -> dict[str, np.ndarray]:
+def call_isolated(fn, *args, timeout: float | None = None) -> dict[str, np.ndarray]:
     """``fn(*args)`` (a dict of numeric arrays) computed in a forked child: its crash is an ``OSError`` here, its
-    ``ValueError`` (e.g. a ``SourceError``) a ``ValueError`` with the same message, anything else an ``OSError``."""
+    ``ValueError`` (e.g. a ``SourceError``) a ``ValueError`` with the same message, anything else an ``OSError``;
+    a child still running after ``timeout`` seconds is killed (an ``OSError``)."""
     if not hasattr(os, "fork"):  # pragma: no cover - Windows: read in-process
         return fn(*args)
     r, w = os.pipe()
@@ -48,7 +56,15 @@ def call_isolated(fn, *args) -> dict[str, np.ndarray]:
             os._exit(0)
     os.close(w)
     try:
-        data = _read_all(r)
+        data = _read_all(r, time.monotonic() + timeout if timeout else None)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise OSError(f"the reader did not finish in {timeout:g} s") from None
+    except BaseException:  # e.g. KeyboardInterrupt while waiting: no orphan left reading the file
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
     finally:
         os.close(r)
     _, status = os.waitpid(pid, 0)
@@ -63,3 +79,23 @@ def call_isolated(fn, *args) -> dict[str, np.ndarray]:
         raise OSError(msg)
     with np.load(io.BytesIO(data[1:]), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def can_isolate() -> bool:
+    """Whether a forked child can safely run a reader now: a fork while another Python thread holds a lock (h5py's,
+    a logging lock) would leave the child waiting forever on it, so only a single-threaded process forks."""
+    import threading
+
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def call_isolated_json(fn, *args, timeout: float | None = None):
+    """:func:`call_isolated` for a function whose result is JSON-serialisable (lists, dicts, str, numbers): it
+    travels as JSON text (never a pickle)."""
+    import json
+
+    def child(*a):
+        return {"json": np.frombuffer(json.dumps(fn(*a)).encode("utf-8"), np.uint8)}
+
+    out = call_isolated(child, *args, timeout=timeout)
+    return json.loads(out["json"].tobytes().decode("utf-8"))

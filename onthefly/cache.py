@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import torch
 
-from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, check_record
+from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, _where, check_record
 from .structures import Frames
 import cv2
 import functools
@@ -260,9 +260,7 @@ class CacheWriter:
         g.create_dataset("texture_id", data=np.array(r["texture_id"], np.int32))
         g.create_dataset("has_vertex_colors", data=np.array(r["has_vertex_colors"], bool))
         g.create_dataset("has_face_region", data=np.array(r["has_face_region"], bool))
-        shapes = {"vert_origin": (3,), "landmarks": (68, 3), "head_rotation": (3, 3), "face_centre": (3,),
-                  "gaze_target": (3,), "gaze_direction": (3,), "K": (3, 3)}
-        for k, s in shapes.items():
+        for k, s in _FRAME_FLOATS.items():
             g.create_dataset(k, data=np.array(r[k], np.float64).reshape(n, *s))
         g.create_dataset("face_centre_rule", data=np.array(r["face_centre_rule"], np.int8))
         g.create_dataset("image_size", data=np.array(r["image_size"], np.int32).reshape(n, 2))
@@ -363,6 +361,161 @@ def build_cache(source: Source, out: str | Path, *, skip_bad: bool = False, vert
         if skipped:  # the reasons travel with the file (JSON list of [record, reason])
             w._f.attrs["skipped_records"] = json.dumps(skipped)
     return BuildReport(Path(out), len(keys) - (len(skipped) - n_pre), skipped, time.perf_counter() - t0)
+
+
+# ====================================================================================================== layout
+#: per-frame float64 tables ``frames/<name>`` (N, *shape): written by CacheWriter, checked by every reader
+_FRAME_FLOATS = {"vert_origin": (3,), "landmarks": (68, 3), "head_rotation": (3, 3), "face_centre": (3,),
+                 "gaze_target": (3,), "gaze_direction": (3,), "K": (3, 3)}
+#: every dataset of the layout (docs/cache-format.md): path -> (dtype kinds, shape in the symbolic sizes N frames,
+#: V vertices, F faces, U uv rows, T topologies, D texture bytes, X textures, M views; "N1" = N + 1), required
+_LAYOUT: dict[str, tuple[str, tuple, bool]] = {
+    "verts": ("f", ("V", 3), True), "vert_colors": ("u", ("V", 3), True), "vert_face_region": ("ub", ("V",), False),
+    **{f"frames/{k}": ("S", ("N",), True) for k in ("subject", "frame", "camera", "origin")},
+    "frames/vert_offset": ("iu", ("N1",), True), "frames/topology_id": ("iu", ("N",), True),
+    "frames/texture_id": ("i", ("N",), True), "frames/has_vertex_colors": ("bui", ("N",), True),
+    "frames/has_face_region": ("bui", ("N",), False),
+    **{f"frames/{k}": ("f", ("N", *s), True) for k, s in _FRAME_FLOATS.items()},
+    "frames/face_centre_rule": ("iu", ("N",), True), "frames/image_size": ("iu", ("N", 2), True),
+    "topologies/faces": ("iu", ("F", 3), True), "topologies/faces_uv": ("iu", ("F", 3), True),
+    "topologies/uv": ("f", ("U", 2), True), "topologies/face_offset": ("iu", ("T1",), True),
+    "topologies/uv_offset": ("iu", ("T1",), True), "topologies/vertex_count": ("iu", ("T",), True),
+    "textures/data": ("u", ("D",), True), "textures/offset": ("iu", ("X1",), True),
+    "textures/shape": ("iu", ("X", 3), True),
+    "views/offset": ("iu", ("N1",), False), "views/names": ("S", ("M",), False), "views/R": ("f", ("M", 3, 3), False),
+    "views/t": ("f", ("M", 3), False), "views/K": ("f", ("M", 3, 3), False),
+}
+_SIZES = {"N": "frames/subject", "V": "verts", "F": "topologies/faces", "U": "topologies/uv",
+          "T": "topologies/vertex_count", "D": "textures/data", "X": "textures/shape", "M": "views/names"}
+
+
+def _kind_ok(ds: h5py.Dataset, kinds: str) -> bool:
+    if kinds == "S":
+        return h5py.check_string_dtype(ds.dtype) is not None
+    if kinds in ("u",) and ds.dtype.kind == "u":
+        return ds.dtype.itemsize == 1  # uint8 colours, texture bytes
+    return ds.dtype.kind in kinds and ds.dtype.fields is None
+
+
+def _offsets_problem(name: str, a: np.ndarray, end: int, strict: bool) -> str | None:
+    if len(a) == 0 or a[0] != 0 or a[-1] != end or (np.diff(a) <= 0 if strict else np.diff(a) < 0).any():
+        return f"{name} is not {'increasing' if strict else 'non-decreasing'} from 0 to {end}"
+    return None
+
+
+def _structure_problems(f: h5py.File) -> list[str]:
+    """The layout checks every reader makes on opening (O(frames + topologies + textures), no per-vertex read):
+    every dataset present (the optional ones: all or none of a group) with its dtype and shape, offsets tables
+    running from 0 to the packed size, topology / texture ids in range, textured frames with UV coordinates.
+    Returns problems (empty: the tables can be read without indexing out of range)."""
+    probs: list[str] = []
+    has_vfr, has_flag = "vert_face_region" in f, "frames/has_face_region" in f
+    if has_vfr != has_flag:
+        probs.append(f"{'vert_face_region' if has_vfr else 'frames/has_face_region'} without "
+                     f"{'frames/has_face_region' if has_vfr else 'vert_face_region'}")
+    views = "views" in f
+    need = [k for k, (_, _, req) in _LAYOUT.items() if req or (k.startswith("views/") and views)]
+    missing = [k for k in need if k not in f or not isinstance(f[k], h5py.Dataset)]
+    if missing:
+        return [f"missing datasets {missing}"] + probs
+    sizes = {}
+    for s, k in _SIZES.items():
+        if k in f and f[k].ndim >= 1:
+            sizes[s] = f[k].shape[0]
+    sizes.update({s + "1": v + 1 for s, v in list(sizes.items())})
+    for k, (kinds, shape, _) in _LAYOUT.items():
+        if k not in f:
+            continue
+        ds = f[k]
+        want = tuple(sizes.get(d, -1) if isinstance(d, str) else d for d in shape)
+        if not _kind_ok(ds, kinds):
+            probs.append(f"{k} has dtype {ds.dtype}, expected {'a string' if kinds == 'S' else 'a ' + kinds + ' kind'}")
+        if ds.shape != want:
+            what = " (one row per vertex)" if k == "vert_face_region" else ""
+            probs.append(f"{k} has shape {ds.shape}, expected {want}{what}")
+    q = f.get("frames/quality")
+    if isinstance(q, h5py.Group):
+        for k in q:
+            if not isinstance(q[k], h5py.Dataset) or q[k].shape != (sizes["N"],) or q[k].dtype.kind != "f":
+                probs.append(f"frames/quality/{k} must be ({sizes['N']},) float")
+    if probs:
+        return probs
+    N, V, T, X = sizes["N"], sizes["V"], sizes["T"], sizes["X"]
+    for name, end, strict in (("frames/vert_offset", V, True), ("topologies/face_offset", sizes["F"], True),
+                              ("topologies/uv_offset", sizes["U"], False), ("textures/offset", sizes["D"], False)) + \
+            ((("views/offset", sizes["M"], False),) if views else ()):
+        p = _offsets_problem(name, f[name][()], end, strict)
+        if p:
+            probs.append(p)
+    if probs:
+        return probs
+    tid, xid = f["frames/topology_id"][()], f["frames/texture_id"][()]
+    for name, ids, lo, hi in (("frames/topology_id", tid, 0, T), ("frames/texture_id", xid, -1, X)):
+        out = np.flatnonzero((ids < lo) | (ids >= hi))
+        if len(out):
+            probs.append(f"{name} {ids[out[0]]} of frame {out[0]} outside [{lo}, {hi}) ({len(out)} frames)")
+    xs, xo = f["textures/shape"][()], f["textures/offset"][()]
+    badx = np.flatnonzero((xs <= 0).any(1) | (xs[:, 2] != 3) | (np.diff(xo) != np.prod(xs, 1)))
+    if len(badx):
+        probs.append(f"texture {badx[0]}: shape {tuple(xs[badx[0]])} does not match its "
+                     f"{xo[badx[0] + 1] - xo[badx[0]]} bytes")
+    if not probs and N:
+        nu = np.diff(f["topologies/uv_offset"][()])
+        tex = np.flatnonzero((xid >= 0) & (nu[tid] == 0))
+        if len(tex):
+            probs.append(f"frame {tex[0]} has a texture but its topology has no UV coordinates ({len(tex)} frames)")
+    return probs
+
+
+def _view_problems(R: np.ndarray, t: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Indices of the views whose R is not a rotation, t not finite or K not an intrinsics matrix."""
+    if len(R) == 0:
+        return np.zeros(0, np.int64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        fin = np.isfinite(R).all((1, 2))
+        R0 = np.where(fin[:, None, None], R, 0)
+        err = np.abs(R0 @ R0.transpose(0, 2, 1) - np.eye(3)).max((1, 2))
+        det = np.linalg.det(R0)
+        return np.flatnonzero(~fin | ~(err < 1e-5) | ~(det > 0) | ~np.isfinite(t).all(1) | ~np.isfinite(K).all((1, 2)))
+
+
+def _label_problems(rows: dict[str, np.ndarray]) -> list[tuple[int, str]]:
+    """(frame row, problem) of the per-frame labels (``rows``: the ``frames/*`` tables of the frames read, plus
+    ``texture_id``), vectorised: what a reader must refuse to hand out (the same rules as ``check_record``)."""
+    out: list[tuple[int, str]] = []
+
+    def add(mask, msg):
+        out.extend((int(i), msg if isinstance(msg, str) else msg(i)) for i in np.flatnonzero(mask))
+
+    n = len(rows["landmarks"])
+    add(~np.isfinite(rows["landmarks"]).all((1, 2)), "landmarks contain NaN or inf")
+    hR = rows["head_rotation"]
+    with np.errstate(invalid="ignore", over="ignore"):
+        fin = np.isfinite(hR).all((1, 2))
+        hR0 = np.where(fin[:, None, None], hR, 0)
+        err = np.abs(hR0 @ hR0.transpose(0, 2, 1) - np.eye(3)).max((1, 2)) if n else np.zeros(0)
+        det = np.linalg.det(hR0) if n else np.zeros(0)
+        add(~fin | ~(err < 1e-5) | ~(det > 0), "head_rotation is not a rotation matrix")
+        add(~np.isfinite(rows["vert_origin"]).all(1), "vert_origin contains NaN or inf")
+        fc = rows["face_centre"]
+        add(~np.isfinite(fc).all(1) | ~(fc[:, 2] > 0), "face_centre must be finite with z > 0")
+        rule = rows["face_centre_rule"]
+        add((rule < 0) | (rule >= len(FACE_CENTRE_RULES)), lambda i: f"face_centre_rule {rule[i]} unknown")
+        gd, gt = rows["gaze_direction"], rows["gaze_target"]
+        add(~(np.abs(np.linalg.norm(gd, axis=1) - 1) < 1e-6), "gaze_direction is not a unit vector")
+        has_t = np.isfinite(gt).all(1)
+        d = gt - fc
+        d = d / np.linalg.norm(d, axis=1, keepdims=True)
+        add(has_t & ~((d * gd).sum(1) > 1 - 1e-9), "gaze_direction does not point from the face centre to the "
+                                                   "gaze target")
+        add(~has_t & ~np.isnan(gt).all(1), "gaze_target partly NaN")
+        K = rows["K"]
+        add(~(K[:, 0, 0] > 0) | ~(K[:, 1, 1] > 0) | ~(np.abs(K[:, 2] - [0, 0, 1]).max(1) < 1e-9),
+            "K is not a valid intrinsics matrix")
+    add((rows["image_size"] <= 0).any(1), "image_size must be positive")
+    add(~rows["has_vertex_colors"].astype(bool) & (rows["texture_id"] < 0),
+        "no texture: neither vertex colours nor a UV texture")
+    return out
 
 
 # ====================================================================================================== reading
@@ -501,7 +654,7 @@ class MeshCache:
     """
 
     @_damaged
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, _check: bool = True):
         self.path = Path(path)
         if not self.path.is_file():
             tmp = self.path.with_name(self.path.name + ".tmp")
@@ -522,6 +675,13 @@ class MeshCache:
         if not bool(a.get("complete", False)):
             self._f.close()
             raise ValueError(f"{self.path}: incomplete cache (the build was interrupted); rebuild it")
+        if _check:  # the layout (cheap, per table): a damaged file is refused here, not half-read later
+            probs = _structure_problems(self._f)
+            if probs:
+                self._f.close()
+                more = f"; and {len(probs) - 1} more problem(s)" if len(probs) > 1 else ""
+                raise ValueError(f"{self.path}: damaged cache ({probs[0]}{more}); check it with "
+                                 f"`onthefly cache validate {self.path}`")
         fr = self._f["frames"]
         self._subject = np.array(_strs(fr["subject"]))
         _, first = np.unique(self._subject, return_index=True)
@@ -610,8 +770,11 @@ class MeshCache:
             faces_uv = t["faces_uv"][fo[0]:fo[1]].astype(np.int64)
             texture = self._texture(xid)
         gt = fr["gaze_target"][i]
-        rule = FACE_CENTRE_RULES[int(fr["face_centre_rule"][i])]
-        return FrameRecord(
+        r = int(fr["face_centre_rule"][i])
+        if not 0 <= r < len(FACE_CENTRE_RULES):
+            self._refuse(i, f"face_centre_rule {r} unknown")
+        rule = FACE_CENTRE_RULES[r]
+        rec = FrameRecord(
             verts=verts, faces=faces, landmarks=fr["landmarks"][i], head_rotation=fr["head_rotation"][i],
             face_centre=fr["face_centre"][i], face_centre_rule=rule, K=fr["K"][i],
             image_size=tuple(int(v) for v in fr["image_size"][i]), subject=str(self._subject[i]),
@@ -622,6 +785,19 @@ class MeshCache:
             if self._has_face is not None and self._has_face[i] else None,
             uv=uv, faces_uv=faces_uv, texture=texture, origin=_strs(fr["origin"][i:i + 1])[0],
             views=self._views_of(i), extra=self._quality_row(i))
+        try:  # the record a source would have had to pass (shapes, finite values, index ranges, rotations)
+            return check_record(rec)
+        except SourceError as exc:
+            msg, where = str(exc), f"{_where(rec)}: "
+            self._refuse(i, msg[len(where):] if msg.startswith(where) else msg)
+
+    def _refuse(self, i: int, problem: str):
+        """Raise the damaged-cache error naming the file and frame ``i`` (its subject/frame/camera)."""
+        fr = self._f["frames"]
+        key = "/".join(x for x in (str(self._subject[i]), *(_strs(fr[k][i:i + 1])[0] for k in ("frame", "camera")))
+                       if x)
+        raise ValueError(f"{self.path}: damaged cache: frame {i} ({key}): {problem}; check it with "
+                         f"`onthefly cache validate {self.path}`")
 
     def _views_of(self, i: int) -> dict | None:
         """The real cameras of frame i (``views`` of its record), or None."""
@@ -726,6 +902,7 @@ class MeshCache:
             p += n
         texture_id = np.full(len(idx), -1, np.int64)
         texture_id[xid_sel >= 0] = xid_inv
+        self._check_loaded(idx, counts, verts, colors, frame_rows, used_t, faces_list, uv_list, fuv_list)
         # vertices back into the camera frame, on the device
         offsets = np.zeros(len(idx) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
@@ -757,8 +934,13 @@ class MeshCache:
             names = _strs(vg["names"])
             vo_new = np.zeros(len(idx) + 1, np.int64)
             np.cumsum(vcount, out=vo_new[1:])
-            views = dict(view_offsets=tens(vo_new, torch.int64), view_R=tens(_read_ranges(vg["R"], vr), lab),
-                         view_t=tens(_read_ranges(vg["t"], vr), lab), view_K=tens(_read_ranges(vg["K"], vr), lab),
+            vR, vt, vK = (_read_ranges(vg[k], vr) for k in ("R", "t", "K"))
+            bad = _view_problems(vR, vt, vK)
+            if len(bad):
+                self._refuse(int(idx[np.searchsorted(vo_new, bad[0], side="right") - 1]),
+                             f"view {bad[0]}: R is not a rotation or t, K not finite")
+            views = dict(view_offsets=tens(vo_new, torch.int64), view_R=tens(vR, lab),
+                         view_t=tens(vt, lab), view_K=tens(vK, lab),
                          view_names=[names[int(voff[i]):int(voff[i + 1])] for i in idx])
         return PackedFrames(
             verts=v, vert_colors=torch.from_numpy(colors).to(device), vert_offsets=tens(offsets, torch.int64),
@@ -784,6 +966,37 @@ class MeshCache:
         order = [subjects] if isinstance(subjects, str) else list(self.subjects if subjects is None else subjects)
         pf = self.load(order, device=device, label_dtype=label_dtype)
         return Frames.from_packed(pf, order, views=views, source=str(self.path))
+
+    def _check_loaded(self, idx, counts, verts, colors, frame_rows, used_t, faces, uv, faces_uv) -> None:
+        """What :meth:`load` read, checked before it is handed out (one vectorised pass; the layout was checked on
+        opening): finite vertices, per-frame labels (:func:`_label_problems`), face and UV indices in range of
+        every frame that uses the topology. Raises the damaged-cache error naming the file and the first frame."""
+        if len(idx) == 0:
+            return
+        if verts.dtype.kind != "f" or colors.dtype != np.uint8:
+            raise ValueError(f"{self.path}: damaged cache (verts {verts.dtype}, vert_colors {colors.dtype})")
+        bad_v = ~np.isfinite(verts).all(1)
+        if bad_v.any():
+            starts = np.zeros(len(idx) + 1, np.int64)
+            np.cumsum(counts, out=starts[1:])
+            self._refuse(int(idx[np.searchsorted(starts, np.flatnonzero(bad_v)[0], side="right") - 1]),
+                         "vertices contain NaN or inf")
+        rows = dict(frame_rows, texture_id=self._xid[idx])
+        probs = _label_problems(rows)
+        if probs:
+            self._refuse(int(idx[probs[0][0]]), probs[0][1])
+        tid = self._tid[idx]
+        for k, t in enumerate(used_t.tolist()):
+            fr_t = np.flatnonzero(tid == t)
+            n_v = int(counts[fr_t].min())
+            f = faces[k]
+            if len(f) == 0 or int(f.min()) < 0 or int(f.max()) >= n_v:
+                self._refuse(int(idx[fr_t[0]]), f"face indices of topology {t} outside [0, {n_v})")
+            if uv[k] is not None:
+                if int(faces_uv[k].min()) < 0 or int(faces_uv[k].max()) >= len(uv[k]):
+                    self._refuse(int(idx[fr_t[0]]), f"faces_uv indices of topology {t} outside [0, {len(uv[k])})")
+                if not bool(torch.isfinite(uv[k]).all()):
+                    self._refuse(int(idx[fr_t[0]]), f"UV coordinates of topology {t} contain NaN or inf")
 
     # ------------------------------------------------------------------ summary
     def info(self) -> dict:
@@ -835,162 +1048,90 @@ def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
 
 
 def _validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
-    """Check every record of a cache; returns a list of problems (empty: valid), each naming the frame.
+    """Check every record of a cache; returns a list of problems (empty: valid), each naming the file or frame.
 
-    Checks: version/completeness, dataset presence and shapes, offsets, face-region rows and flags (optional
-    datasets), per-frame vertex counts against the topology, face and UV index ranges, finite vertices, landmarks,
-    rotations (orthonormal, det +1), face centre in front of the camera, unit gaze directions consistent with the
-    targets, intrinsics, texture sizes and ids.
+    Checks: version/completeness, the layout (:func:`_structure_problems`: datasets, dtypes, shapes, offsets, ids;
+    what every reader checks on opening), face-region values, per-frame vertex counts against the topology, face
+    and UV index ranges, finite vertices and the per-frame labels (:func:`_label_problems`: landmarks, rotations
+    (orthonormal, det +1), face centre in front of the camera, unit gaze directions consistent with the targets,
+    intrinsics), identifiers, the real cameras of multi-view frames.
     """
-    problems: list[str] = []
     try:
-        c = MeshCache(path)
+        c = MeshCache(path, _check=False)
     except (ValueError, FileNotFoundError) as exc:
         return [str(exc)]
     with c:
-        f = c._f
-        need = ["verts", "vert_colors", "frames/vert_offset", "frames/landmarks", "topologies/faces",
-                "topologies/face_offset", "textures/data", "textures/offset", "textures/shape"]
-        missing = [k for k in need if k not in f]
-        if missing:
-            return [f"{path}: missing datasets {missing}"]
-        n = len(c)
-        fr = f["frames"]
-        names = _strs(fr["subject"]), _strs(fr["frame"]), _strs(fr["camera"])
+        layout = [f"{path}: {p}" for p in _structure_problems(c._f)]
+        try:
+            problems = _record_problems(c, path, max_problems)
+        except (KeyError, IndexError, TypeError, ValueError, OSError, RuntimeError, AttributeError):
+            if not layout:
+                raise
+            problems = []  # the layout problems explain it
+    return (layout + problems)[:max(max_problems, len(layout))]
 
-        def bad(i, msg):
-            if len(problems) < max_problems:
-                key = "/".join(p for p in (names[0][i], names[1][i], names[2][i]) if p)
-                problems.append(f"frame {i} ({key}): {msg}")
 
-        vo = c._vo
-        nV = f["verts"].shape[0]
-        if len(vo) != n + 1 or vo[0] != 0 or vo[-1] != nV or (np.diff(vo) <= 0).any():
-            problems.append(f"{path}: frames/vert_offset is not increasing from 0 to {nV}")
-            return problems
-        if f["vert_colors"].shape[0] != nV:
-            problems.append(f"{path}: vert_colors has {f['vert_colors'].shape[0]} rows, verts {nV}")
-        # face regions: optional (caches written before them have neither dataset), but both or none
-        has_vfr, has_flag = "vert_face_region" in f, "has_face_region" in fr
-        if has_vfr != has_flag:
-            problems.append(f"{path}: {'vert_face_region' if has_vfr else 'frames/has_face_region'} without "
-                            f"{'frames/has_face_region' if has_vfr else 'vert_face_region'}")
-        if has_vfr:
-            ds = f["vert_face_region"]
-            if ds.ndim != 1 or ds.shape[0] != nV:
-                problems.append(f"{path}: vert_face_region has shape {ds.shape}, expected ({nV},) (one row per vertex)")
-            else:
-                for a in range(0, nV, 1 << 22):
-                    if (ds[a:a + (1 << 22)] > 1).any():
-                        problems.append(f"{path}: vert_face_region has values other than 0 and 1")
-                        break
-        if has_flag and fr["has_face_region"].shape != (n,):
-            problems.append(f"{path}: frames/has_face_region has shape {fr['has_face_region'].shape}, "
-                            f"expected ({n},)")
-        t = f["topologies"]
-        fo, vc = t["face_offset"][()], t["vertex_count"][()]
-        uo = t["uv_offset"][()]
-        nT = len(vc)
-        xo, xs = f["textures/offset"][()], f["textures/shape"][()]
-        # per-topology checks, once each
-        topo_ok = np.ones(nT, bool)
-        for tid in range(nT):
-            faces = t["faces"][fo[tid]:fo[tid + 1]]
-            if len(faces) == 0 or faces.min() < 0 or faces.max() >= vc[tid]:
-                problems.append(f"topology {tid}: face indices outside [0, {vc[tid]})")
-                topo_ok[tid] = False
-            fuv = t["faces_uv"][fo[tid]:fo[tid + 1]]
-            nu = uo[tid + 1] - uo[tid]
-            if nu and (fuv.min() < 0 or fuv.max() >= nu):
-                problems.append(f"topology {tid}: faces_uv indices outside [0, {nu})")
-            uv = t["uv"][uo[tid]:uo[tid + 1]]
-            if nu and not np.isfinite(uv).all():
-                problems.append(f"topology {tid}: UV coordinates contain NaN or inf")
-        for x in range(len(xs)):
-            if xo[x + 1] - xo[x] != int(np.prod(xs[x])) or xs[x][2] != 3:
-                problems.append(f"texture {x}: shape {tuple(xs[x])} does not match its {xo[x + 1] - xo[x]} bytes")
-        tid, xid = c._tid, c._xid
-        for i in np.flatnonzero((tid < 0) | (tid >= nT)):
-            bad(i, f"topology_id {tid[i]} out of range")
-        ok_t = (tid >= 0) & (tid < nT)
-        for i in np.flatnonzero(ok_t & (np.diff(vo) != vc[np.clip(tid, 0, max(nT - 1, 0))])):
-            bad(i, f"{vo[i + 1] - vo[i]} vertices but topology {tid[i]} expects {vc[tid[i]]}")
-        for i in np.flatnonzero((xid < -1) | (xid >= len(xs))):
-            bad(i, f"texture_id {xid[i]} out of range")
-        for i in np.flatnonzero(xid >= 0):
-            if 0 <= tid[i] < nT and uo[tid[i] + 1] == uo[tid[i]]:
-                bad(i, "has a texture but its topology has no UV coordinates")
-        hv = fr["has_vertex_colors"][()]
-        for i in np.flatnonzero(~hv & (xid < 0)):
-            bad(i, "no texture: neither vertex colours nor a UV texture")
-        # vertices: chunked scan for non-finite values
-        step = 1 << 20
-        bad_frames = set()
-        for a in range(0, nV, step):
-            v = f["verts"][a:a + step]
-            rows = np.flatnonzero(~np.isfinite(v).all(1))
-            if len(rows):
-                bad_frames.update((np.searchsorted(vo, rows + a, side="right") - 1).tolist())
-        for i in sorted(bad_frames):
-            bad(i, "vertices contain NaN or inf")
-        # per-frame labels, vectorised
-        lm = fr["landmarks"][()]
-        if lm.shape != (n, 68, 3):
-            problems.append(f"{path}: frames/landmarks has shape {lm.shape}, expected ({n}, 68, 3)")
-        else:
-            for i in np.flatnonzero(~np.isfinite(lm).all((1, 2))):
-                bad(i, "landmarks contain NaN or inf")
-        hR = fr["head_rotation"][()]
-        with np.errstate(invalid="ignore"):
-            err = np.abs(hR @ hR.transpose(0, 2, 1) - np.eye(3)).max((1, 2))
-            det = np.linalg.det(hR) if n else np.zeros(0)
-        for i in np.flatnonzero(~(err < 1e-5) | ~(det > 0)):
-            bad(i, "head_rotation is not a rotation matrix")
-        for i in np.flatnonzero(~np.isfinite(fr["vert_origin"][()]).all(1)):
-            bad(i, "vert_origin contains NaN or inf")
-        fc = fr["face_centre"][()]
-        for i in np.flatnonzero(~np.isfinite(fc).all(1) | ~(fc[:, 2] > 0)):
-            bad(i, "face_centre must be finite with z > 0")
-        rule = fr["face_centre_rule"][()]
-        for i in np.flatnonzero((rule < 0) | (rule >= len(FACE_CENTRE_RULES))):
-            bad(i, f"face_centre_rule {rule[i]} unknown")
-        gd, gt = fr["gaze_direction"][()], fr["gaze_target"][()]
-        with np.errstate(invalid="ignore"):
-            for i in np.flatnonzero(~(np.abs(np.linalg.norm(gd, axis=1) - 1) < 1e-6)):
-                bad(i, "gaze_direction is not a unit vector")
-            has_t = np.isfinite(gt).all(1)
-            d = gt - fc
-            d = d / np.linalg.norm(d, axis=1, keepdims=True)
-            for i in np.flatnonzero(has_t & ~((d * gd).sum(1) > 1 - 1e-9)):
-                bad(i, "gaze_direction does not point from the face centre to the gaze target")
-        for i in np.flatnonzero(~np.isfinite(gt).all(1) & ~np.isnan(gt).all(1)):
-            bad(i, "gaze_target partly NaN")
-        K = fr["K"][()]
-        for i in np.flatnonzero(~(K[:, 0, 0] > 0) | ~(K[:, 1, 1] > 0) | ~(np.abs(K[:, 2] - [0, 0, 1]).max(1) < 1e-9)):
-            bad(i, "K is not a valid intrinsics matrix")
-        for i in np.flatnonzero((fr["image_size"][()] <= 0).any(1)):
-            bad(i, "image_size must be positive")
-        for i in range(n):
-            if not names[0][i] or not names[1][i]:
-                bad(i, "empty subject or frame id")
-        if "views" in f:  # optional real cameras per frame
-            vg = f["views"]
-            need_v = [k for k in ("offset", "names", "R", "t", "K") if k not in vg]
-            if need_v:
-                problems.append(f"{path}: views/ lacks {need_v}")
-                return problems
-            off, M = vg["offset"][()], vg["names"].shape[0]
-            if len(off) != n + 1 or off[0] != 0 or off[-1] != M or (np.diff(off) < 0).any():
-                problems.append(f"{path}: views/offset is not non-decreasing from 0 to {M}")
-                return problems
-            if vg["R"].shape != (M, 3, 3) or vg["t"].shape != (M, 3) or vg["K"].shape != (M, 3, 3):
-                problems.append(f"{path}: views/R, t, K must be ({M},3,3), ({M},3), ({M},3,3)")
-                return problems
-            R = vg["R"][()]
-            with np.errstate(invalid="ignore"):
-                err = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max((1, 2)) if M else np.zeros(0)
-                det = np.linalg.det(R) if M else np.zeros(0)
-            badm = ~(err < 1e-5) | ~(det > 0) | ~np.isfinite(vg["t"][()]).all(1)
-            for m in np.flatnonzero(badm):
-                bad(int(np.searchsorted(off, m, side="right") - 1), f"view {m}: R is not a rotation or t not finite")
+def _record_problems(c: MeshCache, path, max_problems: int) -> list[str]:
+    problems: list[str] = []
+    f = c._f
+    n = len(c)
+    fr = f["frames"]
+    names = _strs(fr["subject"]), _strs(fr["frame"]), _strs(fr["camera"])
+
+    def bad(i, msg):
+        if len(problems) < max_problems:
+            key = "/".join(p for p in (names[0][i], names[1][i], names[2][i]) if p)
+            problems.append(f"frame {i} ({key}): {msg}")
+
+    vo = c._vo
+    nV = f["verts"].shape[0]
+    if "vert_face_region" in f:
+        ds = f["vert_face_region"]
+        if ds.ndim == 1:
+            for a in range(0, ds.shape[0], 1 << 22):
+                if (ds[a:a + (1 << 22)] > 1).any():
+                    problems.append(f"{path}: vert_face_region has values other than 0 and 1")
+                    break
+    t = f["topologies"]
+    fo, vc = t["face_offset"][()], t["vertex_count"][()]
+    uo = t["uv_offset"][()]
+    nT = len(vc)
+    # per-topology checks, once each
+    for tid in range(nT):
+        faces = t["faces"][fo[tid]:fo[tid + 1]]
+        if len(faces) == 0 or faces.min() < 0 or faces.max() >= vc[tid]:
+            problems.append(f"topology {tid}: face indices outside [0, {vc[tid]})")
+        fuv = t["faces_uv"][fo[tid]:fo[tid + 1]]
+        nu = uo[tid + 1] - uo[tid]
+        if nu and (fuv.min() < 0 or fuv.max() >= nu):
+            problems.append(f"topology {tid}: faces_uv indices outside [0, {nu})")
+        uv = t["uv"][uo[tid]:uo[tid + 1]]
+        if nu and not np.isfinite(uv).all():
+            problems.append(f"topology {tid}: UV coordinates contain NaN or inf")
+    tid = c._tid
+    ok_t = (tid >= 0) & (tid < nT)
+    for i in np.flatnonzero(ok_t & (np.diff(vo) != vc[np.clip(tid, 0, max(nT - 1, 0))])):
+        bad(i, f"{vo[i + 1] - vo[i]} vertices but topology {tid[i]} expects {vc[tid[i]]}")
+    # vertices: chunked scan for non-finite values
+    step = 1 << 20
+    bad_frames = set()
+    for a in range(0, nV, step):
+        v = f["verts"][a:a + step]
+        rows = np.flatnonzero(~np.isfinite(v).all(1))
+        if len(rows):
+            bad_frames.update((np.searchsorted(vo, rows + a, side="right") - 1).tolist())
+    for i in sorted(bad_frames):
+        bad(i, "vertices contain NaN or inf")
+    # per-frame labels, vectorised (the rules every reader applies)
+    rows = {k: fr[k][()] for k in (*_FRAME_FLOATS, "face_centre_rule", "image_size", "has_vertex_colors")}
+    for i, msg in _label_problems(dict(rows, texture_id=c._xid)):
+        bad(i, msg)
+    for i in range(n):
+        if not names[0][i] or not names[1][i]:
+            bad(i, "empty subject or frame id")
+    if "views" in f:  # optional real cameras per frame
+        vg = f["views"]
+        off = vg["offset"][()]
+        for m in _view_problems(vg["R"][()], vg["t"][()], vg["K"][()]):
+            bad(int(np.searchsorted(off, m, side="right") - 1), f"view {m}: R is not a rotation or t not finite")
     return problems

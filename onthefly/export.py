@@ -38,6 +38,7 @@ import re
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -449,6 +450,8 @@ class _SubjectFile:
             else:
                 ds[start:start + n] = rows[fld.key]
         f.flush()  # the rows reach the file before the count that declares them
+        f.attrs["rows_crc"] = rows_crc(rows, self.keys, {k: f[k].dtype for k in self.keys},
+                                       int(f.attrs.get("rows_crc", 0)))  # checked by --resume (_recover)
         f.attrs["rows_done"] = start + n
         f.flush()
         self.rows = start + n
@@ -523,9 +526,20 @@ def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
                     raise _Unreadable(f"'{k}' has fewer than the {r} rows declared")
                 if f[k].shape[0] > n_rows:  # never written so (and shrinking 2**31 chunks takes minutes: tests/fuzz)
                     raise _Unreadable(f"'{k}' has {f[k].shape[0]} rows, more than the file's {n_rows}")
-                a = f[k][:r]
-                if a.dtype.kind == "f" and not _finite(a, k in nan_ok):
-                    raise _Unreadable(f"'{k}' has non-finite values")
+                if f[k].dtype != np.dtype(sch.field(k).dtype):
+                    raise _Unreadable(f"'{k}' has dtype {f[k].dtype}, the schema {sch.field(k).dtype}")
+            want_crc = f.attrs.get("rows_crc")
+            if want_crc is not None and r != int(f.attrs["rows_done"]):
+                raise _Unreadable(f"rows_done {int(f.attrs['rows_done'])} is not on a batch boundary")
+            dtypes, crc = {k: f[k].dtype for k in keys}, 0
+            for s in range(0, r, rows_per_batch):  # batch by batch: the kept rows are checked, never all in memory
+                batch = {k: f[k][s:min(r, s + rows_per_batch)] for k in keys}
+                for k, a in batch.items():
+                    if a.dtype.kind == "f" and not _finite(a, k in nan_ok):
+                        raise _Unreadable(f"'{k}' has non-finite values (rows {s}..{s + len(a) - 1})")
+                crc = rows_crc(batch, keys, dtypes, crc)
+            if want_crc is not None and crc != int(want_crc):  # rows altered after they were written
+                raise _Unreadable(f"the {r} rows kept do not match their CRC (rows_crc): damaged")
             for k in keys:
                 f[k].resize(r, 0)
             f.flush()
@@ -534,6 +548,14 @@ def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
         raise
     except Exception as exc:  # noqa: BLE001 - any HDF5 damage: redo the subject
         raise _Unreadable(f"damaged ({type(exc).__name__}: {exc})") from None
+
+
+def rows_crc(rows: dict, keys, dtypes: dict, crc: int = 0) -> int:
+    """The running CRC-32 of the rows written (attribute ``rows_crc``): ``crc`` continued over one batch, key after
+    key in schema order, each as the bytes of its stored dtype. ``--resume`` recomputes it over the rows it keeps."""
+    for k in keys:
+        crc = zlib.crc32(np.ascontiguousarray(rows[k], dtypes[k]).data, crc)
+    return crc
 
 
 def _read_attrs(path: Path) -> dict:
@@ -890,6 +912,24 @@ def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str]
     return probs, a
 
 
+def _verify_file_isolated(p: Path, ref: dict | None) -> tuple[list[str], dict | None]:
+    """:func:`_verify_file` in a forked child (h5py can crash the process on a corrupt file: found by the fuzz
+    campaign); the attributes come back as str (what the comparisons use); a crash is a problem naming the file."""
+    from ._isolated import call_isolated_json, can_isolate
+
+    def child(p, ref):
+        probs, a = _verify_file(p, ref)
+        return [probs, None if a is None else {k: _attr_str(v) for k, v in a.items()}]
+
+    if not can_isolate():
+        return _verify_file(p, ref)
+    try:
+        probs, a = call_isolated_json(child, p, ref, timeout=3600)
+    except (OSError, ValueError) as exc:
+        return [f"{p}: unreadable h5 ({exc})"], None
+    return probs, a
+
+
 def verify_export(out: str | Path) -> list[str]:
     """See :func:`_verify_export`; never raises for a damaged export (the damage is a problem naming the path)."""
     try:
@@ -915,7 +955,7 @@ def _verify_export(out: str | Path) -> list[str]:
     ref, attrs = None, {}
     for rel in files:
         try:
-            pp, a = _verify_file(out / rel, ref)
+            pp, a = _verify_file_isolated(out / rel, ref)
         except Exception as exc:  # noqa: BLE001 - any damage the checks do not anticipate is a problem (tests/fuzz)
             pp, a = [f"{out / rel}: damaged ({type(exc).__name__}: {str(exc)[:200]})"], None
         probs += pp
@@ -962,8 +1002,17 @@ def _verify_export(out: str | Path) -> list[str]:
     if int(index.get("total_rows", -1)) != sum(int(e.get("rows", 0)) for e in entries.values()):
         probs.append(f"{idx_path}: total_rows does not add up")
     if not probs:  # the files are good: the index must say exactly what write_index says about them
-        want = json.loads(json.dumps(_build_index(out)))
+        built = _build_index(out)
+        want = json.loads(json.dumps(built))
         for k in sorted(set(want) | set(index)):
             if index.get(k, None) != want.get(k, None) or (k in index) != (k in want):
                 probs.append(f"{idx_path}: '{k}' does not match the files (rerun `onthefly export --index {out}`)")
+        # byte for byte what write_index writes: an edited index (a duplicated key, another layout) is not the index
+        if not probs and idx_path.read_bytes() != json.dumps(built, indent=1).encode():
+            probs.append(f"{idx_path}: not the text `onthefly export --index {out}` writes for these files "
+                         f"(edited?); rerun it")
+        for root, split in ({} if probs else _splits(built["files"])).items():
+            sp = out / root / SPLIT_NAME
+            if sp.read_bytes() != json.dumps(split, indent=1).encode():
+                probs.append(f"{sp}: not the text `onthefly export --index {out}` writes (edited?); rerun it")
     return probs

@@ -367,9 +367,24 @@ def check_h5(path, image_size: tuple[int, int] | None = None, require_labels: bo
 
     ``require_labels``: a file without ``face_gaze`` (the unlabelled ETH-XGaze test split) is an error unless False
     (inference). Clear ``ValueError`` naming the file otherwise (including the official MPIIFaceGaze ``.mat``)."""
+    from ._isolated import call_isolated, can_isolate
+
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"h5 file not found: {p}")
+    if can_isolate():  # opened and checked in a forked child first: h5py can crash the process on a corrupt file
+        try:
+            return int(call_isolated(_check_h5_child, p, image_size, require_labels, timeout=300)["n"])
+        except OSError as exc:
+            raise ValueError(f"{p}: not a readable h5 file ({exc})") from None
+    return _check_h5(p, image_size, require_labels)
+
+
+def _check_h5_child(p: Path, image_size, require_labels: bool) -> dict:
+    return {"n": np.array(_check_h5(p, image_size, require_labels))}
+
+
+def _check_h5(p: Path, image_size, require_labels: bool) -> int:
     mat = _mat_header(p)
     try:
         f = open_h5(p)

@@ -37,6 +37,7 @@ import torch
 from .geometry import _pitchyaw_to_axis, _pitchyaw_to_rotation
 from .geometry import rotation_to_pitchyaw
 from .normalization import _normalization_rotation
+from ._isolated import call_isolated, can_isolate
 
 __all__ = ["PoseSampler", "Gaussian", "Uniform", "Empirical", "Source", "Cameras", "make_sampler", "sampler_spec",
            "head_pose_for_gaze", "camera_view_poses",
@@ -105,6 +106,26 @@ class Uniform(PoseSampler):
         return (lo + u * (hi - lo)) * _DEG
 
 
+def _h5_pose_rows(p: Path, k: str) -> dict:
+    import h5py
+
+    try:
+        with h5py.File(p, "r") as f:
+            if k not in f:
+                raise ValueError(f"empirical poses: {p} has no dataset {k!r} (has {sorted(f.keys())[:10]})")
+            a = f[k][...]
+    except ValueError as exc:
+        if str(p) in str(exc):
+            raise
+        raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt file
+        raise ValueError(f"empirical poses: cannot read {p}: {type(exc).__name__}: {exc}") from None
+    try:
+        return {"rows": np.asarray(a, dtype=np.float64)}
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"empirical poses: {p}: not an array of numbers ({exc})") from None
+
+
 def load_pose_rows(path, key: str | None = None, degrees: bool = False) -> torch.Tensor:
     """(N, 2) float64 (pitch, yaw) radians from a ``.txt``/``.csv`` (whitespace or comma separated), ``.npy`` or
     ``.h5``/``.hdf5`` file (dataset ``key``, default ``face_head_pose``); any array whose last axis is 2 is
@@ -116,12 +137,15 @@ def load_pose_rows(path, key: str | None = None, degrees: bool = False) -> torch
     try:
         if suf == ".npy":
             a = np.load(p, allow_pickle=False)
-        elif suf in (".h5", ".hdf5"):
-            with h5py.File(p, "r") as f:
-                k = key or "face_head_pose"
-                if k not in f:
-                    raise ValueError(f"empirical poses: {p} has no dataset {k!r} (has {sorted(f.keys())[:10]})")
-                a = f[k][...]
+        elif suf in (".h5", ".hdf5"):  # read in a forked child: h5py can crash the process on a corrupt file
+            k = key or "face_head_pose"
+            if can_isolate():
+                try:
+                    a = call_isolated(_h5_pose_rows, p, k, timeout=300)["rows"]
+                except OSError as exc:
+                    raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
+            else:
+                a = _h5_pose_rows(p, k)["rows"]
         else:
             text = p.read_text().replace(",", " ")
             a = np.array([[float(v) for v in ln.split()] for ln in text.splitlines() if ln.strip()

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from .base import SourceError
-from .._isolated import call_isolated
+from .._isolated import call_isolated, call_isolated_json, can_isolate
 import cv2
 import yaml
-from .._io import safe_yaml
+from .._io import MAX_YAML_BYTES, safe_yaml
 import json
 import subprocess
 import sys
@@ -289,6 +289,9 @@ def read_light_meta(path: str | Path) -> dict[str, int]:
     full-light frames of a subject are the first N of its sorted ``frame*`` folders). Raises :class:`FormatError`
     (YAML syntax error with its line, an entry without a non-negative integer ``full_light_frame_end_idx``)."""
     path = Path(path)
+    if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:  # PyYAML would take seconds to minutes on it
+        raise FormatError(path, f"{path.stat().st_size} bytes; a light_meta.yaml is a small mapping (at most "
+                                f"{MAX_YAML_BYTES} bytes)")
     text = _text(path, "light metadata")
 
     try:
@@ -387,59 +390,48 @@ def read_mpii_annotation(path: str | Path) -> dict[str, MPIIRow]:
     return out
 
 
-_LOADMAT_CHILD = r"""
-import json, sys
-import numpy as np
-import scipy.io
-try:
-    m = scipy.io.loadmat(sys.argv[1])
-except Exception as exc:
-    print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
-    sys.exit(0)
-out = {"keys": sorted(k for k in m if not k.startswith("__"))}
-for k in ("cameraMatrix", "distCoeffs"):
-    if k in m:
+def _camera_mat_arrays(path: Path) -> dict[str, np.ndarray]:
+    """``cameraMatrix`` / ``distCoeffs`` of a Camera.mat as float64 arrays (run by :func:`read_camera_mat` in a
+    forked child)."""
+    import scipy.io
+
+    try:
+        m = scipy.io.loadmat(str(path))
+    except Exception as exc:  # noqa: BLE001 - any failure of the MAT reader is a bad file
+        msg = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise FormatError(path, f"not a readable MATLAB .mat file ({type(exc).__name__}: {msg})") from None
+    keys = sorted(k for k in m if not k.startswith("__"))
+    out = {}
+    for k in ("cameraMatrix", "distCoeffs"):
+        if k not in m:
+            raise FormatError(path, f"no variable {k!r} (has {keys})")
         try:
-            out[k] = np.asarray(m[k], np.float64).tolist()
+            out[k] = np.asarray(m[k], np.float64)
         except (TypeError, ValueError):
-            out[k] = None
-print(json.dumps(out))
-"""
+            raise FormatError(path, f"{k} is not numeric") from None
+    return out
 
 
 def read_camera_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """MPIIFaceGaze ``Calibration/Camera.mat`` (MATLAB, ``scipy.io.loadmat``): ``cameraMatrix`` 3×3 and
     ``distCoeffs`` (1×5) → (K, dist (5,)). Raises :class:`FormatError`.
 
-    ``loadmat`` runs in a child process: scipy's MAT-5 reader can crash the interpreter (a segmentation fault) on
-    some corrupt files, which must be an error naming the file, not the end of the build."""
+    ``loadmat`` runs in a forked child (:mod:`onthefly._isolated`, at most 60 s): scipy's MAT-5 reader can crash
+    the interpreter (a segmentation fault) on some corrupt files, which must be an error naming the file, not the
+    end of the build."""
+    import scipy.io  # noqa: F401 - imported once here, not in every child
+
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "camera calibration (Camera.mat) not found")
     try:
-        run = subprocess.run([sys.executable, "-c", _LOADMAT_CHILD, str(path)], capture_output=True, text=True,
-                             timeout=120)
-    except subprocess.TimeoutExpired:
-        raise FormatError(path, "not a readable MATLAB .mat file (the reader did not finish in 120 s)") from None
-    if run.returncode != 0:
-        why = f"signal {-run.returncode}" if run.returncode < 0 else (run.stderr.strip().splitlines() or ["?"])[-1]
-        raise FormatError(path, f"not a readable MATLAB .mat file (the reader crashed: {why})")
-    try:
-        m = json.loads(run.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise FormatError(path, "not a readable MATLAB .mat file (no result from the reader)") from None
-    if "error" in m:
-        raise FormatError(path, f"not a readable MATLAB .mat file ({m['error']})")
-    for k in ("cameraMatrix", "distCoeffs"):
-        if k not in m:
-            raise FormatError(path, f"no variable {k!r} (has {m['keys']})")
-        if m[k] is None:
-            raise FormatError(path, f"{k} is not numeric")
-    try:
-        K = np.asarray(m["cameraMatrix"], np.float64)
-        dist = np.asarray(m["distCoeffs"], np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise FormatError(path, "cameraMatrix / distCoeffs are not numeric arrays") from None
+        m = call_isolated(_camera_mat_arrays, path, timeout=60)
+    except ValueError as exc:  # the child's FormatError, relayed by message
+        raise FormatError.relayed(path, str(exc)) from None
+    except OSError as exc:
+        raise FormatError(path, f"not a readable MATLAB .mat file ({exc})") from None
+    K = m["cameraMatrix"]
+    dist = m["distCoeffs"].reshape(-1)
     if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise FormatError(path, f"cameraMatrix must be a finite 3x3 intrinsics matrix, got shape {K.shape}")
     if dist.size not in (4, 5, 8, 12, 14) or not np.isfinite(dist).all():
@@ -465,6 +457,32 @@ def read_source_supply(path: str | Path) -> SourceSupply:
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "source_supply file not found")
+    if can_isolate():  # read in a forked child: h5py can crash the process on a corrupt file
+        try:
+            names, lm = call_isolated_json(_supply_rows, path, timeout=300)
+        except ValueError as exc:
+            raise FormatError.relayed(path, str(exc)) from None
+        except OSError as exc:
+            raise FormatError(path, f"not a readable HDF5 file ({exc})") from None
+        lm = np.asarray(lm, np.float64)
+    else:
+        names, lm = _supply_rows(path)
+        lm = np.asarray(lm, np.float64)
+    if lm.shape != (len(names), 68, 2):
+        raise FormatError(path, f"landmarks_2d_detect must be ({len(names)}, 68, 2), got {lm.shape}")
+    bad = np.flatnonzero(~np.isfinite(lm).all((1, 2)))
+    if len(bad):
+        raise FormatError(path, f"landmarks_2d_detect row {bad[0]} ({names[bad[0]]}) contains NaN or inf")
+    for i, n in enumerate(names):
+        if len(n.split("/")) != 3:
+            raise FormatError(path, f"file_name row {i}: expected pXX/dayYY/NNNN.jpg, got {n!r}")
+    return SourceSupply(file_name=names, landmarks=lm)
+
+
+def _supply_rows(path: Path):
+    """(file names, landmarks as nested lists) of a source_supply h5 (in :func:`read_source_supply`'s child)."""
+    import h5py
+
     try:
         with h5py.File(path, "r") as f:
             for k in ("file_name", "landmarks_2d_detect"):
@@ -476,12 +494,4 @@ def read_source_supply(path: str | Path) -> SourceSupply:
         raise
     except Exception as exc:  # OSError (not HDF5), TypeError ...
         raise FormatError(path, f"not a readable HDF5 file ({exc})") from None
-    if lm.shape != (len(names), 68, 2):
-        raise FormatError(path, f"landmarks_2d_detect must be ({len(names)}, 68, 2), got {lm.shape}")
-    bad = np.flatnonzero(~np.isfinite(lm).all((1, 2)))
-    if len(bad):
-        raise FormatError(path, f"landmarks_2d_detect row {bad[0]} ({names[bad[0]]}) contains NaN or inf")
-    for i, n in enumerate(names):
-        if len(n.split("/")) != 3:
-            raise FormatError(path, f"file_name row {i}: expected pXX/dayYY/NNNN.jpg, got {n!r}")
-    return SourceSupply(file_name=names, landmarks=lm)
+    return names, lm.tolist()

@@ -11,12 +11,13 @@ The data module validates its configuration (files, keys, image sizes) when it i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 from jsonargparse import set_loader
 from lightning.pytorch.cli import LightningCLI
 
-from onthefly._io import load_config_yaml, safe_yaml
+from onthefly._io import MAX_YAML_BYTES, load_config_yaml, safe_yaml
 
 from .data import GazeDataModule
 from .module import GazeRegressor
@@ -42,6 +43,51 @@ set_loader(PARSER_MODE, _load, (yaml.YAMLError, ValueError))
 
 class GazeCLI(LightningCLI):
     """LightningCLI with the project's defaults (see ``configs/*.yaml``)."""
+
+
+#: top-level keys of a ``fit`` / ``test`` config (LightningCLI's; ``configs/*.yaml``)
+CONFIG_KEYS = ("seed_everything", "trainer", "model", "data", "ckpt_path", "optimizer", "lr_scheduler", "config")
+
+
+def read_config(path) -> dict:
+    """A training config file read as LightningCLI will (a YAML mapping of :data:`CONFIG_KEYS`), guarded first
+    (``onthefly._io.safe_yaml``: size, nesting depth, alias expansion), so that a damaged or hostile file is one
+    ``ValueError`` naming it instead of a hang, a crash or a traceback from deep inside the parser."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--config {p}: file not found")
+    if p.stat().st_size > 4 * MAX_YAML_BYTES:
+        raise ValueError(f"--config {p}: {p.stat().st_size} bytes; a training config is a small YAML mapping (at "
+                         f"most {4 * MAX_YAML_BYTES} bytes)")
+    try:
+        cfg = safe_yaml(p.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--config {p}: cannot read ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--config {p}: not valid YAML: {str(exc)[:300]}") from None
+    except ValueError as exc:
+        raise ValueError(f"--config {p}: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"--config {p}: expected a mapping of {', '.join(CONFIG_KEYS[:4])}, ..., got "
+                         f"{type(cfg).__name__}")
+    unknown = [k for k in cfg if k not in CONFIG_KEYS]
+    if unknown:
+        raise ValueError(f"--config {p}: unknown top-level key(s) {[str(k)[:40] for k in unknown[:5]]}; a config "
+                         f"has {', '.join(CONFIG_KEYS[:-1])}")
+    for k in ("trainer", "model", "data"):
+        if cfg.get(k) is not None and not isinstance(cfg[k], dict):
+            raise ValueError(f"--config {p}: '{k}' must be a mapping, got {type(cfg[k]).__name__}")
+    return cfg
+
+
+def _config_args(argv: Sequence[str]) -> list[str]:
+    out = []
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith("--config="):
+            out.append(a.split("=", 1)[1])
+    return out
 
 
 def cli_main(args: Sequence[str] | None = None, run: bool = True) -> GazeCLI:

@@ -235,7 +235,7 @@ def _setup_export(d: Path) -> dict:
 def _setup_partial(d: Path) -> dict:
     import h5py
 
-    from onthefly.export import SCHEMAS
+    from onthefly.export import SCHEMAS, rows_crc
 
     KEYS = SCHEMAS["mpii-nv"].keys
     ctx = _setup_export(d)
@@ -248,6 +248,7 @@ def _setup_partial(d: Path) -> dict:
     with h5py.File(d / "p00.h5", "r+") as f:  # one batch of 2 rows written, not complete: an interrupted export
         f.attrs["complete"] = False
         f.attrs["rows_done"] = 2
+        f.attrs["rows_crc"] = rows_crc({k: v[:2] for k, v in rows.items()}, KEYS, {k: f[k].dtype for k in KEYS})
         for k in KEYS:
             f[k].resize(3, 0)  # a row beyond rows_done (flushed, not yet declared)
     (d / "p00.h5").rename(d / "p00.h5.tmp")
@@ -478,6 +479,26 @@ def _check_config(cfg, d, ctx) -> None:
     json.dumps(cfg, default=str)  # recordable (the export stores the config as JSON)
 
 
+def _setup_train_config(d: Path) -> dict:
+    import shutil as _sh
+
+    _sh.copy(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml", d / "train.yaml")
+    return {}
+
+
+def _call_train_config(d, ctx):
+    from onthefly.train.cli import read_config
+
+    return read_config(d / "train.yaml")
+
+
+def _check_train_config(cfg, d, ctx) -> None:
+    from onthefly.train.cli import CONFIG_KEYS
+
+    assert isinstance(cfg, dict) and set(cfg) <= set(CONFIG_KEYS)
+    assert all(cfg.get(k) is None or isinstance(cfg[k], dict) for k in ("trainer", "model", "data"))
+
+
 def _call_backgrounds(d, ctx):
     from onthefly.augment import BackgroundPool
 
@@ -564,6 +585,7 @@ READERS: dict[str, Reader] = {r.name: r for r in [
     Reader("export-verify", _setup_export, "*", "h5", _call_verify, _check_verified, problems=True),
     Reader("export-resume", _setup_partial, "p00.h5.tmp", "h5", _call_resume, _check_resume, writes=True),
     Reader("dataset-config-yaml", _setup_config, "dataset.yaml", "yaml", _call_config, _check_config),
+    Reader("train-config-yaml", _setup_train_config, "train.yaml", "yaml", _call_train_config, _check_train_config),
     Reader("background-folder", _setup_backgrounds, "*", "image", _call_backgrounds, _check_backgrounds),
     Reader("poses-csv", _setup_poses_txt, "poses.csv", "text", _call_poses("poses.csv"), _check_poses),
     Reader("poses-npy", _setup_poses_npy, "poses.npy", "npy", _call_poses("poses.npy"), _check_poses),
@@ -600,8 +622,9 @@ def _mutate_file(reader: Reader, target: Path, rng: random.Random) -> Path:
             target.write_text(M.mutate_text(target.read_text(errors="replace"), rng))
         elif kind == "json":
             try:
-                obj = json.loads(target.read_text())
-            except ValueError:
+                text = target.read_text()
+                obj = json.loads(text) if len(text) < 200_000 else None  # an earlier huge mutation: mutate text
+            except (ValueError, RecursionError):
                 obj = None
             target.write_text(M.mutate_json_text(obj, rng) if obj is not None
                               else M.mutate_text(target.read_text(errors="replace"), rng))
@@ -619,11 +642,15 @@ def _mutate_file(reader: Reader, target: Path, rng: random.Random) -> Path:
         elif kind == "yaml":
             import yaml
 
-            try:
-                obj = yaml.safe_load(target.read_text())
-            except Exception:  # noqa: BLE001 - an earlier mutation broke it: mutate the text
-                obj = None
-            from onthefly._io import _expanded_size
+            from onthefly._io import _expanded_size, _flow_depth
+
+            text = target.read_text(errors="replace")
+            obj = None
+            if len(text) < 20_000 and _flow_depth(text) < 50:  # small and shallow: libyaml parses it quickly
+                try:
+                    obj = yaml.load(text, Loader=yaml.CSafeLoader)
+                except Exception:  # noqa: BLE001 - an earlier mutation broke it: mutate the text
+                    obj = None
 
             small = isinstance(obj, (dict, list)) and _expanded_size(obj) < 10_000  # not an alias bomb
             target.write_text(M.mutate_yaml_text(obj, rng) if small
@@ -681,7 +708,27 @@ class Outcome:
                 "examples": self.examples[:8]}
 
 
+#: the input being read: when it started (wall clock, CPU seconds of this process and its reaped children) and its
+#: limits (set by run_reader around every call)
+_INPUT: dict | None = None
+#: the hard wall-clock cap of one input, as a multiple of its CPU-time limit
+WALL_FACTOR = 6
+
+
+def _cpu() -> float:
+    r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
+
+
 def _alarm(signum, frame):
+    """The per-input limit is CPU time (``time_limit``), so that a starved campaign (``nice``, a busy machine) does
+    not count slow inputs as hangs; an input that sleeps or waits stops at ``WALL_FACTOR`` x the limit wall time."""
+    st = _INPUT
+    if st is not None:
+        cpu, wall = _cpu() - st["cpu0"], time.monotonic() - st["t0"]
+        if cpu < st["limit"] and wall < st["limit"] * WALL_FACTOR:
+            signal.setitimer(signal.ITIMER_REAL, max(0.25, min(st["limit"] - cpu, st["limit"] * WALL_FACTOR - wall)))
+            return
     raise _Hang()
 
 
@@ -691,6 +738,7 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
     counts (see the module docstring). ``log``: a text file that gets ``start I`` before and ``done I VERDICT``
     after each input (what :func:`campaign` reads back when a reader crashes the process)."""
     reader = READERS[name]
+    t_end = time.monotonic() + seconds  # the budget includes the setup (campaign's parent waits on the same clock)
     out = Outcome(name)
     base = work / name
     sample = base / "valid"
@@ -702,7 +750,6 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
     reader.check(res, sample, ctx)
     ctx = reader.setup(_fresh(sample)) if reader.writes else ctx
     old = signal.signal(signal.SIGALRM, _alarm)
-    t_end = time.monotonic() + seconds
     t0 = time.monotonic()
     try:
         for i in range(start, n):
@@ -722,6 +769,8 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
             before = _snapshot(d)
             kind, detail, verdict = None, "", None
             ti = time.monotonic()
+            global _INPUT
+            _INPUT = {"t0": ti, "cpu0": _cpu(), "limit": time_limit}
             signal.setitimer(signal.ITIMER_REAL, time_limit)
             try:
                 res = reader.call(d, ctx)
@@ -740,7 +789,7 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
                     except Exception as exc:  # noqa: BLE001 - an accepted but invalid result
                         kind, detail = "accepted but invalid", f"{type(exc).__name__}: {exc}"[:300]
             except _Hang:
-                kind, detail = "hang", f"> {time_limit} s"
+                kind, detail = "hang", f"> {time_limit} s CPU or {time_limit * WALL_FACTOR} s wall"
             except MemoryError:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 kind, detail = "memory", "MemoryError under the address-space cap"
@@ -759,6 +808,7 @@ def run_reader(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, 
                 detail = f"{type(exc).__name__}: {str(exc)[:200]} at {Path(tb.filename).name}:{tb.lineno}"
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                _INPUT = None
             dt = time.monotonic() - ti
             out.max_input_s = max(out.max_input_s, dt)
             if kind is None and not reader.writes:
@@ -848,8 +898,9 @@ def campaign(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, ti
         proc = ctx.Process(target=_worker, args=(name, work, n, left, seed, time_limit, memory_cap, keep, start,
                                                  str(log_path)))
         proc.start()
-        proc.join(left + 4 * time_limit + 60)
-        if proc.is_alive():
+        proc.join(left + (WALL_FACTOR + 1) * time_limit + 60)
+        killed = proc.is_alive()
+        if killed:
             proc.kill()
             proc.join()
         last = _last_started(log_path)
@@ -859,8 +910,8 @@ def campaign(name: str, work: Path, *, n: int, seconds: float, seed: int = 0, ti
         if last in done:  # died between inputs
             start = last + 1
             continue
-        deaths.append((last, f"crash (signal {-proc.exitcode})" if proc.exitcode and proc.exitcode < 0
-                       else "hang" if proc.exitcode is None or proc.exitcode == -9 else f"exit {proc.exitcode}"))
+        deaths.append((last, "hang (worker killed)" if killed else f"crash (signal {-proc.exitcode})"
+                       if proc.exitcode and proc.exitcode < 0 else f"exit {proc.exitcode}"))
         start = last + 1
     out = Outcome(name)
     for line in log_path.read_text().splitlines():

@@ -170,8 +170,10 @@ def mutate_yaml_text(obj, rng: random.Random) -> str:
         return rng.choice(["!!python/object/apply:os.system ['true']\n", "- a\n- b\n", "just text", "~\n", ":\n",
                            "a: [1, 2\n", "\t- x\n", "key: !!binary abc\n", "%YAML 9.9\n---\n"])
     if op <= 4:
-        return mutate_text(yaml.safe_dump(obj), rng)
-    return yaml.safe_dump(mutate_obj(obj, rng), allow_unicode=True)
+        return mutate_text(yaml.dump(obj, Dumper=yaml.CSafeDumper), rng)
+    m = mutate_obj(obj, rng)
+    text = json.dumps(m)  # JSON is YAML: a large object (a huge array) is written in flow style, fast
+    return text if len(text) > 4096 else yaml.dump(m, Dumper=yaml.CSafeDumper, allow_unicode=True)
 
 
 # --------------------------------------------------------------------------------------------- HDF5

@@ -296,12 +296,13 @@ def test_max_gaze_angle_constant():
 
 
 @pytest.mark.slow
-def test_speed_64_heads():
-    import time
-    procedural_heads(2, seed=0)                 # warm the template cache
-    t = time.perf_counter()
-    procedural_heads(64, seed=0)
-    assert time.perf_counter() - t < 10.0
+def test_64_heads_in_one_batch():
+    """A batch of 64 (the size the procedural source builds): 64 distinct finite heads sharing one topology (its
+    speed is a row of ``benchmarks/heads.py``, not a timed test)."""
+    h = procedural_heads(64, seed=0)
+    assert len(h) == 64 and h.verts.shape[0] == 64 and bool(torch.isfinite(h.verts).all())
+    assert int(h.faces.max()) < h.verts.shape[1]
+    assert len({tuple(v.flatten()[:30].tolist()) for v in h.verts}) == 64  # no two heads alike
 
 
 def test_head_i_does_not_depend_on_batch_size():
