@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]

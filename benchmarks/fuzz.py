@@ -23,7 +23,6 @@ sys.path[0] = str(REPO / "tests")  # tests/fuzz is the harness (this script's ow
 sys.path.insert(1, str(REPO))
 sys.path.insert(2, str(REPO / "benchmarks"))
 from _results import save_json  # noqa: E402
-
 from fuzz.harness import READERS, campaign  # noqa: E402
 from fuzz.test_fuzz import KNOWN  # noqa: E402
 

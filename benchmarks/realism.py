@@ -176,14 +176,14 @@ def main(argv=None) -> int:
         order = np.argsort(np.abs(pp[:, 1]), kind="stable")
         pick = order[np.linspace(0, len(order) - 1, 8).round().astype(int)]
         sheet.append((key, {k: views[k][pick] for k in ("images", "landmarks")}, [recs[i] for i in pick]))
-    print(f"dlib 20 HOG + 68-point predictor; detection per |yaw| bin, median NME (inner 51, jaw), head pose from "
-          f"dlib landmarks (pitch bias, slope, yaw bias, slope, median error deg) | from exact labels")
+    print("dlib 20 HOG + 68-point predictor; detection per |yaw| bin, median NME (inner 51, jaw), head pose from "
+          "dlib landmarks (pitch bias, slope, yaw bias, slope, median error deg) | from exact labels")
     print(f"{'setting':>30} | {'0-15':>5} {'15-30':>5} {'30-45':>5} | nme51 jaw   | "
           f"{'pitch':>5} {'slp':>4} {'yaw':>5} {'slp':>4} {'err':>4} | label p, y, err")
     for key, r in results.items():
         print(f"{key:>30} | {_fmt(r['summary'])}")
-    print(f"figures: default >= 90 % at |yaw| <= 30, >= 60 % at 30-45; plain >= 80 % at |yaw| <= 30; NME51 <= 0.045; "
-          f"|pitch bias| <= 2, |yaw bias| <= 1, slopes 0.95-1.05, median error <= 2 deg; exact labels <= 0.5 deg")
+    print("figures: default >= 90 % at |yaw| <= 30, >= 60 % at 30-45; plain >= 80 % at |yaw| <= 30; NME51 <= 0.045; "
+          "|pitch bias| <= 2, |yaw bias| <= 1, slopes 0.95-1.05, median error <= 2 deg; exact labels <= 0.5 deg")
     if args.sheet:
         contact_sheet(sheet, Path(args.sheet))
     result = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,

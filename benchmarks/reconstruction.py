@@ -53,12 +53,16 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def procedural(args, torch) -> dict:
-    from onthefly.reconstruct import ReconstructOptions
-    from onthefly.reconstruct.groundtruth import (GT_CAMERA, compare_view, groundtruth_frames, render_truth,
-                                                  view_rotation, write_manifest)
+    from onthefly.reconstruct import ReconstructOptions, reconstruct
+    from onthefly.reconstruct.groundtruth import (
+        GT_CAMERA,
+        compare_view,
+        groundtruth_frames,
+        render_truth,
+        view_rotation,
+        write_manifest,
+    )
     from onthefly.sources.images import ImageSource
-
-    from onthefly.reconstruct import reconstruct
 
     t0 = time.perf_counter()
     gts = groundtruth_frames(args.heads, seed=args.seed)
@@ -145,6 +149,7 @@ def _procedural_preview(g, rec, path: Path) -> None:
 def photos(args, torch) -> dict:
     try:
         import skimage.data
+
         from onthefly.reconstruct.landmarks import DlibLandmarks
         det = DlibLandmarks()
     except ImportError as exc:

@@ -110,8 +110,8 @@ def main(argv=None) -> int:
         w2, c2 = run_steps(model, opt, memory(), n, dev, args.amp)
         modes = [("onthefly", w1[2:], c1[2:]), ("memory", w2[2:], c2[2:])]
         if args.repeat > 1:
-            from onthefly.train.data import replay
             from onthefly.dataset import batch_generator
+            from onthefly.train.data import replay
 
             ds.set_epoch(1)
             m = 2 * args.repeat + args.steps

@@ -7,6 +7,7 @@ import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
+
 import yaml
 
 __all__ = ["atomic_write", "safe_yaml", "load_config_yaml", "ConfigLoader", "MAX_YAML_BYTES"]

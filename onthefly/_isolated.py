@@ -4,14 +4,16 @@ child's death becomes an ``OSError`` in the caller; only plain numeric arrays co
 ``allow_pickle=False``)."""
 from __future__ import annotations
 
+import faulthandler
 import io
+import json
 import os
 import select
 import signal
+import threading
 import time
 
 import numpy as np
-import faulthandler
 
 __all__ = ["call_isolated", "call_isolated_json", "can_isolate"]
 
@@ -84,16 +86,12 @@ def call_isolated(fn, *args, timeout: float | None = None) -> dict[str, np.ndarr
 def can_isolate() -> bool:
     """Whether a forked child can safely run a reader now: a fork while another Python thread holds a lock (h5py's,
     a logging lock) would leave the child waiting forever on it, so only a single-threaded process forks."""
-    import threading
-
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
 def call_isolated_json(fn, *args, timeout: float | None = None):
     """:func:`call_isolated` for a function whose result is JSON-serialisable (lists, dicts, str, numbers): it
     travels as JSON text (never a pickle)."""
-    import json
-
     def child(*a):
         return {"json": np.frombuffer(json.dumps(fn(*a)).encode("utf-8"), np.uint8)}
 

@@ -48,12 +48,12 @@ import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-import cv2
-from .render import DirectionalLights
-from .render import Material
+
+from .render import DirectionalLights, Material
 
 __all__ = ["Appearance", "AppearanceParams", "BackgroundPool", "PRESETS", "BACKGROUNDS", "LIGHTS",
            "kelvin_to_rgb"]

@@ -25,25 +25,23 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import cv2
 import numpy as np
 import torch
-from .render.cameras import pytorch3d_to_opencv
-from .render import PointLights
-from .render import render
-from .render import vertex_normals
-from .render.cameras import opencv_to_pytorch3d
-from .render.backends import available_backends
 from tqdm.auto import tqdm
-import cv2
-import tempfile
+
 from .cache import build_cache
 from .dataset import OnTheFlyGazeDataset
+from .render import PointLights, render, vertex_normals
 from .render import backends as rb
+from .render.backends import available_backends
+from .render.cameras import opencv_to_pytorch3d, pytorch3d_to_opencv
 from .sources.procedural import ProceduralSource
 
 __all__ = ["load_mesh", "make_views", "renderers", "time_interleaved", "bench_render", "bench_dataset",
@@ -297,8 +295,16 @@ def _moderngl(mesh: Mesh, views: Views) -> Renderer:
 
 
 def _pytorch3d(mesh: Mesh, views: Views) -> Renderer:
-    from pytorch3d.renderer import (HardPhongShader, Materials, MeshRasterizer, MeshRenderer, PerspectiveCameras,
-                                    PointLights, RasterizationSettings, TexturesVertex)
+    from pytorch3d.renderer import (
+        HardPhongShader,
+        Materials,
+        MeshRasterizer,
+        MeshRenderer,
+        PerspectiveCameras,
+        PointLights,
+        RasterizationSettings,
+        TexturesVertex,
+    )
     from pytorch3d.structures import Meshes
 
     B, S = views.batch, views.size

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -17,15 +18,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, _where, check_record
 from .structures import Frames
-import cv2
-import functools
-from tqdm import tqdm
 
 __all__ = ["CACHE_VERSION", "CacheWriter", "BuildReport", "build_cache", "MeshCache", "PackedFrames",
            "validate_cache", "cache_info", "downsample_texture"]

@@ -29,13 +29,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .augment import Appearance, AppearanceParams
+from .cache import MeshCache
 from .camera import novel_view, project_points
 from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_rotation
 from .normalization import get_camera
 from .poses import Cameras, TargetSample, make_sampler, sample_targets
+from .reconstruct.contour import ibug_jaw
+from .reconstruct.eyes import EYE_SHAPES, eye_geometry
+from .render import render, tune_malloc
 from .structures import BATCH_KEYS, Frames, GazeBatch
 
 __all__ = ["OnTheFlyGazeDataset", "distributed_info", "batch_generator", "BATCH_KEYS", "IMAGENET_MEAN",
@@ -48,8 +53,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def distributed_info() -> tuple[int, int]:
     """(global rank, world size): ``torch.distributed`` when initialized, else env ``RANK``/``WORLD_SIZE``, else
     (0, 1)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     try:
@@ -150,8 +153,6 @@ class OnTheFlyGazeDataset(IterableDataset):
                  max_rounds: int = 64, image_format: str = "unit", ssaa: int = 1,
                  shared_appearance: bool = False, tune_malloc: bool | None = None, cull_backfaces: bool = False):
         super().__init__()
-        from .cache import MeshCache
-
         for name, v, lo in (("batch_size", batch_size, 1), ("views_per_frame", views_per_frame, 1),
                             ("ssaa", ssaa, 1), ("max_rounds", max_rounds, 1)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -247,14 +248,10 @@ class OnTheFlyGazeDataset(IterableDataset):
         """The frames (:class:`~onthefly.structures.Frames`), loaded onto the device on first use."""
         if self._loaded is not None:
             return self._loaded
-        from .cache import MeshCache
-
         if self.device.type == "cuda" and get_worker_info() is not None:
             raise RuntimeError("OnTheFlyGazeDataset on a CUDA device must be iterated in the main process: use "
                                "DataLoader(ds, batch_size=None, num_workers=0) (no CUDA in worker processes)")
         if self.tune_malloc:
-            from .render import tune_malloc
-
             tune_malloc()
         cameras = isinstance(self.sampler, Cameras)
         mc = self._cache_obj or MeshCache(self.cache_path)
@@ -364,8 +361,6 @@ class OnTheFlyGazeDataset(IterableDataset):
         ``views``: rows ``k·views … (k+1)·views − 1`` are the views of sample k (the batch dict is then
         (B, views, ...)); ``record``: ``(drawn, epoch, index)`` of a sampled batch (its ``drawn_target``,
         ``epoch`` and ``batch_index``), None for a re-render."""
-        from .render import render
-
         fs = self._load()
         t0 = time.perf_counter()
         dev, cam, n = self.device, self.camera, len(frames)
@@ -408,9 +403,6 @@ class OnTheFlyGazeDataset(IterableDataset):
         """The views' labels (float64 maths, float32 out), :class:`~onthefly.structures.GazeBatch` fields:
         ``frames`` (n,) local frame indices on the host, ``fr`` the same on the device, ``hp`` (n, 2) float64 the
         head poses, ``view`` their :class:`~onthefly.camera.ViewTransform`, ``verts`` the mesh in the views."""
-        from .reconstruct.contour import ibug_jaw
-        from .reconstruct.eyes import EYE_SHAPES, eye_geometry
-
         lab, dev, f32, n = fs.labels, self.device, torch.float32, len(fr)
         g = view.apply_directions(lab.gaze_direction[fr])
         lm3 = view.apply(lab.landmarks[fr])

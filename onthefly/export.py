@@ -42,13 +42,19 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from . import __version__, h5_fast
-
 from ._io import atomic_write
+from ._isolated import call_isolated_json, can_isolate
+from .cache import MeshCache
+from .dataset import OnTheFlyGazeDataset, distributed_info
 from .h5 import SCHEMAS as _ALL_SCHEMAS
-from .h5 import XGAZE3D_STORED_GREEN, EncodeContext, H5Schema
+from .h5 import XGAZE3D_STORED_GREEN, EncodeContext, H5Schema, open_h5
+from .normalization import get_camera
 
 __all__ = ["SCHEMAS", "ExportError", "subject_seed", "ExportSettings", "ExportReport", "export", "plan_files",
            "batch_to_rows", "write_index", "verify_export", "make_camera", "parse_shard", "atomic_write",
@@ -107,8 +113,6 @@ def make_camera(schema: H5Schema, image_size: int | None, camera=None):
     """The normalized camera: ``camera`` (a preset name from the config) or the schema's preset at
     ``image_size`` px (224 → xgaze224, 448 → xgaze448, other sizes rescale the schema's preset: same field of view
     and distance, e.g. 64 px for tests)."""
-    from .normalization import get_camera
-
     if camera is not None:
         cam = get_camera(camera)
         if image_size is not None and (cam.width, cam.height) != (image_size, image_size):
@@ -291,8 +295,6 @@ def batch_to_rows(batch: dict, views_per_frame: int, take: int, schema: H5Schema
                   ctx: EncodeContext | None = None) -> dict[str, np.ndarray]:
     """The first ``take`` samples of a dataset batch as export rows (sample-major, K views each: frame-major blocks
     of K rows), encoded by the schema's field table in its dtypes (e.g. images ``round(255·x)`` uint8 BGR)."""
-    import torch
-
     K = views_per_frame
     flat = {k: (v[:take].reshape(take * K, *v.shape[2:]) if K > 1 else v[:take])
             for k, v in batch.items() if torch.is_tensor(v)}
@@ -403,8 +405,6 @@ class _SubjectFile:
         self._guard(self._create)
 
     def _create(self) -> None:
-        import h5py
-
         comp = {} if self.compression == "none" else (
             {"compression": "gzip", "compression_opts": 4} if self.compression == "gzip" else {"compression": "lzf"})
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -425,8 +425,6 @@ class _SubjectFile:
         self._guard(self._reopen, rows)
 
     def _reopen(self, rows: int) -> None:
-        import h5py
-
         self.f = h5py.File(self.tmp, "r+")
         self.rows = rows
 
@@ -501,8 +499,6 @@ def _fingerprint_mismatch(path: Path, have, want: dict) -> str | None:
 def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
     """Rows of a partial ``.tmp`` that can be kept (a multiple of the batch rows, or all); truncates the datasets
     to them. Raises :class:`_Unreadable` (redo the subject) or :class:`ExportError` (another configuration)."""
-    import h5py
-
     try:
         f = h5py.File(tmp, "r+")
     except OSError as exc:
@@ -559,8 +555,6 @@ def rows_crc(rows: dict, keys, dtypes: dict, crc: int = 0) -> int:
 
 
 def _read_attrs(path: Path) -> dict:
-    from .h5 import open_h5
-
     with open_h5(path) as f:
         return dict(f.attrs)
 
@@ -586,8 +580,6 @@ class _Progress:
     def __init__(self, mode: str, total: int, desc: str):
         self.mode, self.bar = mode, None
         if mode == "bar":
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, unit="row", desc=desc, dynamic_ncols=True)
         elif mode not in ("lines", "none"):
             raise ExportError(f"--progress: expected bar, lines or none, got {mode!r}")
@@ -627,11 +619,6 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
     """Export this shard's files (``shard`` default: ``RANK``/``WORLD_SIZE`` when set, else everything) and
     write ``index.json`` (and the eth-xgaze layout's split files) once every file of the export is complete. See
     the module docstring."""
-    import torch
-
-    from .cache import MeshCache
-    from .dataset import OnTheFlyGazeDataset, distributed_info
-
     t_start = time.perf_counter()
     st, schema = settings, settings.schema_obj
     if shard is None:
@@ -861,8 +848,6 @@ def _build_index(out: Path) -> dict:
 
 def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str], dict | None]:
     """Problems of one exported file and its attributes (against its schema's field table)."""
-    from .h5 import open_h5
-
     probs = []
     try:
         f = open_h5(p)
@@ -915,8 +900,6 @@ def _verify_file(p: Path, ref: dict | None, block: int = 256) -> tuple[list[str]
 def _verify_file_isolated(p: Path, ref: dict | None) -> tuple[list[str], dict | None]:
     """:func:`_verify_file` in a forked child (h5py can crash the process on a corrupt file: found by the fuzz
     campaign); the attributes come back as str (what the comparisons use); a crash is a problem naming the file."""
-    from ._isolated import call_isolated_json, can_isolate
-
     def child(p, ref):
         probs, a = _verify_file(p, ref)
         return [probs, None if a is None else {k: _attr_str(v) for k, v in a.items()}]

@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._isolated import call_isolated, can_isolate
 from .dataset import IMAGENET_MEAN, IMAGENET_STD
 from .geometry import _pitchyaw_to_rotation
-import h5py
 
 __all__ = ["H5GazeDataset", "check_h5", "open_h5", "Field", "H5Schema", "SCHEMAS", "EncodeContext",
            "LM68_FROM_50", "XGAZE3D_STORED_GREEN"]
@@ -367,8 +368,6 @@ def check_h5(path, image_size: tuple[int, int] | None = None, require_labels: bo
 
     ``require_labels``: a file without ``face_gaze`` (the unlabelled ETH-XGaze test split) is an error unless False
     (inference). Clear ``ValueError`` naming the file otherwise (including the official MPIIFaceGaze ``.mat``)."""
-    from ._isolated import call_isolated, can_isolate
-
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"h5 file not found: {p}")

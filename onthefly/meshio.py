@@ -7,14 +7,14 @@ and PLY ``float`` properties) they are [0, 1] when none exceeds 1, else 0-255.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ._io import atomic_write
 from .sources.base import SourceError
-import warnings
-import cv2
 
 
 def write_obj(path: str | Path, verts, faces, colors=None) -> Path:

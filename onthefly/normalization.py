@@ -23,13 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ._checks import check_rotation, checked
 from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_axis, axis_angle_to_rotation, rotation_to_pitchyaw
-import cv2
 
 __all__ = [
     "NormalizedCamera",

@@ -34,10 +34,9 @@ import h5py
 import numpy as np
 import torch
 
-from .geometry import _pitchyaw_to_axis, _pitchyaw_to_rotation
-from .geometry import rotation_to_pitchyaw
-from .normalization import _normalization_rotation
 from ._isolated import call_isolated, can_isolate
+from .geometry import _pitchyaw_to_axis, _pitchyaw_to_rotation, rotation_to_pitchyaw
+from .normalization import _normalization_rotation
 
 __all__ = ["PoseSampler", "Gaussian", "Uniform", "Empirical", "Source", "Cameras", "make_sampler", "sampler_spec",
            "head_pose_for_gaze", "camera_view_poses",
@@ -107,8 +106,6 @@ class Uniform(PoseSampler):
 
 
 def _h5_pose_rows(p: Path, k: str) -> dict:
-    import h5py
-
     try:
         with h5py.File(p, "r") as f:
             if k not in f:

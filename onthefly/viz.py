@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
-import cv2
 
 GREEN = (0, 220, 0)     # true gaze (RGB)
 RED = (230, 40, 40)     # predicted gaze

@@ -28,9 +28,8 @@ OPTIONAL = {"pytorch3d", "face_alignment", "dlib", "face_recognition_models", "m
 # required but slow to import: the command line defers them so that ``onthefly --help`` answers at once
 HEAVY = {"torch", "numpy", "cv2", "h5py", "scipy", "lightning", "jsonargparse", "tqdm", "yaml"}
 CLI_MODULES = ("onthefly.cli", "onthefly.commands")
-# rule 3 is not yet applied here: other branches restructure these files (issue 16, step 1; issue 15); hoist their
-# function-level imports after those merges and empty this set
-LAZY_PENDING = {"onthefly/dataset.py", "onthefly/export.py"}
+# files rule 3 does not apply to yet (none)
+LAZY_PENDING: set[str] = set()
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from onthefly.geometry import (angular_error, axis_angle_to_rotation, gaze_to_pitchyaw, pitchyaw_to_gaze,
-                               pitchyaw_to_rotation, rotation_to_pitchyaw, rotation_x, rotation_y)
+from onthefly.geometry import (
+    angular_error,
+    axis_angle_to_rotation,
+    gaze_to_pitchyaw,
+    pitchyaw_to_gaze,
+    pitchyaw_to_rotation,
+    rotation_to_pitchyaw,
+    rotation_x,
+    rotation_y,
+)
 
 
 def _tol(dtype):

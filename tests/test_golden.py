@@ -33,10 +33,10 @@ LABELS = ("gaze", "head_pose", "face_mat_norm", "rotation_matrix", "landmarks_2d
 
 @pytest.fixture(scope="module")
 def golden_cache(tmp_path_factory):
+    import cv2
+
     from onthefly.cache import build_cache
     from onthefly.sources.procedural import ProceduralSource
-
-    import cv2
 
     root = tmp_path_factory.mktemp("golden")
     path = root / "proc.h5"

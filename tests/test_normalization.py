@@ -5,9 +5,18 @@ import pytest
 import torch
 
 from onthefly.geometry import pitchyaw_to_rotation
-from onthefly.normalization import (PRESETS, NormalizedCamera, denormalize_gaze, face_centre, get_camera,
-                                    normalization_rotation, normalize, normalize_batch, normalize_geometry,
-                                    warp_images)
+from onthefly.normalization import (
+    PRESETS,
+    NormalizedCamera,
+    denormalize_gaze,
+    face_centre,
+    get_camera,
+    normalization_rotation,
+    normalize,
+    normalize_batch,
+    normalize_geometry,
+    warp_images,
+)
 
 
 # --- an independent reference, straight from the formulas -------------------------------------------------

@@ -10,8 +10,8 @@ See ``docs/export.md`` and :mod:`onthefly.export`.
 """
 from __future__ import annotations
 
-import sys
 import argparse
+import sys
 
 
 def add_arguments(p) -> None:

@@ -18,9 +18,10 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from .template import face_template
 import torch
+
 from ..synthetic.template import build_template
+from .template import face_template
 
 __all__ = ["ContourLines", "jaw_contour_lines", "silhouette_select", "N_LINE", "JAW"]
 

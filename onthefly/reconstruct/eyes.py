@@ -22,9 +22,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from ..synthetic.template import N_BALL, N_IRIS_RINGS, N_PUPIL_RINGS, build_template
 import torch
+
 from ..camera import project_points
+from ..synthetic.template import N_BALL, N_IRIS_RINGS, N_PUPIL_RINGS, build_template
 
 __all__ = ["EYE_KEYS", "EYE_SHAPES", "eye_geometry", "eye_vertex_ids"]
 

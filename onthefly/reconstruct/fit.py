@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import cv2
+import numpy as np
 from scipy.interpolate import RBFInterpolator
 
 __all__ = ["HeadPose", "solve_head_pose", "fit_geometry", "POSE_LANDMARKS", "project", "normalized_coords"]

@@ -10,23 +10,21 @@ true face centre by (pitch, yaw) in the camera frame (``Ry(yaw)·Rx(-pitch)``, t
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from .metrics import masked_psnr, masked_ssim
 from ..geometry import _pitchyaw_to_rotation
-from ..render import render
 from ..normalization import face_centre
-from ..render import VertexColors
+from ..render import UVTexture, VertexColors, render
 from ..synthetic import build_heads, sample_gaze_targets, sample_identities
 from .contour import ibug_jaw
-from ..render import UVTexture
-import json
-from pathlib import Path
-import cv2
+from .metrics import masked_psnr, masked_ssim
 
 __all__ = ["GT_CAMERA", "GroundTruthFrame", "groundtruth_frames", "rotate_about", "render_truth",
            "render_reconstruction", "compare_view", "BACKGROUND", "view_rotation", "camera_K", "write_manifest"]

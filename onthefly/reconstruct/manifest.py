@@ -25,11 +25,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from ..sources.base import FACE_CENTRE_RULES, SourceError, read_lines
 from ..geometry import pitchyaw_to_gaze
-import cv2
+from ..sources.base import FACE_CENTRE_RULES, SourceError, read_lines
 
 __all__ = ["ManifestEntry", "read_manifest", "KEYS"]
 

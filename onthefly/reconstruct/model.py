@@ -20,16 +20,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
+from scipy.optimize import least_squares
 
 from .._io import atomic_write
-from .fit import HeadPose, project
-import torch
 from ..synthetic import build_heads, sample_identities
-from .contour import silhouette_select
-import cv2
-from scipy.optimize import least_squares
-from .contour import jaw_contour_lines
+from .contour import jaw_contour_lines, silhouette_select
+from .fit import HeadPose, project
 
 __all__ = ["ShapeModel", "shape_model", "fit_shape_and_pose", "MODEL_SEED", "MODEL_HEADS", "MODEL_MODES"]
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
+import torch
 
+from ..normalization import face_centre as centre_of
 from .fit import HeadPose, fit_geometry, project, solve_head_pose
 from .model import fit_shape_and_pose, shape_model
 from .template import face_template
 from .texture import build_texture, vertex_visibility
-import cv2
-import torch
-from ..normalization import face_centre as centre_of
 
 __all__ = ["ReconstructionError", "Reconstruction", "ReconstructOptions", "reconstruct", "check_inputs",
            "distorted_pixels", "estimate_head_pose", "fit_pose_and_shape"]

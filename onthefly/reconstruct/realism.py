@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 import torch
+
 from ..dataset import OnTheFlyGazeDataset, batch_generator
 from ..geometry import _pitchyaw_to_rotation
 from .landmarks import NoFaceError

@@ -14,9 +14,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
-from ..synthetic import HeadIdentity, sample_identities
 from scipy.spatial import cKDTree
-from ..synthetic import build_heads
+
+from ..synthetic import HeadIdentity, build_heads, sample_identities
 
 __all__ = ["FaceTemplate", "face_template", "TEMPLATE_SEED"]
 

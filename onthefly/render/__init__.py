@@ -17,10 +17,10 @@ Stages, one module each::
     pytorch3d_backend.py  backend="pytorch3d" (lazy import)
     memory.py       tune_malloc(): glibc allocator settings for CPU render workers (the dataset's default on CPU)
 """
+from .backends import rasterize
+from .fragments import Fragments
 from .interpolate import interpolate_vertex_attributes, vertex_normals
 from .memory import tune_malloc
-from .fragments import Fragments
-from .backends import rasterize
 from .renderer import RenderResult, render, scale_intrinsics
 from .shading import DirectionalLights, Material, PointLights, phong_shading
 from .texture import UVTexture, VertexColors, sample_bilinear

@@ -28,8 +28,8 @@ from torch import Tensor
 
 from . import chunking
 from .fragments import Fragments, prepare_inputs
-from .rasterize import rasterize_pass_torch
 from .pytorch3d_backend import import_pytorch3d, rasterize_pytorch3d_prepared  # imports pytorch3d only when called
+from .rasterize import rasterize_pass_torch
 
 __all__ = ["rasterize", "Backend", "BACKENDS", "get_backend", "set_default_backend", "available_backends", "numba_available"]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
-import numpy as np
 
 __all__ = ["Fragments", "prepare_inputs", "image_hw"]
 

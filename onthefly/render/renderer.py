@@ -5,17 +5,17 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as Fnn
 from torch import Tensor
 
-from .interpolate import face_vertex_ids, foreground, interpolate_rows, interpolate_soa, vertex_normals_rows
 from . import chunking
 from .backends import empty_fragments, get_backend, numba_launch, numba_threads
 from .fragments import Fragments, prepare_inputs
+from .interpolate import face_vertex_ids, foreground, interpolate_rows, interpolate_soa, vertex_normals_rows
 from .shading import Material, as_batch, pack_lights, pack_material, phong_shading_soa
 from .texture import UVTexture, as_texture
-import numpy as np
 
 __all__ = ["RenderResult", "render", "scale_intrinsics"]
 

@@ -18,7 +18,7 @@ Default model ``"phong"`` reproduces PyTorch3D's ``phong_shading`` / ``HardPhong
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 import torch

@@ -21,21 +21,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from .base import FrameRecord, SourceError
-from .registry import register
 import cv2
-from ..reconstruct.pipeline import ReconstructOptions
-from .registry import need
-from ..reconstruct.landmarks import DETECTORS
-from ..reconstruct.manifest import read_manifest
-from ..reconstruct.landmarks import NoFaceError
-from ..normalization import face_centre
-from ..reconstruct.pipeline import ReconstructionError, reconstruct
+import numpy as np
 import torch
+
+from ..normalization import face_centre
+from ..reconstruct.landmarks import DETECTORS, NoFaceError, make_detector
+from ..reconstruct.manifest import read_manifest
+from ..reconstruct.pipeline import ReconstructionError, ReconstructOptions, reconstruct
+from .base import FrameRecord, SourceError
 from .layouts import layout_entries
-from ..reconstruct.landmarks import make_detector
+from .registry import need, register
 
 __all__ = ["ImageSource"]
 

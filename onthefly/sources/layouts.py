@@ -30,15 +30,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
 
+from ..normalization import face_centre
 from ..reconstruct.manifest import ManifestEntry
 from .base import SourceError
-from .readers import (read_camera_mat, read_camera_xml, read_face_model, read_light_meta, read_mpii_annotation,
-                      read_xgaze_annotation)
-import cv2
-import torch
-from ..normalization import face_centre
+from .readers import (
+    read_camera_mat,
+    read_camera_xml,
+    read_face_model,
+    read_light_meta,
+    read_mpii_annotation,
+    read_xgaze_annotation,
+)
 
 __all__ = ["LayoutEntry", "layout_entries", "mpiifacegaze_entries", "eth_xgaze_entries", "ROTATED_CAMERAS",
            "LAYOUTS"]

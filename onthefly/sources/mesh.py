@@ -30,14 +30,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..meshio import read_mesh, read_texture
-from .base import FACE_CENTRE_RULES, FrameRecord, SourceError
-from .registry import register
-import cv2
-from .registry import need
 from ..normalization import face_centre
+from .base import FACE_CENTRE_RULES, FrameRecord, SourceError
+from .registry import need, register
 
 __all__ = ["MeshSource", "load_mesh_frame"]
 

@@ -49,20 +49,18 @@ ignores the distortion of the rays); the default undistorts them (more accurate 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
-
-import warnings
+import torch
 
 from ..meshio import read_obj
+from ..normalization import _normalization_rotation
 from .base import FrameRecord, SourceError, read_lines
 from .readers import read_camera_mat, read_mpii_annotation, read_openface_model, read_source_supply
-from .registry import register
-import cv2
-from .registry import need
-from ..normalization import _normalization_rotation
-import torch
+from .registry import need, register
 
 __all__ = ["NVGazeSource", "MPII_FACE_MODEL", "perimeter6", "lift_crop_points", "LM6", "FALLBACK_RELIEF_ERROR",
            "nv_head_label"]

@@ -23,11 +23,10 @@ import math
 import numpy as np
 import torch
 
+from ..normalization import face_centre
+from ..synthetic import build_heads, sample_gaze_targets, sample_identities
 from .base import FrameRecord, SourceError
 from .registry import register
-from ..synthetic import sample_gaze_targets
-from ..synthetic import build_heads, sample_identities
-from ..normalization import face_centre
 
 __all__ = ["ProceduralSource", "SOURCE_CAMERA"]
 

@@ -20,17 +20,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .base import SourceError
-from .._isolated import call_isolated, call_isolated_json, can_isolate
 import cv2
-import yaml
-from .._io import MAX_YAML_BYTES, safe_yaml
-import json
-import subprocess
-import sys
 import h5py
+import numpy as np
+import scipy.io
+import yaml
+
+from .._io import MAX_YAML_BYTES, safe_yaml
+from .._isolated import call_isolated, call_isolated_json, can_isolate
+from .base import SourceError
 
 __all__ = ["FormatError", "CameraCalibration", "XGazeRow", "MPIIRow", "SourceSupply", "read_camera_xml",
            "read_xgaze_annotation", "read_light_meta", "read_face_model", "read_mpii_annotation", "read_camera_mat",
@@ -393,8 +391,6 @@ def read_mpii_annotation(path: str | Path) -> dict[str, MPIIRow]:
 def _camera_mat_arrays(path: Path) -> dict[str, np.ndarray]:
     """``cameraMatrix`` / ``distCoeffs`` of a Camera.mat as float64 arrays (run by :func:`read_camera_mat` in a
     forked child)."""
-    import scipy.io
-
     try:
         m = scipy.io.loadmat(str(path))
     except Exception as exc:  # noqa: BLE001 - any failure of the MAT reader is a bad file
@@ -419,8 +415,6 @@ def read_camera_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     ``loadmat`` runs in a forked child (:mod:`onthefly._isolated`, at most 60 s): scipy's MAT-5 reader can crash
     the interpreter (a segmentation fault) on some corrupt files, which must be an error naming the file, not the
     end of the build."""
-    import scipy.io  # noqa: F401 - imported once here, not in every child
-
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "camera calibration (Camera.mat) not found")
@@ -481,8 +475,6 @@ def read_source_supply(path: str | Path) -> SourceSupply:
 
 def _supply_rows(path: Path):
     """(file names, landmarks as nested lists) of a source_supply h5 (in :func:`read_source_supply`'s child)."""
-    import h5py
-
     try:
         with h5py.File(path, "r") as f:
             for k in ("file_name", "landmarks_2d_detect"):

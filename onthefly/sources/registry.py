@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+
 from .. import sources as pkg
 
 __all__ = ["register", "sources", "add_source_arguments", "make_source"]

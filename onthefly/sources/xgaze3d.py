@@ -53,17 +53,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
+from scipy.optimize import least_squares
 
 from ..meshio import read_obj, read_texture
-from .base import FrameRecord, SourceError
-from .readers import (XGAZE_UPDATED_FIELDS, FormatError, read_camera_xml, read_face_model, read_light_meta,
-                      read_xgaze_annotation)
-from .registry import register
-import cv2
-from scipy.optimize import least_squares
-from .registry import need
 from ..normalization import face_centre
+from .base import FrameRecord, SourceError
+from .readers import (
+    XGAZE_UPDATED_FIELDS,
+    FormatError,
+    read_camera_xml,
+    read_face_model,
+    read_light_meta,
+    read_xgaze_annotation,
+)
+from .registry import need, register
 
 __all__ = ["XGaze3DSource", "LM68_FROM_50", "CAMERAS", "LM68_FIT", "LM50_FIT", "fit_head_pose", "find_frames",
            "raycast", "cluster_decimate"]

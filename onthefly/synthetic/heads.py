@@ -49,9 +49,26 @@ import numpy as np
 import torch
 
 from . import features as F
-from .template import (C, CORNER_Q, CUP_SCALE, EYE_R0, FISSURE0, FOCAL, IPD0, LOWER_K, MARGIN_RING,
-                       MEDIAL_K, N_BALL, N_EYE, N_IRIS_RINGS, N_PUPIL_RINGS, N_SCLERA_RINGS, RING_OFFSETS,
-                       ZREF, build_template, fissure_ring, ring_param)
+from .template import (
+    CORNER_Q,
+    CUP_SCALE,
+    FISSURE0,
+    IPD0,
+    LOWER_K,
+    MARGIN_RING,
+    MEDIAL_K,
+    N_BALL,
+    N_EYE,
+    N_IRIS_RINGS,
+    N_PUPIL_RINGS,
+    N_SCLERA_RINGS,
+    RING_OFFSETS,
+    ZREF,
+    C,
+    build_template,
+    fissure_ring,
+    ring_param,
+)
 
 __all__ = ["HeadIdentity", "HeadBatch", "sample_identities", "build_heads", "procedural_heads",
            "sample_gaze_targets", "PART_NAMES", "MAX_GAZE_ANGLE_DEG", "MIN_TARGET_DISTANCE"]

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from onthefly.config import check_appearance, check_dataset_args, check_target, dataset_parameters
 from onthefly.dataset import OnTheFlyGazeDataset, batch_generator, distributed_info
+
 # the h5 reader lives in onthefly.h5 (exports and ETH-XGaze-layout files); re-exported for existing imports
 from onthefly.h5 import H5GazeDataset, check_h5  # noqa: F401
 from onthefly.normalization import NormalizedCamera, get_camera

@@ -17,16 +17,18 @@ import json
 import sys
 import time
 from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
-from onthefly.geometry import angular_error
-from onthefly import viz
-from onthefly.cache import MeshCache
-from onthefly.cache import build_cache
-from onthefly.sources.procedural import ProceduralSource
-from .cli import cli_main
 from lightning.pytorch.callbacks import Timer
+
+from onthefly import viz
+from onthefly.cache import MeshCache, build_cache
+from onthefly.geometry import angular_error
+from onthefly.sources.procedural import ProceduralSource
+
+from .cli import cli_main
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 #: torch threads of the demo on every machine (its figures are measured at 2, on a 2-core CPU)

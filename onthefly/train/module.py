@@ -6,15 +6,16 @@ logs ``train/loss``, ``train/angular_error`` and ``val/angular_error`` / ``test/
 """
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from onthefly.geometry import angular_error
 
 from .models import build_model
-import math
-from torch.optim.swa_utils import AveragedModel
 
 
 class _WarmEMA:

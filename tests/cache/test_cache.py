@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from onthefly.cache import (CACHE_VERSION, CacheWriter, MeshCache, build_cache, cache_info, downsample_texture,
-                            validate_cache)
+from onthefly.cache import (
+    CACHE_VERSION,
+    CacheWriter,
+    MeshCache,
+    build_cache,
+    cache_info,
+    downsample_texture,
+    validate_cache,
+)
 from onthefly.sources.base import SourceError
 
 from .helpers import ListSource, tiny_record

@@ -11,8 +11,7 @@ from torch.utils.data import DataLoader
 from onthefly.camera import novel_view, project_points
 from onthefly.dataset import OnTheFlyGazeDataset, batch_generator
 from onthefly.geometry import _gaze_to_pitchyaw, rotation_to_pitchyaw
-from onthefly.normalization import face_centre, normalization_rotation
-from onthefly.normalization import NormalizedCamera
+from onthefly.normalization import NormalizedCamera, face_centre, normalization_rotation
 from onthefly.poses import rotation_angle
 
 from .conftest import PUPIL_RGB, SMALL

@@ -57,8 +57,8 @@ def test_views_per_frame_shapes(proc_cache):
 def test_mixed_topologies_and_frames_without_face_region(tmp_path):
     """Padded topologies; a frame without a face region counts as all face (mask == coverage)."""
     import numpy as np
-
     from cache.helpers import tiny_record
+
     from onthefly.cache import CacheWriter
 
     from .conftest import SMALL

@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from onthefly.geometry import _gaze_to_pitchyaw, _pitchyaw_to_rotation, pitchyaw_to_gaze
-from onthefly.poses import (Empirical, Gaussian, Source, Uniform, head_pose_for_gaze, load_pose_rows, make_sampler,
-                            rotation_angle, sample_targets)
+from onthefly.poses import (
+    Empirical,
+    Gaussian,
+    Source,
+    Uniform,
+    head_pose_for_gaze,
+    load_pose_rows,
+    make_sampler,
+    rotation_angle,
+    sample_targets,
+)
 
 
 def g(seed=0):

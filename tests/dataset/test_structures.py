@@ -2,16 +2,15 @@
 and the labels, the typed batch and its dict, the renderer's channel mask."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from cache.helpers import tiny_record
 
 from onthefly.cache import CacheWriter, MeshCache
 from onthefly.camera import novel_view, view_from_head_pose
 from onthefly.dataset import BATCH_KEYS, OnTheFlyGazeDataset
 from onthefly.structures import Frames, GazeBatch
 
-from cache.helpers import tiny_record
 from .conftest import SMALL
 
 

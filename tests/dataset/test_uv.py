@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cache.helpers import tiny_record
 
 from onthefly.cache import CacheWriter
 from onthefly.dataset import OnTheFlyGazeDataset
 
-from cache.helpers import tiny_record
 from .conftest import SMALL
 
 COLOURS = [(200, 50, 20), (10, 180, 90), (60, 60, 250)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from dataset.conftest import proc_cache  # noqa: F401  (16 procedural frames of 4 subjects)
 
 #: 32 px images, 2 views per frame, batches of 3 frames (4 frames per subject: 2 batches, the last one partial)

@@ -303,7 +303,7 @@ def print_result_rows(data_dir):
 
 def test_xgaze3d_print_result_reads_both_file_sets(proc_cache, tmp_path):
     from onthefly.dataset import OnTheFlyGazeDataset
-    from onthefly.export import make_camera, SCHEMAS
+    from onthefly.export import SCHEMAS, make_camera
 
     out = tmp_path / "x3d"
     K = 3

@@ -18,10 +18,19 @@ import pytest
 import torch
 
 from onthefly.cli import main
-from onthefly.export import (SCHEMAS, ExportError, ExportSettings, _SubjectFile, export, make_camera, subject_seed,
-                             verify_export, write_index)
+from onthefly.export import (
+    SCHEMAS,
+    ExportError,
+    ExportSettings,
+    _SubjectFile,
+    export,
+    make_camera,
+    subject_seed,
+    verify_export,
+    write_index,
+)
 
-from .conftest import CONFIG, K, SEED, SIZE, settings
+from .conftest import CONFIG, SEED, SIZE, K, settings
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = SCHEMAS["mpii-nv"].keys

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from onthefly.dataset import IMAGENET_MEAN, IMAGENET_STD
 from onthefly.h5 import H5GazeDataset, check_h5
 
-from .conftest import K, SIZE
+from .conftest import SIZE, K
 from .test_export import reference_batches, subjects_of
 
 

@@ -16,7 +16,7 @@ from onthefly.dataset import BATCH_KEYS
 from onthefly.export import export, verify_export
 from onthefly.h5 import Field, H5GazeDataset
 
-from .conftest import K, SIZE, settings
+from .conftest import SIZE, K, settings
 from .test_export import reference_batches, subjects_of
 
 

@@ -197,6 +197,7 @@ def _setup_source_supply(d: Path) -> dict:
 
 def _setup_cache(d: Path) -> dict:
     from cache.helpers import ListSource
+
     from onthefly.cache import build_cache
 
     build_cache(ListSource([_tiny_record(0), _tiny_record(1, uv=True)]), d / "cache.h5")

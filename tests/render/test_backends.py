@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from render_helpers import screen_tri
 
 from onthefly.render import backends, rasterize, render
-from render_helpers import screen_tri
 
 
 @pytest.fixture(autouse=True)

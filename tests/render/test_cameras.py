@@ -1,8 +1,8 @@
 """Pure-torch OpenCV <-> PyTorch3D camera conversion (no PyTorch3D needed)."""
 import torch
+from render_helpers import rot
 
 from onthefly.render.cameras import opencv_to_pytorch3d, pytorch3d_to_opencv
-from render_helpers import rot
 
 
 def test_round_trip_and_projection(dtype):

@@ -6,9 +6,9 @@ import warnings
 
 import pytest
 import torch
+from render_helpers import rot, uv_sphere
 
 from onthefly.render import PointLights, UVTexture, render
-from render_helpers import rot, uv_sphere
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

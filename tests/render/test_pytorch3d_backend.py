@@ -5,9 +5,9 @@ import builtins
 
 import pytest
 import torch
+from render_helpers import rot, uv_sphere
 
 from onthefly.render import rasterize
-from render_helpers import rot, uv_sphere
 
 
 def test_missing_pytorch3d_gives_install_hint(monkeypatch):

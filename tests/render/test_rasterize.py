@@ -5,9 +5,9 @@ from fractions import Fraction
 
 import pytest
 import torch
+from render_helpers import K_UNIT, cube, rot, screen_tri, uv_sphere
 
 from onthefly.render import rasterize
-from render_helpers import K_UNIT, cube, rot, screen_tri, uv_sphere
 
 
 def _inside_exact(tri, px, py):

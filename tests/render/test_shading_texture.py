@@ -3,10 +3,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from onthefly.render import (DirectionalLights, Material, PointLights, UVTexture, VertexColors,
-                             interpolate_vertex_attributes, rasterize, render, sample_bilinear)
 from render_helpers import K_UNIT, screen_tri, uv_sphere
+
+from onthefly.render import (
+    DirectionalLights,
+    Material,
+    PointLights,
+    UVTexture,
+    VertexColors,
+    interpolate_vertex_attributes,
+    rasterize,
+    render,
+    sample_bilinear,
+)
 
 
 def _fullscreen_quad(H, W, dtype, device, z=3.0):

@@ -11,12 +11,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from cache.helpers import cli
 
 from onthefly.cache import MeshCache, build_cache
 from onthefly.sources.base import SourceError
 from onthefly.sources.images import ImageSource
-
-from cache.helpers import cli
 
 from .layout_fixtures import write_eth_xgaze, write_mpiifacegaze
 from .reference_normalization import gaze_label, head_label, normalization_rotation

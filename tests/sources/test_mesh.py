@@ -6,13 +6,12 @@ import json
 import cv2
 import numpy as np
 import pytest
+from cache.helpers import cli
 
 from onthefly.cache import MeshCache, build_cache
 from onthefly.meshio import write_obj, write_ply, write_textured_obj
 from onthefly.sources.base import SourceError
 from onthefly.sources.mesh import MeshSource, load_mesh_frame
-
-from cache.helpers import cli
 
 from .fixtures import angle_deg, procedural_records
 

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cache.helpers import cli
 
 from onthefly.cache import MeshCache
 from onthefly.sources.base import SourceError
 from onthefly.sources.nv_gaze import NVGazeSource
-
-from cache.helpers import cli
 
 from .fixtures import angle_deg, procedural_records
 from .nv_fixture import write_nv_frame

@@ -110,9 +110,10 @@ def nv(tmp_path_factory):
 
 
 def test_equals_mpii_nv_procedure(nv, tmp_path):
+    import torch
+
     from onthefly.geometry import rotation_to_pitchyaw
     from onthefly.normalization import normalization_rotation
-    import torch
 
     root, ann, of_path, sup, openface = nv
     src = NVGazeSource(root, ann, openface=of_path, source_supply=sup, undistort=False)

@@ -4,13 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cache.helpers import cli
 
 from onthefly.cache import MeshCache
 from onthefly.geometry import rotation_to_pitchyaw
 from onthefly.normalization import face_centre
 from onthefly.sources.procedural import SOURCE_CAMERA, ProceduralSource
-
-from cache.helpers import cli
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +82,9 @@ def test_cli_info_validate(built, capsys, tmp_path):
 
 def test_subjects_default_follows_count(tmp_path):
     """Regression (issue 15, item 5): ``--count 6`` alone failed with ``--subjects (8) cannot exceed --count (6)``."""
-    from onthefly.cache import MeshCache
-
     from cache.helpers import cli
+
+    from onthefly.cache import MeshCache
 
     out = tmp_path / "p.h5"
     assert cli(["reconstruct", "--source", "procedural", "--count", "6", "--out", str(out), "--quiet"]) == 0

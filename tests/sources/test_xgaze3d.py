@@ -11,13 +11,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from cache.helpers import cli
 
 from onthefly.cache import MeshCache, build_cache, validate_cache
 from onthefly.sources.base import SourceError
 from onthefly.sources.readers import FormatError
 from onthefly.sources.xgaze3d import CAMERAS, XGaze3DSource, cluster_decimate
-
-from cache.helpers import cli
 
 from .fixtures import procedural_records
 from .reference_normalization import gaze_label, head_label, normalization_rotation

@@ -1,13 +1,12 @@
 """An 8192² XGaze3D atlas is decoded at reduced scale and downsampled once: peak memory stays bounded."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-import importlib.util
 
 # the benchmark script itself (loaded by path: putting benchmarks/ on sys.path would shadow the train package)
 _spec = importlib.util.spec_from_file_location(

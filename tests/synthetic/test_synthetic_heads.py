@@ -6,8 +6,16 @@ import math
 import pytest
 import torch
 
-from onthefly.synthetic import (MAX_GAZE_ANGLE_DEG, PART_NAMES, HeadBatch, HeadIdentity, build_heads,
-                                procedural_heads, sample_gaze_targets, sample_identities)
+from onthefly.synthetic import (
+    MAX_GAZE_ANGLE_DEG,
+    PART_NAMES,
+    HeadBatch,
+    HeadIdentity,
+    build_heads,
+    procedural_heads,
+    sample_gaze_targets,
+    sample_identities,
+)
 
 PART = {v: k for k, v in PART_NAMES.items()}
 
