@@ -317,7 +317,7 @@ def test_batch_generator_mixes():
 
 def test_tune_malloc_default_is_cpu_only(tmp_path):
     """On CPU the dataset tunes glibc's allocator by default (30x faster here); it can be turned off."""
-    import onthefly.render as render_mod
+    import onthefly.dataset as dataset_mod
     from onthefly.cache import build_cache
     from onthefly.dataset import OnTheFlyGazeDataset
     from onthefly.sources.procedural import ProceduralSource
@@ -326,15 +326,15 @@ def test_tune_malloc_default_is_cpu_only(tmp_path):
     assert OnTheFlyGazeDataset(cache, batch_size=1, device="cpu").tune_malloc is True
     assert OnTheFlyGazeDataset(cache, batch_size=1, device="cpu", tune_malloc=False).tune_malloc is False
     calls = []
-    orig = render_mod.tune_malloc
-    render_mod.tune_malloc = lambda *a, **k: calls.append(1) or True
+    orig = dataset_mod.tune_malloc  # the name the dataset calls (bound from onthefly.render at import)
+    dataset_mod.tune_malloc = lambda *a, **k: calls.append(1) or True
     try:
         OnTheFlyGazeDataset(cache, batch_size=1, device="cpu", tune_malloc=False).batch(0)
         assert calls == []
         OnTheFlyGazeDataset(cache, batch_size=1, device="cpu").batch(0)
         assert calls == [1]
     finally:
-        render_mod.tune_malloc = orig
+        dataset_mod.tune_malloc = orig
 
 
 def test_backface_culling_renders_the_same_procedural_images(proc_cache):
