@@ -466,6 +466,7 @@ class _SubjectFile:
         self.f.close()
         self.f = None
         os.replace(self.tmp, self.final)
+        _remember_sha256(self.final)
 
     def close_quietly(self) -> None:
         if self.f is not None:
@@ -768,6 +769,26 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: sha256 of files this process completed: {path: (size, mtime_ns, hex)}, hashed by the writer thread right after
+#: the rename (the file is still in the page cache, and the main thread renders the next subject meanwhile)
+_COMPLETED_SHA: dict[str, tuple[int, int, str]] = {}
+
+
+def _remember_sha256(path: Path) -> None:
+    st = path.stat()
+    _COMPLETED_SHA[str(path)] = (st.st_size, st.st_mtime_ns, _sha256(path))
+
+
+def _index_sha256(path: Path) -> str:
+    """The sha256 for ``index.json``: the writer's if the file is unchanged since (same size and mtime), else read
+    now. (``--verify`` always reads the file.)"""
+    st = path.stat()
+    hit = _COMPLETED_SHA.get(str(path))
+    if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns):
+        return hit[2]
+    return _sha256(path)
+
+
 def _export_files(out: Path) -> list[str]:
     """Relative paths (``/``-separated) of the ``.h5`` files under ``out`` (any depth), sorted."""
     return sorted(p.relative_to(out).as_posix() for p in out.rglob("*.h5") if p.is_file())
@@ -824,7 +845,7 @@ def _build_index(out: Path) -> dict:
             raise ExportError(f"{p}: exported with another configuration than {files[0]}")
         entries.append({"file": rel, "subject": _attr_str(a["subject"]), "rows": int(a["n_rows"]),
                         "file_set": _attr_str(a.get("file_set", "")), "split": _attr_str(a.get("split", "")),
-                        "bytes": p.stat().st_size, "sha256": _sha256(p)})
+                        "bytes": p.stat().st_size, "sha256": _index_sha256(p)})
     names = {e["file"] for e in entries}
     missing = [f for f, _ in plan if f not in names]
     if missing:
