@@ -65,24 +65,30 @@ def _render(cache) -> dict[str, np.ndarray]:
     return out
 
 
-def test_batches_equal_golden(golden_cache):
-    got = _render(golden_cache)
+def _check_golden(got: dict[str, np.ndarray], path: Path, is_image, what: str) -> None:
+    """Compare ``got`` with the stored file ``path`` (images within 1/255, floats to 1e-6, the rest exactly), or
+    regenerate it with ``ONTHEFLY_REGEN_GOLDEN=1``. ``is_image(key, array)`` tells the images apart."""
     if os.environ.get("ONTHEFLY_REGEN_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(exist_ok=True)
-        np.savez_compressed(GOLDEN, **got)
-        pytest.skip(f"regenerated {GOLDEN}")
-    want = np.load(GOLDEN, allow_pickle=False)
-    assert sorted(want.files) == sorted(got), "the golden file holds other batches: regenerate it deliberately"
+        path.parent.mkdir(exist_ok=True)
+        np.savez_compressed(path, **got)
+        pytest.skip(f"regenerated {path}")
+    want = np.load(path, allow_pickle=False)
+    assert sorted(want.files) == sorted(got), f"{what}: regenerate the golden file deliberately"
     for k in sorted(got):
         a, b = got[k], want[k]
         assert a.shape == b.shape and a.dtype == b.dtype, k
-        if k.endswith("/image"):
+        if is_image(k, b):
             diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
             assert diff.max() <= 1, f"{k}: {int((diff > 1).sum())} pixels differ by more than 1/255"
         elif np.issubdtype(a.dtype, np.floating):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=k)
         else:
             np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_batches_equal_golden(golden_cache):
+    _check_golden(_render(golden_cache), GOLDEN, lambda k, b: k.endswith("/image"),
+                  "the golden file holds other batches")
 
 
 EXPORT_GOLDEN = Path(__file__).parent / "golden" / "export.npz"
@@ -115,19 +121,6 @@ def _export(cache, tmp: Path) -> dict[str, np.ndarray]:
 
 
 def test_export_equals_golden(golden_cache, tmp_path):
-    got = _export(golden_cache, tmp_path)
-    if os.environ.get("ONTHEFLY_REGEN_GOLDEN") == "1":
-        np.savez_compressed(EXPORT_GOLDEN, **got)
-        pytest.skip(f"regenerated {EXPORT_GOLDEN}")
-    want = np.load(EXPORT_GOLDEN, allow_pickle=False)
-    assert sorted(want.files) == sorted(got), "the export writes other files or keys: regenerate it deliberately"
-    for k in sorted(got):
-        a, b = got[k], want[k]
-        assert a.shape == b.shape and a.dtype == b.dtype, k
-        if b.dtype == np.uint8 and b.ndim >= 3:  # images and masks
-            diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
-            assert diff.max() <= 1, f"{k}: {int((diff > 1).sum())} pixels differ by more than 1/255"
-        elif np.issubdtype(a.dtype, np.floating):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=k)
-        else:
-            np.testing.assert_array_equal(a, b, err_msg=k)
+    _check_golden(_export(golden_cache, tmp_path), EXPORT_GOLDEN,
+                  lambda k, b: b.dtype == np.uint8 and b.ndim >= 3,  # images and masks
+                  "the export writes other files or keys")
