@@ -975,8 +975,8 @@ class MeshCache:
             return
         if verts.dtype.kind != "f" or colors.dtype != np.uint8:
             raise ValueError(f"{self.path}: damaged cache (verts {verts.dtype}, vert_colors {colors.dtype})")
-        bad_v = ~np.isfinite(verts).all(1)
-        if bad_v.any():
+        if not np.isfinite(verts).all():  # one flat pass; the per-vertex mask only to name the damaged frame
+            bad_v = ~np.isfinite(verts).all(1)
             starts = np.zeros(len(idx) + 1, np.int64)
             np.cumsum(counts, out=starts[1:])
             self._refuse(int(idx[np.searchsorted(starts, np.flatnonzero(bad_v)[0], side="right") - 1]),

@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -663,12 +664,31 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
         rows_of = {s: np.asarray(mc.indices([s])) for s in {p.subject for p in mine}}
     total = sum(len(rows_of[p.subject]) for p in mine) * K
     prog = _Progress(progress, total, f"export {st.out.name} shard {i_shard}/{n_shard}")
-    writer = _AsyncWriter(queue_size)
-    written, skipped, rows_total = [], [], 0
     appearance: dict = {}
+
+    def open_subject(pf: PlannedFile, app) -> tuple[OnTheFlyGazeDataset, torch.Tensor]:
+        """The subject's dataset with its frames loaded, and the cache-index → frame-number table."""
+        kw = st.dataset_kwargs(pf.subject)
+        if app is not None:
+            kw["appearance"] = app
+        ds = OnTheFlyGazeDataset(st.cache, subjects=[pf.subject], **kw)
+        idx = rows_of[pf.subject]
+        lut = torch.full((int(idx.max()) + 1,), -1, dtype=torch.int64)
+        lut[torch.from_numpy(idx)] = torch.from_numpy(
+            frame_numbers([f for _, f, _ in ds.frame_ids(torch.from_numpy(idx))]))  # frame_ids loads the frames
+        return ds, lut
+
+    def app_of(pf: PlannedFile):  # one background pool per set (same rows); the set's spec for its first file
+        return appearance.get(pf.file_set, sets[pf.file_set][0])
+
+    writer = _AsyncWriter(queue_size)
+    # the next subject's frames load in this thread while the current one renders (one file ahead)
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="onthefly-export-prefetch")
+    pending: dict[int, Future] = {}
+    written, skipped, rows_total = [], [], 0
     current: _SubjectFile | None = None
     try:
-        for pf in mine:
+        for j, pf in enumerate(mine):
             final = st.out / pf.rel
             n_frames = len(rows_of[pf.subject])
             n_rows = n_frames * K
@@ -680,22 +700,19 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
                          background_stored_as=(f"XGaze3D's uint8 wrap: green {XGAZE3D_STORED_GREEN}" if green
                                                else "as rendered"))
             start = _prepare(final, attrs, resume, B * K)
+            fut = pending.pop(j, None)
             if start is None:
+                if fut is not None:
+                    fut.cancel()
                 skipped.append(pf.rel)
                 prog.skip(n_rows)
                 continue
-            kw = st.dataset_kwargs(pf.subject)
-            if pf.file_set in appearance:
-                kw["appearance"] = appearance[pf.file_set]  # one background pool per set (same rows)
-            elif app_spec is not None:
-                kw["appearance"] = app_spec
-            ds = OnTheFlyGazeDataset(st.cache, subjects=[pf.subject], **kw)
+            ds, lut = fut.result() if fut is not None else open_subject(pf, app_of(pf))
             appearance[pf.file_set] = ds.appearance
             assert ds.n_frames == n_frames, (ds.n_frames, n_frames)
-            idx = rows_of[pf.subject]
-            lut = torch.full((int(idx.max()) + 1,), -1, dtype=torch.int64)
-            lut[torch.from_numpy(idx)] = torch.from_numpy(
-                frame_numbers([f for _, f, _ in ds.frame_ids(torch.from_numpy(idx))]))
+            nxt = mine[j + 1] if j + 1 < len(mine) else None
+            if nxt is not None and not (st.out / nxt.rel).exists():  # a complete file is skipped: nothing to load
+                pending[j + 1] = ahead.submit(open_subject, nxt, app_of(nxt))
             ctx = EncodeContext(K, B, schema.cam_base, green, lut)
             current = _SubjectFile(final, attrs, schema, shapes, B * K, st.compression, prog)
             if start == 0:
@@ -711,6 +728,7 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
                 rows_total += take * K
             writer.submit(current.finish)
             written.append(pf.rel)
+            del ds
         writer.close()
     except BaseException as exc:
         try:
@@ -724,6 +742,7 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
             current.close_quietly()
         raise
     finally:
+        ahead.shutdown(wait=True, cancel_futures=True)  # a load in flight finishes (it writes nothing)
         prog.close()
     index = None
     if all((st.out / p.rel).is_file() for p in plan):
