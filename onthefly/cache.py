@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, _where, check_record
+from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, check_record
 from .structures import Frames
 
 __all__ = ["CACHE_VERSION", "CacheWriter", "BuildReport", "build_cache", "MeshCache", "PackedFrames",
@@ -653,8 +653,11 @@ class MeshCache:
     gives :class:`PackedFrames` read with a few large contiguous slices per selected subject run.
     """
 
+    #: refuse a file whose layout is damaged on opening (off only for the validator's :class:`_LayoutUnchecked`)
+    _refuse_damaged_layout = True
+
     @_damaged
-    def __init__(self, path: str | Path, *, _check: bool = True):
+    def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_file():
             tmp = self.path.with_name(self.path.name + ".tmp")
@@ -675,7 +678,7 @@ class MeshCache:
         if not bool(a.get("complete", False)):
             self._f.close()
             raise ValueError(f"{self.path}: incomplete cache (the build was interrupted); rebuild it")
-        if _check:  # the layout (cheap, per table): a damaged file is refused here, not half-read later
+        if self._refuse_damaged_layout:  # the layout (cheap, per table): a damaged file is refused, not half-read later
             probs = _structure_problems(self._f)
             if probs:
                 self._f.close()
@@ -788,7 +791,7 @@ class MeshCache:
         try:  # the record a source would have had to pass (shapes, finite values, index ranges, rotations)
             return check_record(rec)
         except SourceError as exc:
-            msg, where = str(exc), f"{_where(rec)}: "
+            msg, where = str(exc), f"{rec.where}: "
             self._refuse(i, msg[len(where):] if msg.startswith(where) else msg)
 
     def _refuse(self, i: int, problem: str):
@@ -1047,6 +1050,13 @@ def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
         return [f"{path}: damaged cache ({type(exc).__name__}: {str(exc)[:200]})"]
 
 
+class _LayoutUnchecked(MeshCache):
+    """A cache opened without refusing a damaged layout: the validator's view, which lists the layout problems
+    itself (:func:`_structure_problems`) beside the records' (reading a frame still checks it)."""
+
+    _refuse_damaged_layout = False
+
+
 def _validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
     """Check every record of a cache; returns a list of problems (empty: valid), each naming the file or frame.
 
@@ -1057,7 +1067,7 @@ def _validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
     intrinsics), identifiers, the real cameras of multi-view frames.
     """
     try:
-        c = MeshCache(path, _check=False)
+        c = _LayoutUnchecked(path)
     except (ValueError, FileNotFoundError) as exc:
         return [str(exc)]
     with c:

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as Fnn
 from torch import Tensor
 
+from .checks import trusted
 from .geometry import rotation_to_pitchyaw
-from .normalization import _normalization_rotation
+from .normalization import normalization_rotation
 from .poses import camera_view_poses
 from .reconstruct.contour import is_contour_topology
 from .reconstruct.eyes import EYE_KEYS
@@ -150,7 +151,8 @@ class FrameLabels:
         c, hR = pf.face_centre.to(f64), pf.head_rotation.to(f64)
         g = pf.gaze_direction.to(f64)
         g = g / g.norm(dim=-1, keepdim=True)
-        R_src = _normalization_rotation(c, hR)
+        with trusted():  # the loader checked these labels (MeshCache._check_loaded)
+            R_src = normalization_rotation(c, hR)
         subject_of = {s: i for i, s in enumerate(subjects)}
         return cls(head_rotation=hR, face_centre=c, gaze_direction=g, gaze_target=pf.gaze_target.to(f64),
                    landmarks=pf.landmarks.to(f64), source_rotation=R_src,
@@ -183,7 +185,8 @@ class FrameViews:
         slot = torch.arange(len(frame), device=dev) - pf.view_offsets[frame]
         R[frame, slot] = pf.view_R.to(f64)
         t[frame, slot] = pf.view_t.to(f64)
-        pose, Rn, _ = camera_view_poses(labels.face_centre[:, None], labels.head_rotation[:, None], R, t)
+        with trusted():  # the loader checked the labels and the real cameras
+            pose, Rn, _ = camera_view_poses(labels.face_centre[:, None], labels.head_rotation[:, None], R, t)
         return cls(head_pose_cpu=pose.cpu(), rotation=Rn, names=pf.view_names)
 
     def allowed(self, cameras=None) -> Tensor:
