@@ -263,7 +263,8 @@ class OnTheFlyGazeDataset(IterableDataset):
         finally:
             if self._cache_obj is None:
                 mc.close()
-        self._view_allowed = frames.views.allowed(self.sampler.cameras) if cameras else None
+        self._view_allowed = frames.views.allowed(self.sampler.cameras) \
+            if isinstance(self.sampler, Cameras) and frames.views is not None else None
         self._K = self.camera.K(dtype=torch.float32, device=self.device)
         self.appearance.setup((self.camera.height, self.camera.width), self.device)
         self._loaded = frames
@@ -294,6 +295,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         frames = self._frames(epoch, index).repeat_interleave(self.views_per_frame)
         camera = None
         if isinstance(self.sampler, Cameras):  # the frames' real cameras: labels computed, not drawn
+            assert self._view_allowed is not None and fs.views is not None  # _load read the cameras
             camera = self.sampler.select(self._view_allowed[frames], self.views_per_frame, gen)
             pose = fs.views.head_pose_cpu[frames, camera]
             tgt = TargetSample(pose, pose.clone(), 0)
@@ -376,6 +378,7 @@ class OnTheFlyGazeDataset(IterableDataset):
                 views: int, record) -> GazeBatch:
         t0 = time.perf_counter()
         dev, cam, n = self.device, self.camera, len(frames)
+        assert self._K is not None  # set by _load
         fr = frames.to(dev)
         hp = head_pose.to(dev, torch.float64)
         app_d = app.to(dev)
@@ -438,6 +441,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         fmn = view.R
         cam_index = torch.full((n,), -1, dtype=torch.int64, device=dev)
         if camera is not None:  # real cameras: face_mat_norm = that camera -> its normalized view (ETH-XGaze)
+            assert fs.views is not None  # the cameras sampler loads the frames' cameras
             cam_index = camera.to(dev)
             fmn = fs.views.rotation[fr, cam_index]
         return dict(gaze=gaze_to_pitchyaw(g).to(f32), head_pose=hp.to(f32), gaze_vector=g.to(f32),
