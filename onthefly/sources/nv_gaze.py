@@ -291,11 +291,12 @@ class NVGazeSource:
         if (Fc[:, 2] <= 0).any():
             raise SourceError(f"{row['where']}: the fitted face model lies behind the camera")
         fc = Fc.mean(0)
-        extra = {}
+        extra: dict[str, object] = {}
         head = hR
         if key in self._supply_lm:  # MPII-NV's label: OpenFace-68 PnP on the supply's dlib landmarks, R from hR
 
             src, i, lm68 = self._supply_lm[key]
+            assert self.openface is not None  # a source_supply needs it (checked in __init__)
             R = normalization_rotation(torch.from_numpy(fc), torch.from_numpy(hR)).numpy()
             try:
                 label, _ = nv_head_label(R, lm68, self.openface, K, dist)

@@ -15,6 +15,7 @@ A source class decorated with :func:`register` provides:
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import pkgutil
 
@@ -62,8 +63,8 @@ def add_source_arguments(parser) -> None:
         users.setdefault(flags[0], []).append(name)
     shared = parser.add_argument_group("shared by several sources") \
         if any(len(v) > 1 for v in users.values()) else None
-    groups: dict[str, object] = {}
-    actions: dict[str, object] = {}
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    actions: dict[str, argparse.Action] = {}
     for name, flags, kw in decl:
         kw = dict(kw)
         text = kw.pop("help", None)
@@ -75,6 +76,7 @@ def add_source_arguments(parser) -> None:
                 act.help = f"{act.help}; {text}" if act.help else text
             continue
         if len(users[key]) > 1:
+            assert shared is not None  # made because a flag has several users
             group = shared
         else:
             if name not in groups:
