@@ -490,7 +490,7 @@ class H5GazeDataset(Dataset):
         self.n = int(self.offsets[-1]) if max_samples is None else min(int(self.offsets[-1]), int(max_samples))
         self.image_format = image_format
         self._files: list | None = None
-        self._pid = None
+        self._pid: int | None = None
 
     def __len__(self) -> int:
         return self.n

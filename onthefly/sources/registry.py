@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+from typing import Any
 
 from .. import sources as pkg
 
 __all__ = ["register", "sources", "add_source_arguments", "make_source"]
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, Any] = {}  # name -> source class (each has from_args and add_arguments)
 _ORDER = ("procedural", "mesh", "nv-gaze", "xgaze3d", "images")
 _NOT_SOURCES = {"base", "registry", "readers", "layouts"}
 
@@ -41,7 +42,7 @@ def register(cls):
     return cls
 
 
-def sources() -> dict[str, type]:
+def sources() -> dict[str, Any]:
     """``{name: source class}`` of every source module in :mod:`onthefly.sources` (built-ins first)."""
     for m in pkgutil.iter_modules(pkg.__path__):
         if m.name not in _NOT_SOURCES and not m.name.startswith("_"):
