@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from onthefly.camera import project_points, view_from_head_pose
 from onthefly.dataset import OnTheFlyGazeDataset, batch_generator
-from onthefly.geometry import _gaze_to_pitchyaw, rotation_to_pitchyaw
+from onthefly.geometry import gaze_to_pitchyaw, rotation_to_pitchyaw
 from onthefly.normalization import NormalizedCamera, face_centre, normalization_rotation
 from onthefly.poses import rotation_angle
 
@@ -72,13 +72,13 @@ def test_batch_labels_exact(proc_cache):
     # gaze: label of V · g_src
     g_src = p.gaze_direction[idx]
     g = (V @ g_src[..., None])[..., 0]
-    assert (_gaze_to_pitchyaw(g) - b["gaze"].double()).abs().max() < 1e-5
+    assert (gaze_to_pitchyaw(g) - b["gaze"].double()).abs().max() < 1e-5
     assert (b["gaze_vector"].double() - g).abs().max() < 1e-6
     # rotation_matrix: source normalized view → this view
     R_src = normalization_rotation(c, hR)
     assert (b["rotation_matrix"].double() @ R_src - V).abs().max() < 1e-6
     src_gaze = (R_src @ g_src[..., None])[..., 0]
-    assert (_gaze_to_pitchyaw((b["rotation_matrix"].double() @ src_gaze[..., None])[..., 0])
+    assert (gaze_to_pitchyaw((b["rotation_matrix"].double() @ src_gaze[..., None])[..., 0])
             - b["gaze"].double()).abs().max() < 1e-5
     assert b["image"].shape == (16, 3, 224, 224) and b["mask"].shape == (16, 1, 224, 224)
     assert b["image"].min() >= 0 and b["image"].max() <= 1
