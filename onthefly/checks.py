@@ -1,7 +1,7 @@
 """Input validation shared by the public functions: clear ``ValueError`` messages naming the argument.
 
 One switch for the hot path (docs/architecture.md, "Input checks"): every public function checks its inputs; code
-that passes values it made itself (the dataset's batch, the export's rows) calls the same public functions inside
+that passes values it made itself (the dataset rendering a batch) calls the same public functions inside
 ``with trusted():``, which turns off the *value* checks: the ones that read tensor data (finite, unit length,
 rotation, index ranges, positive distances), each a device → host read. Shape, dtype and argument checks read only
 metadata and always run. :func:`enabled` is the one flag every value check reads; it lives in a
