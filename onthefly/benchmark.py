@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
@@ -245,7 +245,8 @@ def moderngl_available() -> tuple[bool, str]:
     try:
         import moderngl
 
-        ctx = moderngl.create_standalone_context(backend="egl")
+        # moderngl's stub types **settings as dicts; backend="egl" is its documented use
+        ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type]
         name = ctx.info.get("GL_RENDERER", "?")
         ctx.release()
         return True, name
@@ -256,8 +257,9 @@ def moderngl_available() -> tuple[bool, str]:
 def _moderngl(mesh: Mesh, views: Views) -> Renderer:
     import moderngl
 
-    ctx = moderngl.create_standalone_context(backend="egl")
-    prog = ctx.program(vertex_shader=_GL_VERTEX, fragment_shader=_GL_FRAGMENT)
+    ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type]  # (as above)
+    # Any: moderngl types prog[name] as Uniform | UniformBlock | Attribute | Varying; the names set below are uniforms
+    prog: Any = ctx.program(vertex_shader=_GL_VERTEX, fragment_shader=_GL_FRAGMENT)
     normals = vertex_normals(mesh.verts[None], mesh.faces)[0]
     data = torch.cat((mesh.verts, normals, mesh.colors), 1).numpy().astype("f4")
     vbo = ctx.buffer(data.tobytes())
@@ -365,7 +367,7 @@ def time_interleaved(items: list[Renderer], device, repeats: int = 5, warmup: in
         for _ in range(warmup if it.max_runs is None else 0):
             it.run()
     _sync(device)
-    res = {it.name: {"wall": [], "cpu": []} for it in items}
+    res: dict[str, dict[str, list[float]]] = {it.name: {"wall": [], "cpu": []} for it in items}
     for r in range(repeats):
         # the order rotates: each renderer follows each other equally often (a renderer that leaves spinning
         # OpenMP threads behind, like torch's, would otherwise always slow the same next one)
@@ -393,7 +395,7 @@ def cpu_share(seconds: float = 0.2) -> float:
 
 
 def load_state() -> dict:
-    out = {"cpu_share_of_one_core": round(cpu_share(), 3)}
+    out: dict[str, float | list[float]] = {"cpu_share_of_one_core": round(cpu_share(), 3)}
     try:
         out["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -519,8 +521,8 @@ def bench_dataset(device="cpu", batch_sizes=(32,), repeats: int = 5, frames: int
         backends = [b for b in rb.available_backends(dev) if b != "pytorch3d"] if dev.type == "cpu" else ["torch"]
     settings = [(be, cull) for be in backends for cull in culls]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         if cache is None:
             cache = tmp / "proc.h5"
             build_cache(ProceduralSource(count=frames, seed=0, subjects=max(1, frames // 16)), cache)
@@ -536,7 +538,8 @@ def bench_dataset(device="cpu", batch_sizes=(32,), repeats: int = 5, frames: int
                 rb.set_default_backend(be if dev.type == "cpu" else None)
                 dss[cull].batch(0)
             first = time.perf_counter() - t
-            timed = {key: ([], [], []) for key in settings}
+            timed: dict[tuple[str, bool], tuple[list[float], list[float], list[dict]]] = \
+                {key: ([], [], []) for key in settings}
             try:
                 for r in range(repeats):
                     for be, cull in settings:

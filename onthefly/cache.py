@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn, cast
 
 import cv2
 import h5py
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, _where, check_record
+from .sources.base import FACE_CENTRE_RULES, FrameRecord, Source, SourceError, check_record
 from .structures import Frames
 
 __all__ = ["CACHE_VERSION", "CacheWriter", "BuildReport", "build_cache", "MeshCache", "PackedFrames",
@@ -202,10 +203,10 @@ class CacheWriter:
         # float16 stores vertices relative to the face centre (precision); float32 stores them as they are
         origin = np.asarray(rec.face_centre, np.float64) if self.vertex_dtype == "float16" else np.zeros(3)
         vo = self._verts.append((rec.verts.astype(np.float64) - origin).astype(self.vertex_dtype))
-        has_c = rec.vert_colors is not None
-        self._colors.append(rec.vert_colors if has_c else np.zeros((len(rec.verts), 3), np.uint8))
-        has_f = rec.vert_face_region is not None
-        self._face.append(rec.vert_face_region.astype(np.uint8) if has_f else np.ones(len(rec.verts), np.uint8))
+        colors, region = rec.vert_colors, rec.vert_face_region
+        has_c, has_f = colors is not None, region is not None
+        self._colors.append(colors if colors is not None else np.zeros((len(rec.verts), 3), np.uint8))
+        self._face.append(region.astype(np.uint8) if region is not None else np.ones(len(rec.verts), np.uint8))
         r = self._rows
         r["subject"].append(str(rec.subject))
         r["frame"].append(str(rec.frame))
@@ -653,8 +654,11 @@ class MeshCache:
     gives :class:`PackedFrames` read with a few large contiguous slices per selected subject run.
     """
 
+    #: refuse a file whose layout is damaged on opening (off only for the validator's :class:`_LayoutUnchecked`)
+    _refuse_damaged_layout = True
+
     @_damaged
-    def __init__(self, path: str | Path, *, _check: bool = True):
+    def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_file():
             tmp = self.path.with_name(self.path.name + ".tmp")
@@ -675,7 +679,7 @@ class MeshCache:
         if not bool(a.get("complete", False)):
             self._f.close()
             raise ValueError(f"{self.path}: incomplete cache (the build was interrupted); rebuild it")
-        if _check:  # the layout (cheap, per table): a damaged file is refused here, not half-read later
+        if self._refuse_damaged_layout:  # the layout (cheap, per table): a damaged file is refused, not half-read later
             probs = _structure_problems(self._f)
             if probs:
                 self._f.close()
@@ -777,7 +781,8 @@ class MeshCache:
         rec = FrameRecord(
             verts=verts, faces=faces, landmarks=fr["landmarks"][i], head_rotation=fr["head_rotation"][i],
             face_centre=fr["face_centre"][i], face_centre_rule=rule, K=fr["K"][i],
-            image_size=tuple(int(v) for v in fr["image_size"][i]), subject=str(self._subject[i]),
+            image_size=cast("tuple[int, int]", tuple(int(v) for v in fr["image_size"][i])),  # check_record: 2 values
+            subject=str(self._subject[i]),
             frame=_strs(fr["frame"][i:i + 1])[0], camera=_strs(fr["camera"][i:i + 1])[0],
             gaze_target=None if np.isnan(gt).any() else gt, gaze_direction=fr["gaze_direction"][i],
             vert_colors=f["vert_colors"][a:b] if fr["has_vertex_colors"][i] else None,
@@ -788,10 +793,10 @@ class MeshCache:
         try:  # the record a source would have had to pass (shapes, finite values, index ranges, rotations)
             return check_record(rec)
         except SourceError as exc:
-            msg, where = str(exc), f"{_where(rec)}: "
+            msg, where = str(exc), f"{rec.where}: "
             self._refuse(i, msg[len(where):] if msg.startswith(where) else msg)
 
-    def _refuse(self, i: int, problem: str):
+    def _refuse(self, i: int, problem: str) -> NoReturn:
         """Raise the damaged-cache error naming the file and frame ``i`` (its subject/frame/camera)."""
         fr = self._f["frames"]
         key = "/".join(x for x in (str(self._subject[i]), *(_strs(fr[k][i:i + 1])[0] for k in ("frame", "camera")))
@@ -885,6 +890,7 @@ class MeshCache:
             nu = int(uo_all[tid + 1] - uo_all[tid])
             faces_list.append(torch.from_numpy(faces_block[pos:pos + nf].astype(np.int64)).to(device))
             if tid in textured_t and nu:
+                assert fuv_block is not None and uv_block is not None  # read when any frame is textured
                 fuv_list.append(torch.from_numpy(fuv_block[pos:pos + nf].astype(np.int64)).to(device))
                 uv_list.append(torch.from_numpy(uv_block[upos:upos + nu]).to(device))
             else:
@@ -925,7 +931,7 @@ class MeshCache:
                     fr_np |= np.repeat(~hf, counts)
                 face = torch.from_numpy(fr_np).to(device)
         lab = dtype if label_dtype is None else label_dtype
-        views = {}
+        views: dict[str, Any] = {}
         vg = f.get("views")
         if vg is not None:
             voff = vg["offset"][()]
@@ -1047,6 +1053,13 @@ def validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
         return [f"{path}: damaged cache ({type(exc).__name__}: {str(exc)[:200]})"]
 
 
+class _LayoutUnchecked(MeshCache):
+    """A cache opened without refusing a damaged layout: the validator's view, which lists the layout problems
+    itself (:func:`_structure_problems`) beside the records' (reading a frame still checks it)."""
+
+    _refuse_damaged_layout = False
+
+
 def _validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
     """Check every record of a cache; returns a list of problems (empty: valid), each naming the file or frame.
 
@@ -1057,7 +1070,7 @@ def _validate_cache(path: str | Path, *, max_problems: int = 100) -> list[str]:
     intrinsics), identifiers, the real cameras of multi-view frames.
     """
     try:
-        c = MeshCache(path, _check=False)
+        c = _LayoutUnchecked(path)
     except (ValueError, FileNotFoundError) as exc:
         return [str(exc)]
     with c:
@@ -1110,16 +1123,16 @@ def _record_problems(c: MeshCache, path, max_problems: int) -> list[str]:
             problems.append(f"topology {tid}: UV coordinates contain NaN or inf")
     tid = c._tid
     ok_t = (tid >= 0) & (tid < nT)
-    for i in np.flatnonzero(ok_t & (np.diff(vo) != vc[np.clip(tid, 0, max(nT - 1, 0))])):
+    for i in np.flatnonzero(ok_t & (np.diff(vo) != vc[np.clip(tid, 0, max(nT - 1, 0))])).tolist():
         bad(i, f"{vo[i + 1] - vo[i]} vertices but topology {tid[i]} expects {vc[tid[i]]}")
     # vertices: chunked scan for non-finite values
     step = 1 << 20
     bad_frames = set()
     for a in range(0, nV, step):
         v = f["verts"][a:a + step]
-        rows = np.flatnonzero(~np.isfinite(v).all(1))
-        if len(rows):
-            bad_frames.update((np.searchsorted(vo, rows + a, side="right") - 1).tolist())
+        bad_rows = np.flatnonzero(~np.isfinite(v).all(1))
+        if len(bad_rows):
+            bad_frames.update((np.searchsorted(vo, bad_rows + a, side="right") - 1).tolist())
     for i in sorted(bad_frames):
         bad(i, "vertices contain NaN or inf")
     # per-frame labels, vectorised (the rules every reader applies)

@@ -11,18 +11,18 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import TensorLike, checked
-from .geometry import _pitchyaw_to_rotation
+from .checks import TensorLike, check_rotation, checked, enabled
+from .geometry import pitchyaw_to_rotation
 
-__all__ = ["ViewTransform", "view_from_head_pose", "novel_view", "project_points"]
+__all__ = ["ViewTransform", "view_from_head_pose", "project_points"]
 
 
 @dataclass
 class ViewTransform:
     """Rigid transform ``X_view = R · X + t`` (R (..., 3, 3), t (..., 3)), OpenCV camera frame, mm.
 
-    The whole camera stage of a normalized view: :func:`novel_view` also records the face ``centre`` (..., 3) and the
-    ``distance`` d, so that ``t = (0, 0, d) − R · centre``, ``X_view = R · (X − centre) + (0, 0, d)``. Labels go
+    The whole camera stage of a normalized view: :func:`view_from_head_pose` also records the face ``centre``
+    (..., 3) and the ``distance`` d, so that ``t = (0, 0, d) − R · centre``, ``X_view = R · (X − centre) + (0, 0, d)``. Labels go
     through :meth:`apply` / :meth:`apply_directions` (float64), the mesh through :meth:`apply_mesh` (its own dtype).
     """
 
@@ -58,54 +58,45 @@ class ViewTransform:
         return dirs @ self.R.transpose(-1, -2)
 
 
-def view_from_head_pose(head_pose: TensorLike, face_centre: TensorLike, distance: float | torch.Tensor) -> ViewTransform:
-    """Transform from head coordinates to a normalized view with the given head-pose label.
+def view_from_head_pose(head_pose: TensorLike, face_centre: TensorLike, distance: float | torch.Tensor, *,
+                        head_rotation: TensorLike | None = None) -> ViewTransform:
+    """The exact normalized view of a mesh with the given head-pose label: the one camera function.
+
+    ``V = Rot(head_pose) · hRᵀ`` and ``X_view = V · (X − c) + (0, 0, d)``: the face centre ``c`` lands on the
+    optical axis at ``distance``, and the head rotation seen by the view is ``V · hR = Rot(head_pose)`` (zero
+    roll, ``Rot`` = :func:`onthefly.geometry.pitchyaw_to_rotation`), so its head-pose label is exactly
+    ``head_pose``.
 
     Args:
         head_pose: (..., 2) target (pitch, yaw) label in radians.
-        face_centre: (..., 3) face centre in head coordinates (mm), see
-            :func:`onthefly.normalization.face_centre`.
-        distance: distance from the camera to the face centre (mm), e.g. 600 for ``xgaze224``.
+        face_centre: (..., 3) face centre (mm) in the mesh's frame, see :func:`onthefly.normalization.face_centre`.
+        distance: distance from the camera to the face centre (mm), e.g. 600 for ``xgaze224``; positive.
+        head_rotation: (..., 3, 3) head → mesh-frame rotations ``hR`` of a mesh in a source camera's frame (the
+            cache's frames); ``None`` (default): the mesh is in head coordinates (``hR = I``).
 
-    Returns ``ViewTransform`` with ``R = pitchyaw_to_rotation(head_pose)`` and ``t = (0, 0, distance) - R · c``.
+    Returns ``ViewTransform(R=V, t=(0, 0, d) − V·c, centre=c, distance=d)`` (broadcast over the batch dims)
+    mapping mesh-frame points to the view (:meth:`ViewTransform.apply_mesh` for the mesh,
+    :meth:`~ViewTransform.apply` for the labels). With ``head_rotation`` ``V`` is the view's ``face_mat_norm``
+    (source camera → normalized view). The value checks (finite inputs, a rotation, a positive distance) are
+    skipped inside :func:`onthefly.checks.trusted` (the dataset's hot path); the shape checks always run.
     """
     py = checked("head_pose", head_pose, (2,))
     c = checked("face_centre", face_centre, (3,)).to(py.dtype)
     d = torch.as_tensor(distance, dtype=py.dtype, device=py.device)
-    if bool((d <= 0).any()):
+    if enabled() and bool((d <= 0).any()):
         raise ValueError(f"distance: must be positive, got {distance}")
-    R = _pitchyaw_to_rotation(py)
-    batch = torch.broadcast_shapes(R.shape[:-2], c.shape[:-1], d.shape)
-    R = R.expand(*batch, 3, 3)
+    V = pitchyaw_to_rotation(py)
+    if head_rotation is not None:
+        hR = checked("head_rotation", head_rotation, (3, 3)).to(py.dtype)
+        check_rotation("head_rotation", hR)
+        V = V @ hR.transpose(-1, -2)
+    batch = torch.broadcast_shapes(V.shape[:-2], c.shape[:-1], d.shape)
+    V = V.expand(*batch, 3, 3)
     c = c.expand(*batch, 3)
-    axis = torch.zeros(*batch, 3, dtype=py.dtype, device=py.device)
-    axis[..., 2] = d.expand(batch)
-    t = axis - (R @ c[..., None])[..., 0]
-    return ViewTransform(R=R, t=t, centre=c, distance=d.expand(batch))
-
-
-def novel_view(head_rotation_src: torch.Tensor, face_centre_src: torch.Tensor, target_pose: torch.Tensor,
-               distance: float | torch.Tensor) -> ViewTransform:
-    """Exact normalized novel view of a source-camera mesh (the rendering camera, batched, no checks).
-
-    ``V = Rot(target) · hRᵀ`` and ``X_view = V · (X_src − c) + (0, 0, d)``: the face centre ``c`` (source camera
-    frame) lands on the optical axis at ``distance``, and the head rotation seen by the view is
-    ``V · hR = Rot(target)`` (zero roll), so its head-pose label is exactly ``target_pose``.
-
-    Args:
-        head_rotation_src: (..., 3, 3) head → source camera rotations ``hR``.
-        face_centre_src: (..., 3) face centres in the source camera frame (mm).
-        target_pose: (..., 2) requested (pitch, yaw) head-pose labels (radians).
-        distance: preset distance ``d`` (mm).
-
-    Returns ``ViewTransform(R=V, t=(0, 0, d) − V·c, centre=c, distance=d)`` mapping source-camera points to the
-    view (:meth:`ViewTransform.apply_mesh` for the mesh, :meth:`~ViewTransform.apply` for the labels).
-    ``V`` is the view's ``face_mat_norm`` (source camera → normalized view).
-    """
-    V = _pitchyaw_to_rotation(target_pose) @ head_rotation_src.transpose(-1, -2)
-    t = -(V @ face_centre_src[..., None])[..., 0]
-    t[..., 2] = t[..., 2] + distance
-    return ViewTransform(R=V, t=t, centre=face_centre_src, distance=distance)
+    d = d.expand(batch)
+    t = -(V @ c[..., None])[..., 0]
+    t[..., 2] = t[..., 2] + d
+    return ViewTransform(R=V, t=t, centre=c, distance=d)
 
 
 def project_points(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Batch stage: ``OnTheFlyGazeDataset``, an ``IterableDataset`` of rendered, exactly labelled normalized faces.
 
 One straight line per batch: mesh cache (frames on the device, a :class:`~onthefly.structures.Frames`) → pose
-sampler (:mod:`onthefly.poses`) → camera (:func:`onthefly.camera.novel_view`, one
+sampler (:mod:`onthefly.poses`) → camera (:func:`onthefly.camera.view_from_head_pose`, one
 :class:`~onthefly.camera.ViewTransform` for the mesh and the labels) → rasterizer/shader
 (:mod:`onthefly.render`) → compositor (:mod:`onthefly.augment`) → labels → a
 :class:`~onthefly.structures.GazeBatch`, whose ``as_dict()`` is the dict of tensors on the device that
@@ -34,8 +34,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .augment import Appearance, AppearanceParams
 from .cache import MeshCache
-from .camera import novel_view, project_points
-from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_rotation
+from .camera import project_points, view_from_head_pose
+from .checks import trusted
+from .geometry import gaze_to_pitchyaw, pitchyaw_to_rotation
 from .normalization import get_camera
 from .poses import Cameras, TargetSample, make_sampler, sample_targets
 from .reconstruct.contour import ibug_jaw
@@ -262,7 +263,8 @@ class OnTheFlyGazeDataset(IterableDataset):
         finally:
             if self._cache_obj is None:
                 mc.close()
-        self._view_allowed = frames.views.allowed(self.sampler.cameras) if cameras else None
+        self._view_allowed = frames.views.allowed(self.sampler.cameras) \
+            if isinstance(self.sampler, Cameras) and frames.views is not None else None
         self._K = self.camera.K(dtype=torch.float32, device=self.device)
         self.appearance.setup((self.camera.height, self.camera.width), self.device)
         self._loaded = frames
@@ -293,13 +295,15 @@ class OnTheFlyGazeDataset(IterableDataset):
         frames = self._frames(epoch, index).repeat_interleave(self.views_per_frame)
         camera = None
         if isinstance(self.sampler, Cameras):  # the frames' real cameras: labels computed, not drawn
+            assert self._view_allowed is not None and fs.views is not None  # _load read the cameras
             camera = self.sampler.select(self._view_allowed[frames], self.views_per_frame, gen)
             pose = fs.views.head_pose_cpu[frames, camera]
             tgt = TargetSample(pose, pose.clone(), 0)
         else:
-            tgt = sample_targets(self.sampler, fs.labels.source_head_pose_cpu[frames],
-                                 fs.labels.gaze_head_cpu[frames], gen, max_rotation_deg=self.max_rotation_deg,
-                                 max_head_pose_deg=self.max_head_pose_deg, max_rounds=self.max_rounds)
+            with trusted():  # the loaded frames' own labels (checked by the cache loader)
+                tgt = sample_targets(self.sampler, fs.labels.source_head_pose_cpu[frames],
+                                     fs.labels.gaze_head_cpu[frames], gen, max_rotation_deg=self.max_rotation_deg,
+                                     max_head_pose_deg=self.max_head_pose_deg, max_rounds=self.max_rounds)
         size = (self.camera.height, self.camera.width)
         if self.shared_appearance and self.views_per_frame > 1:
             app = self.appearance.sample(len(frames) // self.views_per_frame, gen, size)
@@ -320,8 +324,10 @@ class OnTheFlyGazeDataset(IterableDataset):
         ``frames`` (local indices); e.g. to plot the sampled distributions quickly."""
         p = self.sample_parameters(index, epoch)
         gh = self._load().labels.gaze_head_cpu[p["frames"]]
-        g = (_pitchyaw_to_rotation(p["head_pose"]) @ gh[..., None])[..., 0]
-        return {"head_pose": p["head_pose"], "gaze": _gaze_to_pitchyaw(g), "frames": p["frames"]}
+        with trusted():  # the sampled targets and the frames' unit gaze directions
+            g = (pitchyaw_to_rotation(p["head_pose"]) @ gh[..., None])[..., 0]
+            gaze = gaze_to_pitchyaw(g)
+        return {"head_pose": p["head_pose"], "gaze": gaze, "frames": p["frames"]}
 
     def batch(self, index: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """Batch ``index`` of ``epoch`` (default: the current epoch): a pure function of (seed, epoch, index)."""
@@ -360,22 +366,32 @@ class OnTheFlyGazeDataset(IterableDataset):
         then that camera's label) or None; ``face_mat_norm`` is then that camera's normalization rotation.
         ``views``: rows ``k·views … (k+1)·views − 1`` are the views of sample k (the batch dict is then
         (B, views, ...)); ``record``: ``(drawn, epoch, index)`` of a sampled batch (its ``drawn_target``,
-        ``epoch`` and ``batch_index``), None for a re-render."""
+        ``epoch`` and ``batch_index``), None for a re-render.
+
+        The hot path: every stage is called inside :func:`onthefly.checks.trusted` (the frames were checked by the
+        cache loader, the targets drawn or replayed by this dataset), so their value checks are skipped."""
         fs = self._load()
+        with trusted():
+            return self._render(fs, frames, head_pose, app, camera, views, record)
+
+    def _render(self, fs: Frames, frames: torch.Tensor, head_pose: torch.Tensor, app: AppearanceParams, camera,
+                views: int, record) -> GazeBatch:
         t0 = time.perf_counter()
         dev, cam, n = self.device, self.camera, len(frames)
+        assert self._K is not None  # set by _load
         fr = frames.to(dev)
         hp = head_pose.to(dev, torch.float64)
         app_d = app.to(dev)
         # camera: one view transform for the mesh and the labels
-        view = novel_view(fs.labels.head_rotation[fr], fs.labels.face_centre[fr], hp, float(cam.distance))
+        view = view_from_head_pose(hp, fs.labels.face_centre[fr], float(cam.distance),
+                                   head_rotation=fs.labels.head_rotation[fr])
         verts = view.apply_mesh(fs.verts_padded[fr])
         t0 = self._tick("camera", t0)
         # renderer: the face-region flag is an extra interpolated channel, its coverage the face mask
         res = render(verts, fs.topologies.select(fr), self._K.expand(n, 3, 3), (cam.height, cam.width),
                      textures=fs.textures.select(fr), lights=self.appearance.lights(app_d),
                      material=self.appearance.material(n, dev), background=None, ssaa=self.ssaa,
-                     cull_backfaces=self.cull_backfaces, check=False,
+                     cull_backfaces=self.cull_backfaces,
                      channels=None if fs.face_region is None else fs.face_region[fr])
         mask = res.mask if res.channels is None else res.channel_mask(0)
         t0 = self._tick("render", t0)
@@ -412,7 +428,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         ct = fs.topologies.contour[fr]
         any_ct = bool(ct.any())  # one host read per batch, for both labels below
         if any_ct:  # iBUG semantics: the jaw points on the rendered outline (onthefly.reconstruct.contour)
-            jaw = ibug_jaw(verts[ct], _pitchyaw_to_rotation(hp[ct]), K64)
+            jaw = ibug_jaw(verts[ct], pitchyaw_to_rotation(hp[ct]), K64)
             lm2[ct, :17] = project_points(jaw, K64)
         # eye geometry (onthefly.reconstruct.eyes): NaN for frames of other topologies
         eyes = {k: torch.full((n, *shape), float("nan"), dtype=torch.float64, device=dev)
@@ -425,9 +441,10 @@ class OnTheFlyGazeDataset(IterableDataset):
         fmn = view.R
         cam_index = torch.full((n,), -1, dtype=torch.int64, device=dev)
         if camera is not None:  # real cameras: face_mat_norm = that camera -> its normalized view (ETH-XGaze)
+            assert fs.views is not None  # the cameras sampler loads the frames' cameras
             cam_index = camera.to(dev)
             fmn = fs.views.rotation[fr, cam_index]
-        return dict(gaze=_gaze_to_pitchyaw(g).to(f32), head_pose=hp.to(f32), gaze_vector=g.to(f32),
+        return dict(gaze=gaze_to_pitchyaw(g).to(f32), head_pose=hp.to(f32), gaze_vector=g.to(f32),
                     face_mat_norm=fmn.to(f32),
                     rotation_matrix=(view.R @ lab.source_rotation[fr].transpose(-1, -2)).to(f32),
                     landmarks_2d=lm2.to(f32), landmarks_2d_fixed=lm2_fixed.to(f32), landmarks_3d=lm3.to(f32),

@@ -198,7 +198,7 @@ def frame_numbers(frame_ids: list[str]) -> np.ndarray:
     the position of the id among the subject's distinct ids (sorted)."""
     nums = [re.search(r"(\d+)$", f) for f in frame_ids]
     if all(nums):
-        return np.array([int(m.group(1)) for m in nums], np.int64)
+        return np.array([int(m.group(1)) for m in nums if m is not None], np.int64)
     order = {f: i for i, f in enumerate(sorted(set(frame_ids)))}
     return np.array([order[f] for f in frame_ids], np.int64)
 
@@ -390,7 +390,7 @@ class _SubjectFile:
         self.keys = schema.keys
         self.chunk_rows, self.compression = chunk_rows, compression
         self.progress = progress
-        self.f = None
+        self.f: h5py.File | None = None
         self.rows = 0
 
     def _guard(self, fn, *args):
@@ -441,6 +441,7 @@ class _SubjectFile:
         if start != self.rows:
             raise RuntimeError(f"{self.tmp}: rows out of order ({start} != {self.rows})")
         f, n = self.f, len(rows[self.keys[0]])
+        assert f is not None  # created or reopened first
         for fld in self.schema.fields:
             ds = f[fld.key]
             ds.resize(start + n, 0)
@@ -463,6 +464,7 @@ class _SubjectFile:
     def _finish(self) -> None:
         if self.rows != int(self.attrs["n_rows"]):
             raise RuntimeError(f"{self.tmp}: {self.rows} rows written, expected {self.attrs['n_rows']}")
+        assert self.f is not None
         self.f.attrs["complete"] = True
         self.f.close()
         self.f = None
@@ -846,7 +848,9 @@ def _build_index(out: Path) -> dict:
     files = _export_files(out)
     if not files:
         raise ExportError(f"{out}: no exported .h5 files")
-    entries, plan, first = [], None, None
+    entries: list[dict] = []
+    plan: list | None = None
+    first: dict | None = None
     for rel in files:
         p = out / rel
         try:
@@ -865,6 +869,7 @@ def _build_index(out: Path) -> dict:
         entries.append({"file": rel, "subject": _attr_str(a["subject"]), "rows": int(a["n_rows"]),
                         "file_set": _attr_str(a.get("file_set", "")), "split": _attr_str(a.get("split", "")),
                         "bytes": p.stat().st_size, "sha256": _index_sha256(p)})
+    assert plan is not None and first is not None  # files is not empty
     names = {e["file"] for e in entries}
     missing = [f for f, _ in plan if f not in names]
     if missing:

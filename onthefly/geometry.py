@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from ._checks import TensorLike, check_nonzero, check_rotation, check_unit, checked
+from .checks import TensorLike, check_nonzero, check_rotation, check_unit, checked
 
 __all__ = [
     "gaze_to_pitchyaw",

@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 
 from ._isolated import call_isolated, can_isolate
 from .dataset import IMAGENET_MEAN, IMAGENET_STD
-from .geometry import _pitchyaw_to_rotation
+from .geometry import pitchyaw_to_rotation
 
 __all__ = ["H5GazeDataset", "check_h5", "open_h5", "Field", "H5Schema", "SCHEMAS", "EncodeContext",
            "LM68_FROM_50", "XGAZE3D_STORED_GREEN"]
@@ -117,8 +117,8 @@ def _dec_pitch(sign: float):
 
 def _enc_q(b: dict, ctx: EncodeContext) -> torch.Tensor:
     """MPII-NV's Q = rot(−p_t, y_t, 0)·rot(−p_s, y_s, 0)⁻¹ = Ry(y_t)Rx(−p_t)·(Ry(y_s)Rx(−p_s))ᵀ (target, source)."""
-    return _pitchyaw_to_rotation(b["target_pose"].double()) @ \
-        _pitchyaw_to_rotation(b["source_head_pose"].double()).transpose(-1, -2)
+    return pitchyaw_to_rotation(b["target_pose"].double()) @ \
+        pitchyaw_to_rotation(b["source_head_pose"].double()).transpose(-1, -2)
 
 
 def _enc_identity(b: dict, ctx: EncodeContext) -> torch.Tensor:
@@ -490,7 +490,7 @@ class H5GazeDataset(Dataset):
         self.n = int(self.offsets[-1]) if max_samples is None else min(int(self.offsets[-1]), int(max_samples))
         self.image_format = image_format
         self._files: list | None = None
-        self._pid = None
+        self._pid: int | None = None
 
     def __len__(self) -> int:
         return self.n

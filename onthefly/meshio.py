@@ -91,7 +91,7 @@ def _colors_to_uint8(c: np.ndarray, where: str, integer: bool | None = None) -> 
     if c.size and (c.min() < 0 or c.max() > 255):
         raise _source_error(f"{where}: vertex colours outside [0, 255]")
     if integer is None:
-        integer = bool(np.all(c == np.round(c))) and c.size and c.max() > 1.0
+        integer = bool(np.all(c == np.round(c)) and c.size and c.max() > 1.0)
     if c.size and not integer and c.max() <= 1.0:
         c = c * 255.0
     return np.clip(np.rint(c), 0, 255).astype(np.uint8)
@@ -161,13 +161,13 @@ def _fast_faces(lines: list[str], nv: int, nt: int):
             return None
     if arr.size != len(lines) * 3 * n_num or not (arr == np.rint(arr)).all():
         return None
-    arr = arr.astype(np.int64).reshape(len(lines), 3, n_num)
-    vi = arr[..., 0]
+    ia = arr.astype(np.int64).reshape(len(lines), 3, n_num)
+    vi = ia[..., 0]
     if vi.min() < 1 or vi.max() > nv:
         return None
     if not has_vt:
         return vi - 1, None
-    ti = arr[..., 1]
+    ti = ia[..., 1]
     if ti.min() < 1 or ti.max() > nt:
         return None
     return vi - 1, ti - 1
@@ -384,7 +384,9 @@ def _read_ply(path: str | Path) -> ObjMesh:
     nl = data.index(b"\n", end)
     header = data[:nl].decode("ascii", "replace").splitlines()
     body = data[nl + 1:]
-    fmt, elements, texfile = None, [], None
+    fmt: str | None = None
+    elements: list[tuple[str, int, list[tuple[str, str, str | None, str | None]]]] = []
+    texfile: Path | None = None
     for lineno, line in enumerate(header, 1):
         t = line.split()
         if not t:
@@ -408,7 +410,8 @@ def _read_ply(path: str | Path) -> ObjMesh:
                 elements[-1][2].append((t[2], _PLY_TYPES[t[1]], None, None))
     if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
         raise _source_error(f"{path}: unsupported PLY format {fmt!r}")
-    vert_props, faces_list = None, None
+    vert_props: dict[str, np.ndarray] | None = None
+    faces_list: list[tuple[int, list[int]]] | np.ndarray | None = None
     if fmt == "ascii":
         lines = body.decode("ascii", "replace").splitlines()
         pos, line0 = 0, len(header) + 1
@@ -450,8 +453,9 @@ def _read_ply(path: str | Path) -> ObjMesh:
             else:
                 if len(props) != 1:
                     raise _source_error(f"{path}: element {name!r}: only a single list property is supported")
-                _, _, ct, it = props[0]
-                ct, it = np.dtype(endian + ct), np.dtype(endian + it)
+                _, _, ct_name, it_name = props[0]
+                assert ct_name is not None and it_name is not None  # a list property has both types
+                ct, it = np.dtype(endian + ct_name), np.dtype(endian + it_name)
                 # fast path: all triangles
                 rec = np.dtype([("n", ct), ("i", it, (3,))])
                 if off + rec.itemsize * count <= len(body):
@@ -461,14 +465,14 @@ def _read_ply(path: str | Path) -> ObjMesh:
                         if name == "face":
                             faces_list = arr["i"].astype(np.int64)
                         continue
-                rows = []
+                lists: list[tuple[int, list[int]]] = []
                 for k in range(count):
                     n = int(np.frombuffer(body, ct, 1, off)[0])
                     off += ct.itemsize
-                    rows.append((k, np.frombuffer(body, it, n, off).astype(np.int64).tolist()))
+                    lists.append((k, np.frombuffer(body, it, n, off).astype(np.int64).tolist()))
                     off += it.itemsize * n
                 if name == "face":
-                    faces_list = rows
+                    faces_list = lists
     if vert_props is None or not all(k in vert_props for k in "xyz"):
         raise _source_error(f"{path}: no vertex element with x, y, z")
     verts = np.stack([vert_props[k] for k in "xyz"], 1)
@@ -486,7 +490,7 @@ def _read_ply(path: str | Path) -> ObjMesh:
             bad = int(np.argwhere((faces < 0) | (faces >= nv))[0, 0])
             raise _source_error(f"{path}: face {bad}: vertex index out of range (0..{nv - 1})")
     else:
-        tris = []
+        tris: list[tuple[int, int, int]] = []
         for where, idx in faces_list:
             if min(idx) < 0 or max(idx) >= nv:
                 raise _source_error(f"{path}:{where}: vertex index out of range (0..{nv - 1})")
@@ -501,9 +505,9 @@ def _read_ply(path: str | Path) -> ObjMesh:
             colors = _colors_to_uint8(np.stack([vert_props[n] for n in names], 1), str(path), integer or None)
             break
     uv = faces_uv = None
-    for names in (("u", "v"), ("s", "t"), ("texture_u", "texture_v")):
-        if all(n in vert_props for n in names):
-            uv = np.stack([vert_props[n] for n in names], 1)
+    for uv_names in (("u", "v"), ("s", "t"), ("texture_u", "texture_v")):
+        if all(n in vert_props for n in uv_names):
+            uv = np.stack([vert_props[n] for n in uv_names], 1)
             faces_uv = faces.copy()
             break
     return ObjMesh(verts, faces, colors, uv, faces_uv, texfile if uv is not None else None, path)
@@ -586,8 +590,8 @@ def write_ply(path: str | Path, verts, faces, colors=None, uv=None, *, binary: b
             fh.write(face.tobytes())
         else:
             for row in vert:
-                fh.write((" ".join(repr(float(x)) if isinstance(x, np.floating) else str(int(x)) for x in row)
-                          + "\n").encode())
+                fh.write((" ".join(repr(float(x)) if isinstance(x, np.floating) else str(int(x))
+                                   for x in (row[n] for n, _ in props)) + "\n").encode())
             for tri in f:
                 fh.write(f"3 {tri[0]} {tri[1]} {tri[2]}\n".encode())
     return path

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_rotation, checked
-from .geometry import _gaze_to_pitchyaw, _pitchyaw_to_axis, axis_angle_to_rotation, rotation_to_pitchyaw
+from .checks import check_rotation, checked, enabled
+from .geometry import axis_angle_to_rotation, gaze_to_pitchyaw, pitchyaw_to_gaze, rotation_to_pitchyaw
 
 __all__ = [
     "NormalizedCamera",
@@ -168,7 +168,7 @@ def _head_rotation(name: str, head_rotation) -> torch.Tensor:
 def _centre_and_rotation(face_centre, head_rotation) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated, broadcast (c (..., 3), hR (..., 3, 3)) in a common dtype."""
     c = checked("face_centre", face_centre, (3,))
-    if bool((c[..., 2] <= 0).any()):
+    if enabled() and bool((c[..., 2] <= 0).any()):
         raise ValueError("face_centre: z must be positive (the face must be in front of the camera)")
     hR = _head_rotation("head_rotation", head_rotation)
     batch = torch.broadcast_shapes(c.shape[:-1], hR.shape[:-2])
@@ -214,6 +214,8 @@ class NormalizedGeometry:
 
 def _check_K(K) -> torch.Tensor:
     K = checked("K", K, (3, 3))
+    if not enabled():
+        return K
     if bool(((K[..., 0, 0] <= 0) | (K[..., 1, 1] <= 0)).any()):
         raise ValueError("K: focal lengths K[0,0] and K[1,1] must be positive")
     if bool(((K[..., 2, :] - K.new_tensor([0.0, 0.0, 1.0])).abs() > 1e-9).any()):
@@ -253,7 +255,7 @@ def normalize_geometry(K, head_rotation, face_centre, camera: str | NormalizedCa
             raise ValueError("gaze_target: coincides with the face centre, so the gaze has no direction")
         g = (R @ (d / d.norm(dim=-1, keepdim=True))[..., None])[..., 0]
         out.gaze_vector = g
-        out.gaze = _gaze_to_pitchyaw(g)
+        out.gaze = gaze_to_pitchyaw(g)
     if landmarks_2d is not None:
         out.landmarks = warp_points(landmarks_2d, W)
     return out
@@ -376,7 +378,7 @@ def denormalize_gaze(gaze, R) -> torch.Tensor:
     if g.dim() == 0 or g.shape[-1] not in (2, 3):
         raise ValueError(f"gaze: expected (..., 2) pitch-yaw labels or (..., 3) vectors, got {tuple(g.shape)}")
     if g.shape[-1] == 2:
-        g = -_pitchyaw_to_axis(g)
+        g = pitchyaw_to_gaze(g)
     else:
         n = g.norm(dim=-1, keepdim=True)
         if bool((n < 1e-12).any()):

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from ._isolated import call_isolated, can_isolate
-from .geometry import _pitchyaw_to_axis, _pitchyaw_to_rotation, rotation_to_pitchyaw
-from .normalization import _normalization_rotation
+from .geometry import pitchyaw_to_gaze, pitchyaw_to_rotation, rotation_to_pitchyaw
+from .normalization import normalization_rotation
 
 __all__ = ["PoseSampler", "Gaussian", "Uniform", "Empirical", "Source", "Cameras", "make_sampler", "sampler_spec",
            "head_pose_for_gaze", "camera_view_poses",
@@ -250,7 +250,7 @@ def camera_view_poses(c: torch.Tensor, hR: torch.Tensor, R: torch.Tensor, t: tor
     camera to the normalized view (what the renderer applies)."""
     fc = (R @ c[..., None])[..., 0] + t
     hRm = R @ hR
-    Rn = _normalization_rotation(fc, hRm)
+    Rn = normalization_rotation(fc, hRm)
     return rotation_to_pitchyaw(Rn @ hRm), Rn, Rn @ R
 
 
@@ -313,7 +313,7 @@ def head_pose_for_gaze(gaze_head: torch.Tensor, gaze_label: torch.Tensor) -> tup
     pose can show that gaze.
     """
     a = gaze_head
-    b = -_pitchyaw_to_axis(gaze_label)
+    b = pitchyaw_to_gaze(gaze_label)
     r = torch.hypot(b[..., 0], b[..., 2])
     psi = torch.atan2(b[..., 2], b[..., 0])
     ratio = a[..., 0] / r.clamp_min(1e-12)
@@ -367,7 +367,7 @@ def sample_targets(sampler: PoseSampler, source_pose: torch.Tensor, gaze_head: t
     head = torch.zeros(B, 2, dtype=torch.float64)
     drawn = torch.zeros(B, 2, dtype=torch.float64)
     todo = torch.arange(B)
-    R_src = _pitchyaw_to_rotation(source_pose)
+    R_src = pitchyaw_to_rotation(source_pose)
     for rnd in range(1, max_rounds + 1):
         d = sampler.sample(len(todo), generator)
         if sampler.on == "gaze":
@@ -375,7 +375,7 @@ def sample_targets(sampler: PoseSampler, source_pose: torch.Tensor, gaze_head: t
         else:
             h, ok = d, torch.ones(len(todo), dtype=torch.bool)
         if max_rotation_deg is not None:
-            rel = _pitchyaw_to_rotation(h) @ R_src[todo].transpose(-1, -2)
+            rel = pitchyaw_to_rotation(h) @ R_src[todo].transpose(-1, -2)
             ok &= rotation_angle(rel) <= max_rotation_deg * _DEG
         if max_head_pose_deg is not None:
             ok &= h.norm(dim=1) <= max_head_pose_deg * _DEG  # MPII-NV: ‖(pitch, yaw)‖₂ in degrees

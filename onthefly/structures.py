@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as Fnn
 from torch import Tensor
 
+from .checks import trusted
 from .geometry import rotation_to_pitchyaw
-from .normalization import _normalization_rotation
+from .normalization import normalization_rotation
 from .poses import camera_view_poses
 from .reconstruct.contour import is_contour_topology
 from .reconstruct.eyes import EYE_KEYS
@@ -104,15 +105,19 @@ class FrameTextures:
         if bool((topo_of_tex[pf.texture_id] != pf.topology_id).any()):
             raise ValueError(f"cache {source}: a texture is shared by frames of different topologies; not supported")
         if len(pf.faces) == 1:
-            return cls(maps=maps, verts_uvs=pf.uv[0][None], faces_uvs=pf.faces_uv[0], texture_id=pf.texture_id)
+            uv0, fuv0 = pf.uv[0], pf.faces_uv[0]
+            assert uv0 is not None and fuv0 is not None  # every frame has a texture, so its topology has UVs
+            return cls(maps=maps, verts_uvs=uv0[None], faces_uvs=fuv0, texture_id=pf.texture_id)
         # each texture's UVs are those of the topology of the frames using it, padded per texture
         Tmax = max(len(u) for u in pf.uv if u is not None)
         Fmax = max(len(f) for f in pf.faces)
         vuv = torch.zeros(len(maps), Tmax, 2, dtype=torch.float32, device=dev)
         fuv = torch.zeros(len(maps), Fmax, 3, dtype=torch.int64, device=dev)
         for x, t in enumerate(topo_of_tex.tolist()):  # once per texture, at load
-            vuv[x, :len(pf.uv[t])] = pf.uv[t]
-            fuv[x, :len(pf.faces_uv[t])] = pf.faces_uv[t]
+            uv_t, fuv_t = pf.uv[t], pf.faces_uv[t]
+            assert uv_t is not None and fuv_t is not None  # a textured frame's topology has UVs
+            vuv[x, :len(uv_t)] = uv_t
+            fuv[x, :len(fuv_t)] = fuv_t
         return cls(maps=maps, verts_uvs=vuv, faces_uvs=fuv, texture_id=pf.texture_id)
 
     def select(self, frames: Tensor) -> VertexColors | UVTexture:
@@ -120,6 +125,8 @@ class FrameTextures:
 
         if self.colors is not None:
             return VertexColors(self.colors[frames])
+        assert self.maps is not None and self.verts_uvs is not None and self.faces_uvs is not None \
+            and self.texture_id is not None  # from_packed sets either colors or all four
         return UVTexture(self.maps, self.verts_uvs, self.faces_uvs, texture_index=self.texture_id[frames])
 
 
@@ -150,7 +157,8 @@ class FrameLabels:
         c, hR = pf.face_centre.to(f64), pf.head_rotation.to(f64)
         g = pf.gaze_direction.to(f64)
         g = g / g.norm(dim=-1, keepdim=True)
-        R_src = _normalization_rotation(c, hR)
+        with trusted():  # the loader checked these labels (MeshCache._check_loaded)
+            R_src = normalization_rotation(c, hR)
         subject_of = {s: i for i, s in enumerate(subjects)}
         return cls(head_rotation=hR, face_centre=c, gaze_direction=g, gaze_target=pf.gaze_target.to(f64),
                    landmarks=pf.landmarks.to(f64), source_rotation=R_src,
@@ -175,6 +183,8 @@ class FrameViews:
 
         dev, f64 = labels.head_rotation.device, torch.float64
         n = len(pf)
+        assert pf.view_offsets is not None and pf.view_R is not None and pf.view_t is not None \
+            and pf.view_names is not None  # Frames.from_packed calls this only for a cache with views
         counts = pf.view_offsets.diff()
         C = int(counts.max())
         R = torch.eye(3, dtype=f64, device=dev).repeat(n, C, 1, 1)
@@ -183,7 +193,8 @@ class FrameViews:
         slot = torch.arange(len(frame), device=dev) - pf.view_offsets[frame]
         R[frame, slot] = pf.view_R.to(f64)
         t[frame, slot] = pf.view_t.to(f64)
-        pose, Rn, _ = camera_view_poses(labels.face_centre[:, None], labels.head_rotation[:, None], R, t)
+        with trusted():  # the loader checked the labels and the real cameras
+            pose, Rn, _ = camera_view_poses(labels.face_centre[:, None], labels.head_rotation[:, None], R, t)
         return cls(head_pose_cpu=pose.cpu(), rotation=Rn, names=pf.view_names)
 
     def allowed(self, cameras=None) -> Tensor:
@@ -251,11 +262,11 @@ class Frames:
         n = len(pf)
         counts = pf.vert_offsets.diff()
         Vmax = int(counts.max())
-        has_face = pf.vert_face_region is not None
+        region = pf.vert_face_region
         if bool((counts == Vmax).all()):  # one vertex count: the padded view is a view of the packed one
             verts = pf.verts.view(n, Vmax, 3).to(f32)
             colors = pf.vert_colors.view(n, Vmax, 3)
-            face = pf.vert_face_region.view(n, Vmax, 1).to(f32) if has_face else None
+            face = region.view(n, Vmax, 1).to(f32) if region is not None else None
         else:
             verts = labels.face_centre.to(f32)[:, None].repeat(1, Vmax, 1)
             colors = torch.zeros(n, Vmax, 3, dtype=torch.uint8, device=dev)
@@ -263,9 +274,9 @@ class Frames:
             verts[pf.vert_frame, local] = pf.verts.to(f32)
             colors[pf.vert_frame, local] = pf.vert_colors
             face = None
-            if has_face:
+            if region is not None:
                 face = torch.zeros(n, Vmax, 1, dtype=f32, device=dev)
-                face[pf.vert_frame, local, 0] = pf.vert_face_region.to(f32)
+                face[pf.vert_frame, local, 0] = region.to(f32)
         fviews = None
         if views:
             if pf.view_offsets is None:

@@ -1,6 +1,6 @@
 """Import hygiene of the ``onthefly`` package, read from the source with ``ast`` (nothing is imported).
 
-Three rules, each printed with the file and line that breaks it (exit status 1 when any does):
+Four rules, each printed with the file and line that breaks it (exit status 1 when any does):
 
 1. **No cycles** between the package's modules, counting every import (module level and inside functions:
    an import moved into a function to dodge a cycle still is one). ``if TYPE_CHECKING:`` imports do not count.
@@ -8,6 +8,11 @@ Three rules, each printed with the file and line that breaks it (exit status 1 w
 3. **Function-level imports** only where they defer something heavy: an optional dependency (``OPTIONAL``) or
    a package module that (transitively, at module level) imports one, or, in the command-line modules
    (``onthefly.cli``, ``onthefly.commands.*``) that keep ``--help`` fast, any of the heavy required ones (``HEAVY``).
+4. **No private names across modules**: ``from .m import _name`` and ``m._name`` (``m`` an imported package module)
+   only inside ``m`` itself. A private name is a module's own business: an unchecked twin of a public function
+   imported elsewhere is a second way to skip the input checks (the one way is ``onthefly.checks.trusted()``, see
+   docs/architecture.md). Private *modules* (``_io``, ``_isolated``) are internal plumbing by name and may be
+   imported, as may their public names; exceptions are listed in ``PRIVATE_ALLOWED`` with a reason (none).
 
     python scripts/check_imports.py            # check; --graph prints the module-level graph too
 """
@@ -21,7 +26,7 @@ from pathlib import Path
 
 PACKAGE = "onthefly"
 # modules at the bottom of the layers: they may import only each other (and third-party packages)
-BOTTOM = {"onthefly._checks", "onthefly.geometry", "onthefly._io", "onthefly._isolated", "onthefly.sources.base"}
+BOTTOM = {"onthefly.checks", "onthefly.geometry", "onthefly._io", "onthefly._isolated", "onthefly.sources.base"}
 # optional dependencies: importing them at module level would make the package need them
 OPTIONAL = {"pytorch3d", "face_alignment", "dlib", "face_recognition_models", "moderngl", "matplotlib", "skimage",
             "timm", "torchvision", "numba", "llvmlite", "tensorboard", "iopath", "psutil", "PIL"}
@@ -30,6 +35,8 @@ HEAVY = {"torch", "numpy", "cv2", "h5py", "scipy", "lightning", "jsonargparse", 
 CLI_MODULES = ("onthefly.cli", "onthefly.commands")
 # files rule 3 does not apply to yet (none)
 LAZY_PENDING: set[str] = set()
+# rule 4's exceptions: (importing module, imported module, private name) -> why it is internal plumbing (none)
+PRIVATE_ALLOWED: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,58 @@ def collect(root: Path) -> tuple[set[str], list[Import]]:
 
         visit(tree, False)
     return set(modules), imports
+
+
+@dataclass(frozen=True)
+class PrivateUse:
+    src: str        # the module that uses the name
+    target: str     # the package module the name belongs to
+    name: str       # the private name
+    line: int
+    path: str
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_uses(root: Path) -> list[PrivateUse]:
+    """Private names of one package module used by another: ``from m import _x`` (and ``from m import _x as y``)
+    and ``m._x`` where ``m`` is bound by an import of a package module (``import onthefly.m as m``,
+    ``from onthefly import m``), at any depth (in functions, ``if TYPE_CHECKING:`` too: a type is a use)."""
+    files = sorted((root / PACKAGE).rglob("*.py"))
+    modules = {module_name(f, root): f for f in files}
+    out: list[PrivateUse] = []
+    for name, f in modules.items():
+        is_pkg = f.name == "__init__.py"
+        rel = str(f.relative_to(root))
+        tree = ast.parse(f.read_text(encoding="utf-8"), str(f))
+        bound: dict[str, str] = {}  # local name -> package module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = name.split(".") if is_pkg else name.split(".")[:-1]
+                    base = base[: len(base) - (node.level - 1)]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                if mod != PACKAGE and not mod.startswith(PACKAGE + "."):
+                    continue
+                for a in node.names:
+                    sub = f"{mod}.{a.name}"
+                    if sub in modules:  # a submodule (a private module is plumbing by name)
+                        bound[a.asname or a.name] = sub
+                    elif _is_private(a.name) and mod != name:
+                        out.append(PrivateUse(name, mod, a.name, node.lineno, rel))
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname and a.name in modules:
+                        bound[a.asname] = a.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and _is_private(node.attr) and isinstance(node.value, ast.Name)
+                    and node.value.id in bound and bound[node.value.id] != name):
+                out.append(PrivateUse(name, bound[node.value.id], node.attr, node.lineno, rel))
+    return out
 
 
 def cycles(nodes: set[str], edges: dict[str, set[str]]) -> list[list[str]]:
@@ -202,6 +261,10 @@ def check(root: Path, show_graph: bool = False) -> list[str]:
         if not reached & allowed:
             problems.append(f"{i.path}:{i.line}: function-level import of {i.target} defers nothing heavy "
                             "(import it at the top of the module)")
+    for u in private_uses(root):
+        if (u.src, u.target, u.name) not in PRIVATE_ALLOWED:
+            problems.append(f"{u.path}:{u.line}: {u.src} uses the private name {u.name} of {u.target} "
+                            "(make it public or keep it in its module)")
     if show_graph:
         for m in sorted(top):
             print(m, "->", ", ".join(sorted(t for t in top[m] if t in nodes)))

@@ -1,5 +1,6 @@
-"""scripts/check_imports.py: the package has no import cycle, its bottom layer imports nothing above it, and a
-function-level import defers something heavy; the check finds each kind of break."""
+"""scripts/check_imports.py: the package has no import cycle, its bottom layer imports nothing above it, a
+function-level import defers something heavy, and no module uses another's private names; the check finds each
+kind of break."""
 from __future__ import annotations
 
 import importlib.util
@@ -54,3 +55,32 @@ def test_layers_and_lazy_imports(tmp_path):
     # json defers nothing; matplotlib (optional) and torch in a command (fast --help) are deferrals
     assert lazy == ["onthefly/viz.py:2: function-level import of json defers nothing heavy (import it at the top "
                     "of the module)"], lazy
+
+
+def test_private_names_of_another_module_are_found(tmp_path):
+    root = _pkg(tmp_path, {
+        "onthefly/geometry.py": "def _twin(x):\n    return x\n\ndef public(x):\n    return _twin(x)\n",
+        "onthefly/_io.py": "def atomic():\n    pass\n",
+        "onthefly/sub/__init__.py": "",
+        "onthefly/sub/deep.py": "from ..geometry import public, _twin as fast\n",   # an alias hides nothing
+        "onthefly/camera.py": "from . import geometry\n\ndef f(x):\n    return geometry._twin(x)\n",
+        "onthefly/h5.py": "import onthefly.geometry as g\n\ndef f(x):\n    return g._twin(x), g.public(x)\n",
+        "onthefly/ok.py": "from . import _io\nfrom ._io import atomic\nfrom .geometry import public\n"
+                          "x = public.__name__\n",
+    })
+    problems = [p for p in check_imports.check(root) if "private name" in p]
+    assert sorted(problems) == sorted([
+        "onthefly/sub/deep.py:1: onthefly.sub.deep uses the private name _twin of onthefly.geometry "
+        "(make it public or keep it in its module)",
+        "onthefly/camera.py:4: onthefly.camera uses the private name _twin of onthefly.geometry "
+        "(make it public or keep it in its module)",
+        "onthefly/h5.py:4: onthefly.h5 uses the private name _twin of onthefly.geometry "
+        "(make it public or keep it in its module)",
+    ]), problems
+    # an allow-listed use (internal plumbing, with its reason) passes
+    check_imports.PRIVATE_ALLOWED[("onthefly.camera", "onthefly.geometry", "_twin")] = "test"
+    try:
+        problems = [p for p in check_imports.check(root) if "private name" in p]
+    finally:
+        del check_imports.PRIVATE_ALLOWED[("onthefly.camera", "onthefly.geometry", "_twin")]
+    assert not any("onthefly/camera.py" in p for p in problems) and len(problems) == 2, problems

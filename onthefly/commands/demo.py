@@ -48,6 +48,7 @@ def run(args) -> int:
     print(f"[2/3] on-the-fly dataset: {len(times)} batches x {args.batch_size} normalized {args.camera} samples "
           f"on {args.device}: {rate:.1f} samples/s (including the first batch's set-up)")
 
+    assert first is not None  # the epoch had batches (a rate was printed)
     tiles = sample_tiles(ds, first, min(args.batch_size, 4 * args.views))
     grid = viz.save_png(out / "preview.png", viz.grid(tiles, cols=min(len(tiles), args.views)))
     dist = out / "distributions.png"

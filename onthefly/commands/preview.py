@@ -60,7 +60,7 @@ def _axes_panel(points_deg: np.ndarray, title: str, size: int = 360, lim: float 
         cv2.putText(img, str(v), (int(x) - 10, m + size + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
         cv2.putText(img, str(v), (4, int(y) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
     # density: a 2D histogram drawn as translucent dots
-    layer = np.zeros((size + 2 * m, size + 2 * m), np.float32)
+    layer: np.ndarray = np.zeros((size + 2 * m, size + 2 * m), np.float32)
     if len(points_deg):
         xs, ys = to_px(points_deg[:, 1], points_deg[:, 0])
         ok = (xs >= m) & (xs < m + size) & (ys >= m) & (ys < m + size)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..geometry import _pitchyaw_to_rotation
+from ..geometry import pitchyaw_to_rotation
 from ..normalization import face_centre
 from ..render import UVTexture, VertexColors, render
 from ..synthetic import build_heads, sample_gaze_targets, sample_identities
@@ -60,7 +60,7 @@ class GroundTruthFrame:
 
 
 def _rot(pitch: float, yaw: float, roll: float = 0.0) -> np.ndarray:
-    R = _pitchyaw_to_rotation(torch.tensor([pitch, yaw], dtype=torch.float64)).numpy()
+    R = pitchyaw_to_rotation(torch.tensor([pitch, yaw], dtype=torch.float64)).numpy()
     c, s = math.cos(roll), math.sin(roll)
     return R @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
 

@@ -93,9 +93,11 @@ def _entry(where: str, obj: dict, root: Path) -> ManifestEntry:
     if rule not in FACE_CENTRE_RULES:
         raise SourceError(f"{where}: face_centre_rule must be one of {FACE_CENTRE_RULES}, got {rule!r}")
     image = root / obj["image"]
+    K = _array(where, obj, "K", ((3, 3),))
+    if K is None:  # "K": null
+        raise SourceError(f"{where}: K must be a 3x3 matrix of numbers, got null")
     e = ManifestEntry(where=where, image=image, subject=obj["subject"], frame=obj.get("frame") or image.stem,
-                      camera=obj.get("camera", ""), K=_array(where, obj, "K", ((3, 3),)),
-                      face_centre_rule=rule)
+                      camera=obj.get("camera", ""), K=K, face_centre_rule=rule)
     e.dist = _array(where, obj, "dist", ((4,), (5,), (8,), (12,), (14,)))
     size = _array(where, obj, "image_size", ((2,),))
     if size is not None:

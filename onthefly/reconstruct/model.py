@@ -124,7 +124,7 @@ def _contour_corr(model: ShapeModel, lines, c: np.ndarray, R: np.ndarray, t: np.
 def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d: np.ndarray, K: np.ndarray,
                        pose0: HeadPose, *, sigma_px: float, weights: np.ndarray | None = None,
                        rotation: np.ndarray | None = None, contour: bool = True, rounds: int = 4
-                       ) -> tuple[HeadPose, np.ndarray, np.ndarray]:
+                       ) -> tuple[HeadPose, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Pose and coefficients (k,) fitting ``landmarks_2d`` (68,2, undistorted px); ``sigma_px`` is the landmark
     noise (px) weighing the data against the unit Gaussian prior; ``weights`` (68,) per landmark; a fixed
     ``rotation`` (annotated) is kept.

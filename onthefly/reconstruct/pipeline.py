@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
 import torch
 
+from ..normalization import FaceCentreRule
 from ..normalization import face_centre as centre_of
 from .fit import HeadPose, fit_geometry, project, solve_head_pose
 from .model import fit_shape_and_pose, shape_model
@@ -131,7 +133,7 @@ def scale_to_face_centre(verts: np.ndarray, landmark_ids: np.ndarray, K: np.ndar
     """Scale the mesh about the camera centre (its image is unchanged) so that its face centre (``rule`` of its
     landmarks) lands nearest the given one. Returns (scaled verts, scale, pixel offset of the given centre from
     the fitted one's ray)."""
-    fc = centre_of(torch.from_numpy(verts[landmark_ids]), rule).numpy()
+    fc = centre_of(torch.from_numpy(verts[landmark_ids]), cast(FaceCentreRule, rule)).numpy()  # checked there
     c = np.asarray(face_centre, np.float64)
     s = float(fc @ c / (fc @ fc))
     off = float(np.linalg.norm(project(fc[None], K) - project(c[None], K)))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..dataset import OnTheFlyGazeDataset, batch_generator
-from ..geometry import _pitchyaw_to_rotation
+from ..geometry import pitchyaw_to_rotation
 from .landmarks import NoFaceError
 from .pipeline import ReconstructOptions, estimate_head_pose
 
@@ -73,7 +73,7 @@ def _pitchyaw_deg(R: np.ndarray) -> np.ndarray:
 
 
 def _rot(py_deg) -> np.ndarray:
-    return _pitchyaw_to_rotation(torch.tensor(np.radians(py_deg), dtype=torch.float64)).numpy()
+    return pitchyaw_to_rotation(torch.tensor(np.radians(py_deg), dtype=torch.float64)).numpy()
 
 
 def measure_views(views: dict, det, *, options=None, label_options=None) -> list[dict]:

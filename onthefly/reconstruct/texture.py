@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..checks import trusted
 from ..render import rasterize
 from .fit import project
 
@@ -69,8 +70,9 @@ def vertex_visibility(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, image
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        frags = rasterize(torch.from_numpy(verts.astype(np.float32))[None], torch.from_numpy(faces),
-                          torch.from_numpy(Kc.astype(np.float32))[None], (Hc, Wc), cull_backfaces=True, check=False)
+        with trusted():  # the fitted mesh and the crop's intrinsics, made here
+            frags = rasterize(torch.from_numpy(verts.astype(np.float32))[None], torch.from_numpy(faces),
+                              torch.from_numpy(Kc.astype(np.float32))[None], (Hc, Wc), cull_backfaces=True)
     finally:
         torch.set_num_threads(threads)
     zbuf = frags.zbuf[0].numpy().astype(np.float64)

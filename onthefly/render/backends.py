@@ -178,8 +178,7 @@ def available_backends(device="cpu") -> list[str]:
 
 # ------------------------------------------------------------------------------------- the public entry
 def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Sequence[Tensor]], K: Tensor,
-              image_size, *, znear: float = 1e-6, cull_backfaces: bool = False, backend: str = "auto",
-              check: bool = True) -> Fragments:
+              image_size, *, znear: float = 1e-6, cull_backfaces: bool = False, backend: str = "auto") -> Fragments:
     """Rasterize a batch of B meshes given in the OpenCV camera frame.
 
     Args:
@@ -193,11 +192,13 @@ def rasterize(verts: Union[Tensor, Sequence[Tensor]], faces: Union[Tensor, Seque
         backend: ``"auto"`` (default: ``"numba"`` on the CPU when numba is installed, else ``"torch"``),
             ``"torch"``, ``"numba"`` (CPU, the same fragments bit for bit) or ``"pytorch3d"`` (optional
             dependency); see :mod:`onthefly.render.backends`.
-        check: validate inputs (NaN/inf, index range, focal length); raises ``ValueError``.
+
+    Bad input raises ``ValueError`` naming the argument; the value checks (NaN/inf, index range, focal length)
+    are skipped inside :func:`onthefly.checks.trusted` (the dataset's hot path).
     """
     if not isinstance(backend, str):
         raise ValueError(f"backend must be a string, got {type(backend).__name__}")
-    v, f, Kt, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
+    v, f, Kt, (H, W) = prepare_inputs(verts, faces, K, image_size)
     be = get_backend(backend, v.device)
     B, F = v.shape[0], f.shape[-2]
     out = empty_fragments(B, H, W, v.dtype, v.device)

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import enabled
+
 __all__ = ["Fragments", "prepare_inputs", "image_hw"]
 
 
@@ -79,13 +81,16 @@ def _pad_list(items, fill, what):
     return out
 
 
-def prepare_inputs(verts, faces, K, image_size, check: bool = True):
+def prepare_inputs(verts, faces, K, image_size):
     """Validate and normalise inputs. Returns ``verts (B,V,3)``, ``faces (F,3) or (B,F,3)`` int64,
     ``K (B,3,3)`` (verts dtype), ``(H, W)``.
 
     ``verts`` may be a list of (V_b,3) tensors and ``faces`` a list of (F_b,3) tensors (packed per-mesh
-    faces); they are padded (faces with ``-1`` rows, which are ignored).
+    faces); they are padded (faces with ``-1`` rows, which are ignored). The value checks (finite vertices and
+    intrinsics, face indices in range, positive focal lengths) are skipped inside
+    :func:`onthefly.checks.trusted`; the shape and dtype checks always run.
     """
+    check = enabled()
     H, W = image_hw(image_size)
     if isinstance(verts, (list, tuple)):
         for b, v in enumerate(verts):

@@ -43,10 +43,10 @@ def import_pytorch3d():
 
 
 def rasterize_pytorch3d(verts, faces, K, image_size, *, znear: float = 1e-6, cull_backfaces: bool = False,
-                        check: bool = True, bin_size=None) -> Fragments:
+                        bin_size=None) -> Fragments:
     """PyTorch3D's fragments for raw inputs (as :func:`onthefly.render.rasterize`), one pass."""
     import_pytorch3d()
-    verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
+    verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size)
     return rasterize_pytorch3d_prepared(verts, faces, K, H, W, znear=znear, cull_backfaces=cull_backfaces,
                                         bin_size=bin_size)
 

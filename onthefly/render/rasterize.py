@@ -137,6 +137,7 @@ def _eval_grid(prm, fidx, j0, i0, sx, sy, F, H, W, buf):
         inside = ins if inside is None else inside.logical_and_(ins)
         rsum = t1 * c[k] if rsum is None else rsum.add_(t1 * c[k])
         csum = t2 * c[k] if csum is None else csum.add_(t2 * c[k])
+    assert inside is not None and rsum is not None and csum is not None  # (the loop ran three times)
     zinv = (rsum.unsqueeze(1) - csum.unsqueeze(0)).to(torch.float32)  # (sy,sx,n), 1/z > 0 inside
     # > 0 even for slivers where the separable sum cancels; outside -> 0 -> key < 2**32 (never wins)
     zinv.clamp_min_(_F32_TINY).mul_(inside)

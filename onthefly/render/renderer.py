@@ -87,12 +87,13 @@ def scale_intrinsics(K: Tensor, k: int) -> Tensor:
 
 def render(verts, faces, K, image_size, *, textures=None, lights=None, material: Optional[Material] = None,
            verts_normals: Optional[Tensor] = None, background=None, ssaa: int = 1, shading: str = "phong",
-           cull_backfaces: bool = False, znear: float = 1e-6, backend: str = "auto", check: bool = True,
+           cull_backfaces: bool = False, znear: float = 1e-6, backend: str = "auto",
            channels: Optional[Tensor] = None) -> RenderResult:
     """Render a batch of B meshes in the OpenCV camera frame.
 
     Args:
-        verts, faces, K, image_size, cull_backfaces, znear, backend, check: as :func:`rasterize`. With
+        verts, faces, K, image_size, cull_backfaces, znear, backend: as :func:`rasterize` (its value checks are
+            skipped inside :func:`onthefly.checks.trusted`). With
             ``backend="auto"`` (default) the CPU renders with the compiled numba kernels when numba is installed
             (rasterizer, interpolation, texturing and shading in one pass over the pixels), else with torch.
         textures: :class:`VertexColors`, :class:`UVTexture`, a (B or 1, V, 3) colour tensor, or None (white).
@@ -113,7 +114,7 @@ def render(verts, faces, K, image_size, *, textures=None, lights=None, material:
         raise ValueError(f"ssaa must be an integer >= 1, got {ssaa!r}")
     if shading not in ("phong", "blinn"):
         raise ValueError(f"shading model must be 'phong' or 'blinn', got {shading!r}")
-    verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size, check=check)
+    verts, faces, K, (H, W) = prepare_inputs(verts, faces, K, image_size)
     textures = as_texture(textures)
     if backend == "auto" and torch.is_grad_enabled() and _requires_grad(verts, textures, lights, material,
                                                                         verts_normals, channels, background):

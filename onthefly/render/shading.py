@@ -42,14 +42,18 @@ def _f(default):
     return field(default_factory=lambda: default)
 
 
+#: a colour / weight per sample: a tensor (B or 1, 3), one RGB triple for all, rows of triples, or one number
+Colour = Union[Tensor, Sequence[float], Sequence[Sequence[float]], float]
+
+
 @dataclass
 class DirectionalLights:
     """Directional light(s) per sample: ``direction`` (B,3) towards the light, camera frame."""
 
     direction: Union[Tensor, Sequence[float]] = _f((0.0, 0.0, -1.0))
-    ambient: Union[Tensor, Sequence[float], float] = _f((0.5, 0.5, 0.5))
-    diffuse: Union[Tensor, Sequence[float], float] = _f((0.3, 0.3, 0.3))
-    specular: Union[Tensor, Sequence[float], float] = _f((0.2, 0.2, 0.2))
+    ambient: Colour = _f((0.5, 0.5, 0.5))
+    diffuse: Colour = _f((0.3, 0.3, 0.3))
+    specular: Colour = _f((0.2, 0.2, 0.2))
 
 
 @dataclass
@@ -57,18 +61,18 @@ class PointLights:
     """Point light(s) per sample: ``location`` (B,3) in the camera frame."""
 
     location: Union[Tensor, Sequence[float]] = _f((0.0, 0.0, 0.0))
-    ambient: Union[Tensor, Sequence[float], float] = _f((0.5, 0.5, 0.5))
-    diffuse: Union[Tensor, Sequence[float], float] = _f((0.3, 0.3, 0.3))
-    specular: Union[Tensor, Sequence[float], float] = _f((0.2, 0.2, 0.2))
+    ambient: Colour = _f((0.5, 0.5, 0.5))
+    diffuse: Colour = _f((0.3, 0.3, 0.3))
+    specular: Colour = _f((0.2, 0.2, 0.2))
 
 
 @dataclass
 class Material:
     """Per-sample material: colours (B,3), ``shininess`` (B,). Defaults match PyTorch3D."""
 
-    ambient: Union[Tensor, Sequence[float], float] = _f((1.0, 1.0, 1.0))
-    diffuse: Union[Tensor, Sequence[float], float] = _f((1.0, 1.0, 1.0))
-    specular: Union[Tensor, Sequence[float], float] = _f((1.0, 1.0, 1.0))
+    ambient: Colour = _f((1.0, 1.0, 1.0))
+    diffuse: Colour = _f((1.0, 1.0, 1.0))
+    specular: Colour = _f((1.0, 1.0, 1.0))
     shininess: Union[Tensor, float] = 64.0
 
 

@@ -86,6 +86,11 @@ class FrameRecord:
         """``subject/frame/camera`` (empty parts dropped)."""
         return "/".join(p for p in (self.subject, self.frame, self.camera) if p)
 
+    @property
+    def where(self) -> str:
+        """``origin (subject/frame/camera)``: what an error about this record names."""
+        return f"{self.origin or '<record>'} ({self.key})"
+
     def direction(self) -> np.ndarray:
         """Unit gaze direction (face centre → target) in the camera frame."""
         if self.gaze_target is not None:
@@ -108,7 +113,7 @@ class Source(Protocol):
 
 
 def _where(rec: FrameRecord) -> str:
-    return f"{rec.origin or '<record>'} ({rec.key})"
+    return rec.where
 
 
 def _arr(rec, name, shape, dtype=np.float64, *, finite=True) -> np.ndarray:

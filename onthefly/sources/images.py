@@ -19,15 +19,17 @@ landmarks outside the image, ...) raises :class:`SourceError` naming the manifes
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
 import torch
 
-from ..normalization import face_centre
+from ..normalization import FaceCentreRule, face_centre
 from ..reconstruct.landmarks import DETECTORS, NoFaceError, make_detector
-from ..reconstruct.manifest import read_manifest
+from ..reconstruct.manifest import ManifestEntry, read_manifest
 from ..reconstruct.pipeline import ReconstructionError, ReconstructOptions, reconstruct
 from .base import FrameRecord, SourceError
 from .layouts import layout_entries
@@ -92,6 +94,7 @@ class ImageSource:
             raise ValueError(f"--landmarks: expected manifest or one of {', '.join(DETECTORS)}, got {landmarks!r}")
         self.manifest = Path(manifest)
         self.layout = layout
+        self.entries: Sequence[ManifestEntry]
         if layout is None:
             self.entries = read_manifest(self.manifest)
         else:
@@ -126,8 +129,9 @@ class ImageSource:
         if not 0 <= key < len(self.entries):
             raise SourceError(f"{self.manifest}: no frame {key}")
         e = self.entries[key]
-        if getattr(e, "error", None):  # a raw-layout entry whose inputs were bad (see onthefly.sources.layouts)
-            raise SourceError(e.error)
+        error = getattr(e, "error", None)
+        if error:  # a raw-layout entry whose inputs were bad (see onthefly.sources.layouts)
+            raise SourceError(error)
         image = read_image(e.image, e.where)
         if getattr(e, "rotate180", False):  # ETH-XGaze cam03/06/13: K and the CSV refer to the rotated image
             image = np.ascontiguousarray(image[::-1, ::-1])
@@ -143,7 +147,7 @@ class ImageSource:
             raise SourceError(f"{e.where} ({e.image.name}): {exc}") from None
 
         fc = e.face_centre if e.face_centre is not None else \
-            face_centre(torch.from_numpy(rec.landmarks), e.face_centre_rule).numpy()
+            face_centre(torch.from_numpy(rec.landmarks), cast(FaceCentreRule, e.face_centre_rule)).numpy()
         quality = dict(rec.quality)
         quality["landmarks_detected"] = float(lm_from != "manifest")
         return FrameRecord(

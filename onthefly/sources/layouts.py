@@ -38,6 +38,7 @@ from ..normalization import face_centre
 from ..reconstruct.manifest import ManifestEntry
 from .base import SourceError
 from .readers import (
+    CameraCalibration,
     read_camera_mat,
     read_camera_xml,
     read_face_model,
@@ -106,6 +107,7 @@ def mpiifacegaze_entries(root: str | Path) -> list[LayoutEntry]:
             if cam_error is not None:
                 out.append(_bad(where, s, frame, "", sd.joinpath(*rel), cam_error))
                 continue
+            assert dist is not None  # read with K
             out.append(LayoutEntry(
                 where=where, image=sd.joinpath(*rel), subject=s, frame=frame, camera="", K=K.copy(),
                 dist=dist.copy(), gaze_target=r.target.copy(), head_rotation=cv2.Rodrigues(r.rvec)[0],
@@ -125,7 +127,7 @@ def eth_xgaze_entries(root: str | Path, *, face_model: str | Path | None = None)
     meta_path = root / "light_meta.yaml"
     meta = read_light_meta(meta_path) if meta_path.is_file() else None
     cal_dir = root / "calibration" / "cam_calibration"
-    cams: dict[str, object] = {}
+    cams: dict[str, CameraCalibration | SourceError] = {}
     out: list[LayoutEntry] = []
     for sd in sorted(p for p in train.iterdir() if p.is_dir() and p.name.startswith("subject")):
         s = sd.name

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from ..meshio import read_obj
-from ..normalization import _normalization_rotation
+from ..normalization import normalization_rotation
 from .base import FrameRecord, SourceError, read_lines
 from .readers import read_camera_mat, read_mpii_annotation, read_openface_model, read_source_supply
 from .registry import need, register
@@ -291,12 +291,13 @@ class NVGazeSource:
         if (Fc[:, 2] <= 0).any():
             raise SourceError(f"{row['where']}: the fitted face model lies behind the camera")
         fc = Fc.mean(0)
-        extra = {}
+        extra: dict[str, object] = {}
         head = hR
         if key in self._supply_lm:  # MPII-NV's label: OpenFace-68 PnP on the supply's dlib landmarks, R from hR
 
             src, i, lm68 = self._supply_lm[key]
-            R = _normalization_rotation(torch.from_numpy(fc), torch.from_numpy(hR)).numpy()
+            assert self.openface is not None  # a source_supply needs it (checked in __init__)
+            R = normalization_rotation(torch.from_numpy(fc), torch.from_numpy(hR)).numpy()
             try:
                 label, _ = nv_head_label(R, lm68, self.openface, K, dist)
             except ValueError as exc:

@@ -65,9 +65,9 @@ class ProceduralSource:
 
     def __init__(self, count: int = 64, seed: int = 0, subjects: int = 8, *, max_angle: float = 30.0,
                  max_roll: float = 10.0, distance: tuple[float, float] = (450.0, 750.0), batch: int = 32):
-        for n, v in (("count", count), ("subjects", subjects)):
+        for flag, v in (("count", count), ("subjects", subjects)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"--{n}: expected a positive int, got {v!r}")
+                raise ValueError(f"--{flag}: expected a positive int, got {v!r}")
         if subjects > count:
             raise ValueError(f"--subjects ({subjects}) cannot exceed --count ({count})")
         self.count, self.seed, self.subjects = int(count), int(seed), int(subjects)
@@ -105,9 +105,9 @@ class ProceduralSource:
         heads = build_heads(ids[sel], self.targets[start:stop])
 
         verts = heads.verts.double().numpy()
-        lm = heads.landmarks.double()
-        c_head = face_centre(lm, "eye_nose").numpy()
-        lm = lm.numpy()
+        lm_t = heads.landmarks.double()
+        c_head = face_centre(lm_t, "eye_nose").numpy()
+        lm = lm_t.numpy()
         tgt = heads.gaze_targets.double().numpy()
         faces = heads.faces.numpy()
         # face region: the shared face vertices minus this identity's hair (a low hairline overlaps the top)

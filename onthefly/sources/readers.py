@@ -19,6 +19,7 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import h5py
@@ -136,7 +137,7 @@ def read_camera_xml(path: str | Path) -> CameraCalibration:
         raise FormatError.relayed(path, str(exc)) from None
     except OSError as exc:
         raise FormatError(path, f"not a readable OpenCV FileStorage file ({exc})") from None
-    size = tuple(int(v) for v in a["image_size"]) if "image_size" in a else None
+    size = cast("tuple[int, int]", tuple(int(v) for v in a["image_size"])) if "image_size" in a else None
     return CameraCalibration(K=a["K"], dist=a["dist"], R=a.get("R"), t=a.get("t"), image_size=size,
                              path=str(path))
 
@@ -177,7 +178,7 @@ def _camera_xml_arrays(path: Path, text: str) -> dict[str, np.ndarray]:
                               _node_line(text, "Distortion_Coefficients"))
         R = mat("cam_rotation", (3, 3), False)
         t = mat("cam_translation", (3, 1), False)
-        size = []
+        size: list[float | None] = []
         for name in ("image_Width", "image_Height"):
             n = fs.getNode(name)
             size.append(None if n.empty() else n.real())
@@ -196,8 +197,9 @@ def _camera_xml_arrays(path: Path, text: str) -> dict[str, np.ndarray]:
     if R is not None and (np.abs(R @ R.T - np.eye(3)).max() > 1e-4 or np.linalg.det(R) < 0):
         raise FormatError(path, "<cam_rotation> is not a rotation matrix", _node_line(text, "cam_rotation"))
     image_size = None
-    if None not in size:
-        image_size = (int(round(size[0])), int(round(size[1])))
+    w, h = size
+    if w is not None and h is not None:
+        image_size = (int(round(w)), int(round(h)))
         if min(image_size) <= 0:
             raise FormatError(path, f"image_Width/image_Height must be positive, got {image_size}",
                               _node_line(text, "image_Width"))

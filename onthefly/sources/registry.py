@@ -15,14 +15,16 @@ A source class decorated with :func:`register` provides:
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import pkgutil
+from typing import Any
 
 from .. import sources as pkg
 
 __all__ = ["register", "sources", "add_source_arguments", "make_source"]
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, Any] = {}  # name -> source class (each has from_args and add_arguments)
 _ORDER = ("procedural", "mesh", "nv-gaze", "xgaze3d", "images")
 _NOT_SOURCES = {"base", "registry", "readers", "layouts"}
 
@@ -40,7 +42,7 @@ def register(cls):
     return cls
 
 
-def sources() -> dict[str, type]:
+def sources() -> dict[str, Any]:
     """``{name: source class}`` of every source module in :mod:`onthefly.sources` (built-ins first)."""
     for m in pkgutil.iter_modules(pkg.__path__):
         if m.name not in _NOT_SOURCES and not m.name.startswith("_"):
@@ -62,8 +64,8 @@ def add_source_arguments(parser) -> None:
         users.setdefault(flags[0], []).append(name)
     shared = parser.add_argument_group("shared by several sources") \
         if any(len(v) > 1 for v in users.values()) else None
-    groups: dict[str, object] = {}
-    actions: dict[str, object] = {}
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    actions: dict[str, argparse.Action] = {}
     for name, flags, kw in decl:
         kw = dict(kw)
         text = kw.pop("help", None)
@@ -75,6 +77,7 @@ def add_source_arguments(parser) -> None:
                 act.help = f"{act.help}; {text}" if act.help else text
             continue
         if len(users[key]) > 1:
+            assert shared is not None  # made because a flag has several users
             group = shared
         else:
             if name not in groups:

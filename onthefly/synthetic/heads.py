@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -292,7 +293,7 @@ def _tt(device) -> dict:
     if key in _TORCH_CACHE:
         return _TORCH_CACHE[key]
     T = build_template()
-    f32 = dict(dtype=torch.float32, device=device)
+    f32: dict[str, Any] = dict(dtype=torch.float32, device=device)
     front = np.clip((-T.skin_dir[:, 2] - 0.12) / 0.25, 0, 1)
     Xc, Yc = np.where(front > 0, T.skin_X, 0.0), np.where(front > 0, T.skin_Y, 0.0)
     Xc, Yc = np.clip(Xc, -400, 400), np.clip(Yc, -400, 400)
@@ -549,7 +550,7 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     tgt = _check_targets(gaze_targets, n).to(device=device, dtype=torch.float32)
     tt = _tt(device)
     T = tt["T"]
-    f32 = dict(dtype=torch.float32, device=device)
+    f32: dict[str, Any] = dict(dtype=torch.float32, device=device)
 
     # ------------------------------------------------------------ eyes: centres, axes (vergence)
     R = ids.eye_radius
@@ -725,7 +726,7 @@ def _cavity_shading(skin: torch.Tensor, tt: dict) -> torch.Tensor:
 def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shade: torch.Tensor | None = None):
     T = tt["T"]
     dev = ids.ipd.device
-    f32 = dict(dtype=torch.float32, device=dev)
+    f32: dict[str, Any] = dict(dtype=torch.float32, device=dev)
     X, Y = tt["X"][None], tt["Y"][None]
     M = {k: tt["masks"][i][None] for i, k in enumerate(F.COLOUR_MASKS)}
     vidx = torch.arange(T.n_skin, device=dev)

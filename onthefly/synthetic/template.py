@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.spatial import ConvexHull
@@ -45,7 +46,7 @@ N_IRIS_RINGS = 7
 N_SCLERA_RINGS = 12
 
 # canonical fissure (mm on the eye plane): half widths (lateral, medial), lid heights (upper, lower)
-FISSURE0 = dict(w_lat=15.5, w_med=13.6, h_up=4.6, h_lo=5.4)
+FISSURE0: dict[str, Any] = dict(w_lat=15.5, w_med=13.6, h_up=4.6, h_lo=5.4)
 CUP_SCALE = {-6.0: 0.35, -2.5: 0.75, -0.6: 0.95}   # cup rings: scaled copies of the margin ring
 CORNER_Q = 0.85                 # pointiness of the fissure corners (0 = ellipse)
 MEDIAL_K = 0.55                 # rings spread less toward the nose ...
@@ -113,8 +114,7 @@ def _hex_chart(h: float, phi_lim: float, psi_lim: float) -> np.ndarray:
         off = (k % 2) * hp / 2
         phis = np.arange(-phi_lim - off, phi_lim + 1e-9, hp) + off
         pts.append(np.stack([phis, np.full_like(phis, psi)], -1))
-    pts = np.concatenate(pts)
-    return pts
+    return np.concatenate(pts)
 
 
 def _angles_to_dir(phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
@@ -201,10 +201,7 @@ def build_template() -> Template:
     d = d[keep]
     # ears: a denser patch around each ear
     ear = _hex_chart(1.8 / EAR_R, 0.42, 0.52)
-    ears = []
-    for sgn in (-1, 1):
-        ears.append(_angles_to_dir(sgn * (EAR_PHI + ear[:, 0]), EAR_PSI + ear[:, 1]))
-    ears = np.concatenate(ears)
+    ears = np.concatenate([_angles_to_dir(sgn * (EAR_PHI + ear[:, 0]), EAR_PSI + ear[:, 1]) for sgn in (-1, 1)])
     phi_d = np.arctan2(d[:, 0], -d[:, 2])
     psi_d = np.arcsin(np.clip(d[:, 1], -1, 1))
     in_ear = (np.abs(np.abs(phi_d) - EAR_PHI) < 0.42 + 0.03) & (np.abs(psi_d - EAR_PSI) < 0.52 + 0.03)

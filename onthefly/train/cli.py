@@ -80,7 +80,8 @@ def read_config(path) -> dict:
     return cfg
 
 
-def _config_args(argv: Sequence[str]) -> list[str]:
+def config_args(argv: Sequence[str]) -> list[str]:
+    """The ``--config`` files named on a command line (``--config F`` and ``--config=F``), in order."""
     out = []
     for i, a in enumerate(argv):
         if a == "--config" and i + 1 < len(argv):

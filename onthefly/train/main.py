@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from . import demo
-from .cli import _config_args, cli_main, read_config
+from .cli import cli_main, config_args, read_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -14,7 +14,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "demo":
         return demo.main(args[1:])
     try:
-        for c in _config_args(args):  # every --config file guarded before LightningCLI parses it
+        for c in config_args(args):  # every --config file guarded before LightningCLI parses it
             read_config(c)
         cli_main(None if argv is None else args)  # None: LightningCLI reads sys.argv itself
     except ValueError as e:  # configuration errors (missing cache/h5, bad keys, sizes): one clear line

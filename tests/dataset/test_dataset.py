@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from onthefly.camera import novel_view, project_points
+from onthefly.camera import project_points, view_from_head_pose
 from onthefly.dataset import OnTheFlyGazeDataset, batch_generator
-from onthefly.geometry import _gaze_to_pitchyaw, rotation_to_pitchyaw
+from onthefly.geometry import gaze_to_pitchyaw, rotation_to_pitchyaw
 from onthefly.normalization import NormalizedCamera, face_centre, normalization_rotation
 from onthefly.poses import rotation_angle
 
@@ -24,7 +24,7 @@ def _ds(cache, **kw):
     return OnTheFlyGazeDataset(cache, **kw)
 
 
-def test_novel_view_exact_on_cache_frames(proc_cache):
+def test_view_exact_on_cache_frames(proc_cache):
     """float64 geometry: achieved head pose = target, face centre on the principal point (224 px preset)."""
     from onthefly.cache import MeshCache
 
@@ -32,7 +32,7 @@ def test_novel_view_exact_on_cache_frames(proc_cache):
         p = mc.load(dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     tgt = (torch.rand(len(p), 2, generator=g, dtype=torch.float64) - 0.5) * math.radians(120)
-    view = novel_view(p.head_rotation, p.face_centre, tgt, 600.0)
+    view = view_from_head_pose(tgt, p.face_centre, 600.0, head_rotation=p.head_rotation)
     achieved = rotation_to_pitchyaw(view.R @ p.head_rotation)
     assert (achieved - tgt).abs().max() < 1e-10
     K = torch.tensor([[960.0, 0, 112], [0, 960.0, 112], [0, 0, 1]], dtype=torch.float64)
@@ -57,7 +57,7 @@ def test_batch_labels_exact(proc_cache):
     V = b["face_mat_norm"].double()
     hR, c = p.head_rotation[idx], p.face_centre[idx]
     # achieved head pose (float32 label storage): within 1e-4 rad of the target
-    achieved = rotation_to_pitchyaw(novel_view(hR, c, b["target_pose"], 600.0).R @ hR)
+    achieved = rotation_to_pitchyaw(view_from_head_pose(b["target_pose"], c, 600.0, head_rotation=hR).R @ hR)
     assert (achieved - b["target_pose"]).abs().max() < 1e-10
     assert (rotation_to_pitchyaw(V @ hR) - b["head_pose"].double()).abs().max() < 1e-4
     assert torch.equal(b["head_pose"], b["drawn_target"])
@@ -72,13 +72,13 @@ def test_batch_labels_exact(proc_cache):
     # gaze: label of V · g_src
     g_src = p.gaze_direction[idx]
     g = (V @ g_src[..., None])[..., 0]
-    assert (_gaze_to_pitchyaw(g) - b["gaze"].double()).abs().max() < 1e-5
+    assert (gaze_to_pitchyaw(g) - b["gaze"].double()).abs().max() < 1e-5
     assert (b["gaze_vector"].double() - g).abs().max() < 1e-6
     # rotation_matrix: source normalized view → this view
     R_src = normalization_rotation(c, hR)
     assert (b["rotation_matrix"].double() @ R_src - V).abs().max() < 1e-6
     src_gaze = (R_src @ g_src[..., None])[..., 0]
-    assert (_gaze_to_pitchyaw((b["rotation_matrix"].double() @ src_gaze[..., None])[..., 0])
+    assert (gaze_to_pitchyaw((b["rotation_matrix"].double() @ src_gaze[..., None])[..., 0])
             - b["gaze"].double()).abs().max() < 1e-5
     assert b["image"].shape == (16, 3, 224, 224) and b["mask"].shape == (16, 1, 224, 224)
     assert b["image"].min() >= 0 and b["image"].max() <= 1
@@ -107,7 +107,8 @@ def test_iris_agrees_with_gaze_geometry(iris_cache):
     for s in range(len(img)):  # test-side measurement only
         i = int(b["frame_index"][s])
         eyes = iris[frames[i]]
-        view = novel_view(p.head_rotation[i], p.face_centre[i], b["target_pose"][s], 600.0)
+        view = view_from_head_pose(b["target_pose"][s], p.face_centre[i], 600.0,
+                                   head_rotation=p.head_rotation[i])
         pts = project_points(view.apply(torch.from_numpy(eyes["iris"])), K)  # (2, 2): both eyes
         # the pupil predicted from the *label*: the gaze target seen in the view is the face centre plus the
         # labelled gaze vector times the target distance; each eye's pupil is on its eyeball toward it

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from onthefly.geometry import _gaze_to_pitchyaw, _pitchyaw_to_rotation, pitchyaw_to_gaze
+from onthefly.geometry import gaze_to_pitchyaw, pitchyaw_to_gaze, pitchyaw_to_rotation
 from onthefly.poses import (
     Empirical,
     Gaussian,
@@ -65,7 +65,7 @@ def test_head_pose_for_gaze_is_exact():
     lab = torch.randn(2000, 2, generator=g(2), dtype=torch.float64) * 0.4
     h, ok = head_pose_for_gaze(gh, lab)
     assert ok.float().mean() > 0.95
-    got = _gaze_to_pitchyaw((_pitchyaw_to_rotation(h) @ gh[..., None])[..., 0])
+    got = gaze_to_pitchyaw((pitchyaw_to_rotation(h) @ gh[..., None])[..., 0])
     assert (got - lab)[ok].abs().max() < 1e-9
 
 
@@ -73,12 +73,12 @@ def test_sample_targets_rejection_and_source():
     src = torch.zeros(500, 2, dtype=torch.float64)
     gh = pitchyaw_to_gaze(torch.zeros(500, 2, dtype=torch.float64))
     t = sample_targets(Gaussian(std=30), src, gh, g(), max_rotation_deg=20)
-    rel = _pitchyaw_to_rotation(t.head_pose) @ _pitchyaw_to_rotation(src).transpose(-1, -2)
+    rel = pitchyaw_to_rotation(t.head_pose) @ pitchyaw_to_rotation(src).transpose(-1, -2)
     assert rotation_angle(rel).max() <= math.radians(20) + 1e-12 and t.rounds > 1
     s = sample_targets(Source(), src + 0.1, gh, g())
     assert torch.equal(s.head_pose, src + 0.1)
     tg = sample_targets(Gaussian(std=10, on="gaze"), src, gh, g(), max_rotation_deg=None)
-    got = _gaze_to_pitchyaw((_pitchyaw_to_rotation(tg.head_pose) @ gh[..., None])[..., 0])
+    got = gaze_to_pitchyaw((pitchyaw_to_rotation(tg.head_pose) @ gh[..., None])[..., 0])
     assert (got - tg.drawn).abs().max() < 1e-9
     with pytest.raises(ValueError, match="violate"):
         sample_targets(Uniform(pitch=(85, 89), yaw=(0, 0)), src, gh, g(), max_rounds=2)

@@ -7,7 +7,7 @@ import torch
 from cache.helpers import tiny_record
 
 from onthefly.cache import CacheWriter, MeshCache
-from onthefly.camera import novel_view, view_from_head_pose
+from onthefly.camera import view_from_head_pose
 from onthefly.dataset import BATCH_KEYS, OnTheFlyGazeDataset
 from onthefly.structures import Frames, GazeBatch
 
@@ -67,7 +67,7 @@ def test_view_transform_mesh_and_labels_agree():
     hR = hR * torch.linalg.det(hR)[:, None, None]
     c = torch.randn(n, 3, dtype=torch.float64, generator=g) * 50 + torch.tensor([0.0, 0.0, 650.0])
     pts = c[:, None] + torch.randn(n, 40, 3, dtype=torch.float64, generator=g) * 80
-    view = novel_view(hR, c, torch.rand(n, 2, dtype=torch.float64, generator=g) - 0.5, 600.0)
+    view = view_from_head_pose(torch.rand(n, 2, dtype=torch.float64, generator=g) - 0.5, c, 600.0, head_rotation=hR)
     want = view.apply(pts)
     assert (view.apply_mesh(pts) - want).abs().max() < 1e-9
     got32 = view.apply_mesh(pts.to(torch.float32))

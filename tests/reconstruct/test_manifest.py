@@ -40,6 +40,7 @@ def test_good_manifest_with_defaults_comments_and_blank_lines(tmp_path):
     ("[1, 2]", "expected a JSON object"),
     (json.dumps({"image": "a.png", "K": K, "gaze_target": [0, 0, 1]}), "missing required key 'subject'"),
     (json.dumps({"image": "a.png", "subject": "s", "gaze_target": [0, 0, 1]}), "missing required key 'K'"),
+    (json.dumps({"image": "a.png", "subject": "s", "K": None, "gaze_target": [0, 0, 1]}), "K must be a 3x3 matrix"),
     (json.dumps({"image": "a.png", "subject": "s", "K": K}), "exactly one of gaze_target"),
     (json.dumps({"image": "a.png", "subject": "s", "K": K, "gaze_target": [0, 0, 1], "gaze_pitchyaw": [0, 0]}),
      "exactly one of"),

@@ -8,6 +8,7 @@ import pytest
 import torch
 from render_helpers import rot, uv_sphere
 
+from onthefly.checks import trusted
 from onthefly.render import PointLights, UVTexture, render
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -26,13 +27,15 @@ def _syncs(B: int, uv: bool) -> int:
     else:
         tex = torch.rand(1, v.shape[0], 3, device=dev)
     light = PointLights(location=torch.zeros(B, 3, device=dev))
-    render(verts, f.to(dev), K, 64, textures=tex, lights=light, check=False)  # warm-up (allocator, kernels)
+    with trusted():  # the value checks read the device (syncs); the hot path skips them
+        render(verts, f.to(dev), K, 64, textures=tex, lights=light)  # warm-up (allocator, kernels)
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            render(verts, f.to(dev), K, 64, textures=tex, lights=light, check=False)
+            with trusted():
+                render(verts, f.to(dev), K, 64, textures=tex, lights=light)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return sum("synchroniz" in str(w.message).lower() for w in rec)

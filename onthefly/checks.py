@@ -1,7 +1,18 @@
-"""Input validation shared by the public functions: clear ``ValueError`` messages naming the argument."""
+"""Input validation shared by the public functions: clear ``ValueError`` messages naming the argument.
+
+One switch for the hot path (docs/architecture.md, "Input checks"): every public function checks its inputs; code
+that passes values it made itself (the dataset rendering a batch) calls the same public functions inside
+``with trusted():``, which turns off the *value* checks: the ones that read tensor data (finite, unit length,
+rotation, index ranges, positive distances), each a device → host read. Shape, dtype and argument checks read only
+metadata and always run. :func:`enabled` is the one flag every value check reads; it lives in a
+:class:`contextvars.ContextVar`, so it is per thread (a new thread starts with the checks on) and per asyncio task,
+and ``trusted()`` restores it on leaving, an exception included.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Union
 
 import numpy.typing as npt
@@ -9,6 +20,26 @@ import torch
 
 #: what the public functions take as numbers: a tensor, a numpy array or (nested) sequences of numbers
 TensorLike = Union[torch.Tensor, npt.ArrayLike]
+
+_TRUSTED: ContextVar[bool] = ContextVar("onthefly_trusted_inputs", default=False)
+
+
+def enabled() -> bool:
+    """True unless inside :func:`trusted`: whether the value checks run."""
+    return not _TRUSTED.get()
+
+
+@contextmanager
+def trusted() -> Iterator[None]:
+    """Skip the value checks of every public function called inside the block (in this thread / task).
+
+    For callers that pass values they made themselves (the hot path); shape and type checks still run. Nests;
+    the previous state comes back on leaving, also when the block raises."""
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
 
 
 def as_float_tensor(name: str, x: TensorLike, *, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -34,13 +65,14 @@ def check_shape(name: str, x: torch.Tensor, trailing: Sequence[int]) -> None:
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
-    if not bool(torch.isfinite(x).all()):
+    """Require finite values (a value check: skipped inside :func:`trusted`)."""
+    if enabled() and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(bad)})")
 
 
 def checked(name: str, x: TensorLike, trailing: Sequence[int] | None, *, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Convert, check the trailing shape (``None``: any) and finiteness in one call."""
+    """Convert, check the trailing shape (``None``: any) and finiteness (a value check) in one call."""
     x = as_float_tensor(name, x, dtype=dtype)
     if trailing is not None:
         check_shape(name, x, trailing)
@@ -49,13 +81,15 @@ def checked(name: str, x: TensorLike, trailing: Sequence[int] | None, *, dtype: 
 
 
 def check_nonzero(name: str, v: torch.Tensor) -> None:
-    """Require non-zero vectors along the last dimension."""
-    if bool((v.norm(dim=-1) < 1e-12).any()):
+    """Require non-zero vectors along the last dimension (a value check)."""
+    if enabled() and bool((v.norm(dim=-1) < 1e-12).any()):
         raise ValueError(f"{name}: contains a zero vector, which has no direction")
 
 
 def check_unit(name: str, v: torch.Tensor, *, tol: float = 1e-3) -> None:
-    """Require unit-length vectors along the last dimension (zero vectors get their own message)."""
+    """Require unit-length vectors along the last dimension (zero vectors get their own message; a value check)."""
+    if not enabled():
+        return
     check_nonzero(name, v)
     norm = v.norm(dim=-1)
     if bool(((norm - 1).abs() > tol).any()):
@@ -65,7 +99,9 @@ def check_unit(name: str, v: torch.Tensor, *, tol: float = 1e-3) -> None:
 
 
 def check_rotation(name: str, R: torch.Tensor, *, tol: float = 1e-4) -> None:
-    """Require proper rotation matrices (orthonormal, determinant +1)."""
+    """Require proper rotation matrices (orthonormal, determinant +1; a value check)."""
+    if not enabled():
+        return
     eye = torch.eye(3, dtype=R.dtype, device=R.device)
     err = (R @ R.transpose(-1, -2) - eye).abs().amax(dim=(-1, -2))
     if bool((err > tol).any()):
