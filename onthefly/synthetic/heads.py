@@ -416,6 +416,12 @@ def _face_cylinder(dx, dy, dz, h):
     return torch.where(front, rs[0], rs[1])
 
 
+#: rounding of the jaw line under the chin (direction units squared; 0.003 was a V-shaped chin)
+_CHIN_ROUND = 0.02
+#: half width of the neck (mm; real necks are ~110-120 mm wide seen from the front)
+_NECK_HALF_W = 54.0
+
+
 def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """Skull + face + neck radius (mm from C) along unit directions d (n,V,3); head (n,8) identity factors.
 
@@ -430,11 +436,12 @@ def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 84.0, az_front, 112.0 * h[2], 2.4)
     big = torch.full_like(dx, 1e4)
     cyl = _face_cylinder(dx, dy, dz, h)
-    den = dy + 0.1 * dz + 0.24 * torch.sqrt(dx * dx + 0.003)
+    # jaw line: a plane tilted up toward the sides, rounded under the chin (a hyperbola in x: a U, not a V)
+    den = dy + 0.1 * dz + 0.24 * (torch.sqrt(dx * dx + _CHIN_ROUND) - math.sqrt(_CHIN_ROUND) + math.sqrt(0.003))
     bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
     top = torch.where(dy < -0.02, (C[1] + 75.0) / (-dy).clamp_min(0.02), big)
     face = _softmin([cyl, bot, top], 0.2)
-    cylk = 1.0 / torch.sqrt((dx / (47.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
+    cylk = 1.0 / torch.sqrt((dx / (_NECK_HALF_W * h[6])) ** 2 + (dz / 50.0) ** 2 + 1e-9)
     neck = torch.minimum(cylk, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.2, 0.5, dy)
     k = 0.14
     return torch.logsumexp(torch.stack([k * cran, k * face, k * neck]), 0) / k - 2.0
@@ -613,7 +620,12 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
              + (hl[2] - hl[0]) * _smoothstep(0.62, 1.1, aphi) + (hl[3] - hl[2]) * _smoothstep(1.55, 2.5, aphi))
     ear = tt["masks"][F.COLOUR_MASKS.index("ear")][None]
     hair = torch.sigmoid((psi_h - psi[None]) / 0.04) * (1 - _smoothstep(0.0, 0.6, ear))
-    hair_vol = (2.0 + 6.0 * ids.head[:, 7, None]) * hair * (0.5 + 0.5 * _smoothstep(-0.2, -1.0, psi[None]))
+    # volume: thin at the hairline, building up over ~25 mm behind it (hair lies flat at the hairline), fullest on
+    # top, flat over and around the ears (so the pinnae stand out of it); 2.5 mm (cropped) to ~17 mm (full)
+    around_ear = torch.exp(-0.5 * ((aphi - F.EAR_PHI) / 0.3) ** 2) * _smoothstep(-0.75, -0.35, psi[None])
+    vol = 2.5 + 14.5 * ids.head[:, 7, None] ** 2
+    hair_vol = (vol * _smoothstep(0.0, 0.3, psi_h - psi[None]) * (1 - _smoothstep(0.0, 0.6, ear))
+                * (0.45 + 0.55 * _smoothstep(-0.2, -1.0, psi[None])) * (1 - 0.75 * around_ear))
     r = r + hair_vol
     skin = torch.as_tensor(C, **f32) + r[..., None] * d
 
@@ -669,7 +681,7 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
 
 
 # ====================================================================== colours
-_AO_STRENGTH, _AO_SCALE_MM = 0.35, 4.0
+_AO_STRENGTH, _AO_SCALE_MM = 0.55, 4.0
 
 
 def _skin_laplacian(tt: dict):
