@@ -785,12 +785,16 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shad
     lid_col = lidtone * (1 - 0.12 * crease)
     conj = torch.tensor([0.80, 0.47, 0.44], **f32) * (0.6 + 0.4 * ids.skin_rgb.mean(1))[:, None, None, None, None]
     is_cup = (ring < MARGIN_RING)[None, None, :, None, None]
-    lash = ((ring >= MARGIN_RING) & (ring <= MARGIN_RING + 2))[None, None, :, None] & upper
+    lash = ((ring >= MARGIN_RING) & (ring <= MARGIN_RING + 3))[None, None, :, None] & upper
     lash_col = torch.tensor([0.05, 0.04, 0.035], **f32) + 0.1 * ids.hair_rgb[:, None, None, None, :]
     lower_margin = ((ring == MARGIN_RING) | (ring == MARGIN_RING + 1))[None, None, :, None] & ~upper
     new = torch.where(is_cup, conj.expand_as(sk), torch.where(lower_margin[..., None], sk * torch.tensor(
         [0.78, 0.6, 0.58], **f32), lid_col))
-    lash_w = torch.where(ring == MARGIN_RING + 2, 0.55, 1.0)[None, None, :, None] * lash
+    # upper lashes: a dark band over the margin, thinning outward (+2: 0.8, +3: 0.35), densest toward the lateral
+    # corner (t near 0, where lashes are longest) and thin at the medial corner
+    lash_w = torch.where(ring == MARGIN_RING + 2, 0.8, torch.where(ring == MARGIN_RING + 3, 0.35, 1.0))
+    lat = (0.75 + 0.25 * torch.cos(ring_param(N_EYE, torch).to(dev)))[None, None, None, :]
+    lash_w = lash_w[None, None, :, None] * lash * torch.where((ring > MARGIN_RING + 1)[None, None, :, None], lat, 1.0)
     new = new * (1 - lash_w[..., None]) + lash_col * lash_w[..., None]
     col = col.clone()
     col[:, ev.reshape(-1)] = new.reshape(n, -1, 3)
