@@ -21,9 +21,10 @@ rendered again.
   and above (never from below the face), a weak, broad specular (skin is not plastic: strength <= 0.1, shininess 12).
 
 **Exposure** (``exposure=(lo, hi)``, the ``default`` preset's (0.3, 0.5)): as a camera's auto-exposure does, each
-lit sample's face is brought to a mean luminance drawn uniform in (lo, hi) (the gain, between 1 and 3, is measured
-on the rendered mesh's pixels before the background goes behind it; it never darkens a render, and it needs no
-state: a replay measures the same gain). Without it a dark skin under a weak light renders at a mean grey of ~0.08,
+lit sample's face, when darker, is brought up to a mean luminance drawn uniform in (lo, hi) (gain at most 3), and
+an overexposed one (mean above ``EXPOSURE_CEILING`` = 0.7) down to 0.7 (gain at least 0.6); the mean is metered on
+the face region's pixels (the whole mesh's where a cache has no face region) before the background goes behind it,
+so it needs no state: a replay meters the same gain. Without it a dark skin under a weak light renders at a mean grey of ~0.08,
 which no camera would record. ``None`` (every other preset) leaves the renders as lit.
 
 **Presets** (``preset=``):
@@ -69,6 +70,8 @@ __all__ = ["Appearance", "AppearanceParams", "BackgroundPool", "PRESETS", "BACKG
 BACKGROUNDS = ("black", "color", "green", "image")
 LIGHTS = ("none", "dark", "random", "low")
 GREEN = (0.0, 110.0 / 255.0, 0.0)
+#: auto-exposure: faces metered brighter than this mean luminance are brought down to it
+EXPOSURE_CEILING = 0.7
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 _DEFAULT_JITTER = {"prob": 0.8, "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "gamma": (0.85, 1.15),
@@ -399,24 +402,29 @@ class Appearance:
         bg[rows] = crops
         return bg
 
-    def composite(self, image: torch.Tensor, mask: torch.Tensor, p: AppearanceParams) -> torch.Tensor:
-        """``image`` premultiplied by coverage (renderer with background None), exposed (``p.exposure``), over the
-        drawn backgrounds."""
+    def composite(self, image: torch.Tensor, mask: torch.Tensor, p: AppearanceParams,
+                  face: torch.Tensor | None = None) -> torch.Tensor:
+        """``image`` premultiplied by coverage (renderer with background None), exposed (``p.exposure``, metered on
+        the ``face`` coverage (B, 1, H, W) when given, else on ``mask``), over the drawn backgrounds."""
         bg = self.background_images(p, (image.shape[-2], image.shape[-1]), image.dtype)
-        image = self.expose(image, mask, p)
+        image = self.expose(image, mask if face is None else face, p)
         return image.clamp(0.0, 1.0) + (1.0 - mask) * bg
 
     @staticmethod
     def expose(image: torch.Tensor, mask: torch.Tensor, p: AppearanceParams) -> torch.Tensor:
-        """Auto-exposure: the gain (1-3) that brings the mean luminance of the covered pixels to ``p.exposure``
-        (samples with exposure 0 and empty renders unchanged)."""
+        """Auto-exposure: the gain that brings the mean luminance of the pixels ``mask`` covers up to ``p.exposure``
+        (at most 3x), or an overexposed face (mean above :data:`EXPOSURE_CEILING`) down to it (at least 0.6x);
+        samples with exposure 0 and empty masks unchanged."""
         target = p.exposure.to(image.device, image.dtype)
         if not bool((target > 0).any()):
             return image
         wts = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
         cover = mask.sum((1, 2, 3))
-        lum = (image * wts).sum((1, 2, 3)) / cover.clamp_min(1.0)
-        gain = torch.where((target > 0) & (cover > 0), (target / lum.clamp_min(1e-3)).clamp(1.0, 3.0), 1.0)
+        lum = (image * mask * wts).sum((1, 2, 3)) / cover.clamp_min(1e-6)
+        lum = lum.clamp_min(1e-3)
+        gain = torch.where(lum < target, (target / lum).clamp(max=3.0),
+                           torch.where(lum > EXPOSURE_CEILING, (EXPOSURE_CEILING / lum).clamp(min=0.6), 1.0))
+        gain = torch.where((target > 0) & (cover > 0), gain, 1.0)
         return image * gain.view(-1, 1, 1, 1)
 
     def jitter(self, x: torch.Tensor, p: AppearanceParams) -> torch.Tensor:
