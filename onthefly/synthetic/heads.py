@@ -15,7 +15,12 @@ Conventions
   drawn brow, where 300-W annotators put them.
 * **Skin shading**: the albedo carries a view-independent cavity term (:func:`_cavity_shading`: concavity against
   the smoothed surface darkens eye sockets, the sides of the nose, nostrils and folds), a stand-in for ambient
-  occlusion and subsurface light loss that makes unlit renders read as faces.
+  occlusion and subsurface light loss that makes unlit renders read as faces; low-frequency blotches and fine
+  noise, blush, darker lips, lip line and nostrils, drawn brows, upper lashes (a dark band over the lid margin,
+  densest laterally) and, for about half the identities, a beard shadow on the upper lip, chin and jaw.
+* **Silhouette**: one star-shaped skin surface carries the skull, the face, a neck (~108 mm wide), pinnae that
+  stand ~18 mm out of the head at the helix, and hair whose volume (2.5-17 mm per identity) builds up behind the
+  hairline and lies flat around the ears; all of it is outside ``face_region`` and no landmark lies on it.
 * **Eyes**: each eyeball is a sphere of radius ``eyeball_radius`` whose optical axis is rotated (Listing's
   law: minimal rotation from -z) onto its visual axis ``eye_axes`` = unit(target - eyeball centre), so both
   eyes fixate the common 3D ``gaze_targets`` point (vergence). The **iris centre** is the pole of the iris cap
@@ -670,7 +675,10 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     verts = torch.cat([skin, balls.reshape(n, -1, 3)], 1)
     iris_c = centres + R[:, None, None] * axes
 
-    colors, parts = _colours(ids, tt, hair, a, b, n, _cavity_shading(verts[:, :T.n_skin], tt))
+    # the upper lid and lashes shade the top of the visible eyeball (a stand-in for their shadow, like the cavity term)
+    up = -(balls[..., 1] - centres[:, :, None, 1]) / R[:, None, None]                  # (n,2,Vb) elevation / R
+    lid_shadow = 1.0 - _LID_SHADOW * _smoothstep(-0.1, 0.4, up)
+    colors, parts = _colours(ids, tt, hair, a, b, n, _cavity_shading(verts[:, :T.n_skin], tt), lid_shadow)
     lm = verts[:, tt["lm"]]
     iris_vid = torch.tensor([T.ball_offset, T.ball_offset + T.n_ball], dtype=torch.int64, device=device)
     return HeadBatch(verts=verts, faces=tt["faces"], vert_colors=colors, landmarks=lm,
@@ -682,6 +690,8 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
 
 # ====================================================================== colours
 _AO_STRENGTH, _AO_SCALE_MM = 0.55, 4.0
+#: darkening of the top of the visible eyeball under the upper lid
+_LID_SHADOW = 0.3
 
 
 def _skin_laplacian(tt: dict):
@@ -734,7 +744,8 @@ def _cavity_shading(skin: torch.Tensor, tt: dict) -> torch.Tensor:
     return 1.0 - _AO_STRENGTH * occ * tt["ao_mask"][None]
 
 
-def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shade: torch.Tensor | None = None):
+def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shade: torch.Tensor | None = None,
+             ball_shade: torch.Tensor | None = None):
     T = tt["T"]
     dev = ids.ipd.device
     f32 = dict(dtype=torch.float32, device=dev)
@@ -830,6 +841,8 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shad
     is_pupil = (ri <= N_PUPIL_RINGS)[..., None]
     is_iris = ((ri > N_PUPIL_RINGS) & (ri <= N_PUPIL_RINGS + N_IRIS_RINGS))[..., None]
     ball = torch.where(is_pupil, pupil_c, torch.where(is_iris, iris_c, sclera.expand(n, 2, -1, -1)))
+    if ball_shade is not None:
+        ball = ball * ball_shade[..., None]
     col = torch.cat([col, ball.reshape(n, -1, 3)], 1)
     colors = (col.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
     # part ids
