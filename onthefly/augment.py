@@ -17,11 +17,20 @@ rendered again.
   branch), ``random`` (Phong: ambient / diffuse / specular strengths uniform in ``ambient`` / ``diffuse`` /
   ``specular``, a directional light from pitch ``light_pitch`` and yaw ``light_yaw`` degrees (0, 0 = from the
   camera), light colour from a colour temperature uniform in ``temperature`` kelvin) and ``low`` (as ``random``
-  with the ``low_*`` ranges, for XGaze3D's "low light").
+  with the ``low_*`` ranges, for XGaze3D's "low light"). The default ranges are a room's: the light from the front
+  and above (never from below the face), a weak, broad specular (skin is not plastic: strength <= 0.1, shininess 12).
+
+**Exposure** (``exposure=(lo, hi)``, the ``default`` preset's (0.3, 0.5)): as a camera's auto-exposure does, each
+lit sample's face, when darker, is brought up to a mean luminance drawn uniform in (lo, hi) (gain at most 3), and
+an overexposed one (mean above ``EXPOSURE_CEILING`` = 0.7) down to 0.7 (gain at least 0.6); the mean is metered on
+the face region's pixels (the whole mesh's where a cache has no face region) before the background goes behind it,
+so it needs no state: a replay meters the same gain. Without it a dark skin under a weak light renders at a mean grey of ~0.08,
+which no camera would record. ``None`` (every other preset) leaves the renders as lit.
 
 **Presets** (``preset=``):
 
-* ``default``: 50 % random colour / 50 % image (all colour without ``background_dir``), ``random`` light, mild jitter;
+* ``default``: 50 % random colour / 50 % image (all colour without ``background_dir``), ``random`` light, exposure,
+  mild jitter;
 * ``plain``: black background, unlit, no jitter (the bare render, useful for checks);
 * ``mpii-nv``: MPII-NV's mix — black 10 %, black+dark 10 %, colour 10 %, colour+dark 10 %, image 30 %,
   image+dark 30 % (needs ``background_dir``, e.g. Places365 ``val_256``; images box-blurred as NV does,
@@ -61,6 +70,8 @@ __all__ = ["Appearance", "AppearanceParams", "BackgroundPool", "PRESETS", "BACKG
 BACKGROUNDS = ("black", "color", "green", "image")
 LIGHTS = ("none", "dark", "random", "low")
 GREEN = (0.0, 110.0 / 255.0, 0.0)
+#: auto-exposure: faces metered brighter than this mean luminance are brought down to it
+EXPOSURE_CEILING = 0.7
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 _DEFAULT_JITTER = {"prob": 0.8, "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "gamma": (0.85, 1.15),
@@ -69,7 +80,7 @@ _DEFAULT_JITTER = {"prob": 0.8, "brightness": 0.2, "contrast": 0.2, "saturation"
 PRESETS: dict[str, dict] = {
     "default": {"modes": [{"weight": 0.5, "background": "color", "light": "random"},
                           {"weight": 0.5, "background": "image", "light": "random"}],
-                "jitter": _DEFAULT_JITTER},
+                "jitter": _DEFAULT_JITTER, "exposure": (0.3, 0.5)},
     "plain": {"modes": [{"weight": 1.0, "background": "black", "light": "none"}], "jitter": None},
     "mpii-nv": {"modes": [{"weight": 0.1, "background": "black", "light": "none"},
                           {"weight": 0.1, "background": "black", "light": "dark"},
@@ -160,7 +171,8 @@ class AppearanceParams:
     :data:`LIGHTS`; ``ambient``/``diffuse``/``specular`` (B, 3) light colours×strengths; ``light_direction``
     (B, 3) towards the light, camera frame; ``jitter`` (B,) bool; ``brightness``/``contrast``/``saturation``/
     ``gamma``/``blur_sigma``/``noise`` (B,) (identity values where not jittered); ``noise_seed`` (B,) int64 (the
-    batch's noise comes from a generator seeded with its first entry, so a whole batch replays exactly)."""
+    batch's noise comes from a generator seeded with its first entry, so a whole batch replays exactly);
+    ``exposure`` (B,) the face's target mean luminance (0: no exposure step)."""
 
     mode: torch.Tensor
     background: torch.Tensor
@@ -182,6 +194,7 @@ class AppearanceParams:
     blur_sigma: torch.Tensor
     noise: torch.Tensor
     noise_seed: torch.Tensor
+    exposure: torch.Tensor
 
     def to(self, device) -> "AppearanceParams":
         return AppearanceParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -211,14 +224,15 @@ class Appearance:
         temperature: (lo, hi) colour temperature, kelvin.
         shininess: Phong exponent.
         jitter: dict of jitter settings (module docstring), or None for no jitter.
+        exposure: (lo, hi) target mean luminance of a lit face (module docstring), None for none, or ``"preset"``.
     """
 
     def __init__(self, preset: str = "default", *, modes=None, background_dir=None,
                  max_background_images: int | None = 2000, image_blur=None, image_blur_prob=None,
-                 ambient=(0.4, 0.9), diffuse=(0.1, 0.6), specular=(0.0, 0.25), low_ambient=(0.15, 0.45),
-                 low_diffuse=(0.0, 0.35), low_specular=(0.0, 0.15), dark_ambient=(0.25, 0.75),
-                 light_pitch=(-40.0, 60.0), light_yaw=(-60.0, 60.0), temperature=(4000.0, 8000.0),
-                 shininess: float = 32.0, jitter="preset"):
+                 ambient=(0.4, 0.9), diffuse=(0.1, 0.6), specular=(0.0, 0.1), low_ambient=(0.15, 0.45),
+                 low_diffuse=(0.0, 0.35), low_specular=(0.0, 0.1), dark_ambient=(0.25, 0.75),
+                 light_pitch=(0.0, 55.0), light_yaw=(-50.0, 50.0), temperature=(4000.0, 8000.0),
+                 shininess: float = 12.0, jitter="preset", exposure="preset"):
         if preset not in PRESETS:
             raise ValueError(f"appearance preset: unknown {preset!r}; choose one of {sorted(PRESETS)}")
         p = PRESETS[preset]
@@ -266,6 +280,12 @@ class Appearance:
                 raise ValueError(f"jitter: unknown keys {sorted(unknown)}; known: {sorted(_DEFAULT_JITTER)}")
             jit = {**{k: 0.0 for k in _DEFAULT_JITTER}, "gamma": (1.0, 1.0), "blur_sigma": (0.5, 1.0), **jit}
         self.jitter_cfg = jit
+        exp = p.get("exposure") if isinstance(exposure, str) and exposure == "preset" else exposure
+        if exp is not None:
+            exp = tuple(float(x) for x in exp)
+            if len(exp) != 2 or not (0.0 < exp[0] <= exp[1] <= 1.0):
+                raise ValueError(f"appearance exposure: expected (lo, hi) with 0 < lo <= hi <= 1, got {exposure!r}")
+        self.exposure = exp
         self.pool: BackgroundPool | None = None
 
     @property
@@ -340,7 +360,9 @@ class Appearance:
             bg_blur=bg_blur, light=light, ambient=amb[:, None] * tint, diffuse=dif[:, None] * tint,
             specular=spe[:, None] * tint, light_direction=direction, jitter=jit, brightness=bri, contrast=con,
             saturation=sat, gamma=gam, blur_sigma=bsig, noise=noi,
-            noise_seed=torch.randint(2**62, (B,), generator=g))
+            noise_seed=torch.randint(2**62, (B,), generator=g),
+            exposure=torch.where(lit, U(self.exposure), 0.0) if self.exposure is not None
+            else torch.zeros(B, dtype=f64))
 
     # ------------------------------------------------------------------------------------------- application
     def lights(self, p: AppearanceParams, dtype=torch.float32):
@@ -380,10 +402,30 @@ class Appearance:
         bg[rows] = crops
         return bg
 
-    def composite(self, image: torch.Tensor, mask: torch.Tensor, p: AppearanceParams) -> torch.Tensor:
-        """``image`` premultiplied by coverage (renderer with background None) over the drawn backgrounds."""
+    def composite(self, image: torch.Tensor, mask: torch.Tensor, p: AppearanceParams,
+                  face: torch.Tensor | None = None) -> torch.Tensor:
+        """``image`` premultiplied by coverage (renderer with background None), exposed (``p.exposure``, metered on
+        the ``face`` coverage (B, 1, H, W) when given, else on ``mask``), over the drawn backgrounds."""
         bg = self.background_images(p, (image.shape[-2], image.shape[-1]), image.dtype)
+        image = self.expose(image, mask if face is None else face, p)
         return image.clamp(0.0, 1.0) + (1.0 - mask) * bg
+
+    @staticmethod
+    def expose(image: torch.Tensor, mask: torch.Tensor, p: AppearanceParams) -> torch.Tensor:
+        """Auto-exposure: the gain that brings the mean luminance of the pixels ``mask`` covers up to ``p.exposure``
+        (at most 3x), or an overexposed face (mean above :data:`EXPOSURE_CEILING`) down to it (at least 0.6x);
+        samples with exposure 0 and empty masks unchanged."""
+        target = p.exposure.to(image.device, image.dtype)
+        if not bool((target > 0).any()):
+            return image
+        wts = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+        cover = mask.sum((1, 2, 3))
+        lum = (image * mask * wts).sum((1, 2, 3)) / cover.clamp_min(1e-6)
+        lum = lum.clamp_min(1e-3)
+        gain = torch.where(lum < target, (target / lum).clamp(max=3.0),
+                           torch.where(lum > EXPOSURE_CEILING, (EXPOSURE_CEILING / lum).clamp(min=0.6), 1.0))
+        gain = torch.where((target > 0) & (cover > 0), gain, 1.0)
+        return image * gain.view(-1, 1, 1, 1)
 
     def jitter(self, x: torch.Tensor, p: AppearanceParams) -> torch.Tensor:
         """Photometric jitter of (B, 3, H, W) images in [0, 1] (identity for samples not jittered)."""

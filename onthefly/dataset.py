@@ -396,7 +396,7 @@ class OnTheFlyGazeDataset(IterableDataset):
         mask = res.mask if res.channels is None else res.channel_mask(0)
         t0 = self._tick("render", t0)
         # compositor: backgrounds against the whole mesh's coverage, photometric jitter, image format
-        image = self.appearance.composite(res.image, res.mask, app_d)
+        image = self.appearance.composite(res.image, res.mask, app_d, face=mask)
         t0 = self._tick("background", t0)
         image = self.appearance.jitter(image, app_d)
         if self.image_format == "imagenet":

@@ -111,8 +111,9 @@ def ear_profile(phi, psi):
     half_w = 13.5 * (1 - 0.35 * _smoothstep(0.3, 1.0, vv))          # narrower lobe
     rho = np.sqrt((uc / half_w) ** 2 + vv ** 2)
     inside = 1 - _smoothstep(0.88, 1.04, rho)
-    height = 3.5 + 8.5 * _smoothstep(-12.0, 12.0, uc)
-    rim = 2.5 * _g(rho - 0.86, 0.07) * _smoothstep(-6.0, 4.0, uc)
+    # the pinna stands out of the head toward its back edge (helix ~18 mm from the scalp, as real ears do)
+    height = 4.0 + 12.0 * _smoothstep(-12.0, 10.0, uc)
+    rim = 3.0 * _g(rho - 0.86, 0.07) * _smoothstep(-6.0, 4.0, uc)
     concha = -5.5 * _g(uc + 1.5, 4.5) * _g(v - 2.0, 7.0)
     prof = (height + rim + concha) * inside
     return prof, inside

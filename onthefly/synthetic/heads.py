@@ -15,7 +15,12 @@ Conventions
   drawn brow, where 300-W annotators put them.
 * **Skin shading**: the albedo carries a view-independent cavity term (:func:`_cavity_shading`: concavity against
   the smoothed surface darkens eye sockets, the sides of the nose, nostrils and folds), a stand-in for ambient
-  occlusion and subsurface light loss that makes unlit renders read as faces.
+  occlusion and subsurface light loss that makes unlit renders read as faces; low-frequency blotches and fine
+  noise, blush, darker lips, lip line and nostrils, drawn brows, upper lashes (a dark band over the lid margin,
+  densest laterally) and, for about half the identities, a beard shadow on the upper lip, chin and jaw.
+* **Silhouette**: one star-shaped skin surface carries the skull, the face, a neck (~108 mm wide), pinnae that
+  stand ~18 mm out of the head at the helix, and hair whose volume (2.5-17 mm per identity) builds up behind the
+  hairline and lies flat around the ears; all of it is outside ``face_region`` and no landmark lies on it.
 * **Eyes**: each eyeball is a sphere of radius ``eyeball_radius`` whose optical axis is rotated (Listing's
   law: minimal rotation from -z) onto its visual axis ``eye_axes`` = unit(target - eyeball centre), so both
   eyes fixate the common 3D ``gaze_targets`` point (vergence). The **iris centre** is the pole of the iris cap
@@ -417,6 +422,12 @@ def _face_cylinder(dx, dy, dz, h):
     return torch.where(front, rs[0], rs[1])
 
 
+#: rounding of the jaw line under the chin (direction units squared; 0.003 was a V-shaped chin)
+_CHIN_ROUND = 0.02
+#: half width of the neck (mm; real necks are ~110-120 mm wide seen from the front)
+_NECK_HALF_W = 54.0
+
+
 def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     """Skull + face + neck radius (mm from C) along unit directions d (n,V,3); head (n,8) identity factors.
 
@@ -431,11 +442,12 @@ def _base_radius(d: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     cran = _superq(d, 74.0 * h[0], 133.0 * h[1], 84.0, az_front, 112.0 * h[2], 2.4)
     big = torch.full_like(dx, 1e4)
     cyl = _face_cylinder(dx, dy, dz, h)
-    den = dy + 0.1 * dz + 0.24 * torch.sqrt(dx * dx + 0.003)
+    # jaw line: a plane tilted up toward the sides, rounded under the chin (a hyperbola in x: a U, not a V)
+    den = dy + 0.1 * dz + 0.24 * (torch.sqrt(dx * dx + _CHIN_ROUND) - math.sqrt(_CHIN_ROUND) + math.sqrt(0.003))
     bot = torch.where(den > 0.02, (121.0 * h[4] - C[1] - 0.1 * C[2]) / den.clamp_min(0.02), big)
     top = torch.where(dy < -0.02, (C[1] + 75.0) / (-dy).clamp_min(0.02), big)
     face = _softmin([cyl, bot, top], 0.2)
-    cylk = 1.0 / torch.sqrt((dx / (47.0 * h[6])) ** 2 + (dz / 47.0) ** 2 + 1e-9)
+    cylk = 1.0 / torch.sqrt((dx / (_NECK_HALF_W * h[6])) ** 2 + (dz / 50.0) ** 2 + 1e-9)
     neck = torch.minimum(cylk, 180.0 / dy.clamp_min(1e-3)) * _smoothstep(0.2, 0.5, dy)
     k = 0.14
     return torch.logsumexp(torch.stack([k * cran, k * face, k * neck]), 0) / k - 2.0
@@ -614,7 +626,12 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
              + (hl[2] - hl[0]) * _smoothstep(0.62, 1.1, aphi) + (hl[3] - hl[2]) * _smoothstep(1.55, 2.5, aphi))
     ear = tt["masks"][F.COLOUR_MASKS.index("ear")][None]
     hair = torch.sigmoid((psi_h - psi[None]) / 0.04) * (1 - _smoothstep(0.0, 0.6, ear))
-    hair_vol = (2.0 + 6.0 * ids.head[:, 7, None]) * hair * (0.5 + 0.5 * _smoothstep(-0.2, -1.0, psi[None]))
+    # volume: thin at the hairline, building up over ~25 mm behind it (hair lies flat at the hairline), fullest on
+    # top, flat over and around the ears (so the pinnae stand out of it); 2.5 mm (cropped) to ~17 mm (full)
+    around_ear = torch.exp(-0.5 * ((aphi - F.EAR_PHI) / 0.3) ** 2) * _smoothstep(-0.75, -0.35, psi[None])
+    vol = 2.5 + 14.5 * ids.head[:, 7, None] ** 2
+    hair_vol = (vol * _smoothstep(0.0, 0.3, psi_h - psi[None]) * (1 - _smoothstep(0.0, 0.6, ear))
+                * (0.45 + 0.55 * _smoothstep(-0.2, -1.0, psi[None])) * (1 - 0.75 * around_ear))
     r = r + hair_vol
     skin = torch.as_tensor(C, **f32) + r[..., None] * d
 
@@ -659,7 +676,10 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
     verts = torch.cat([skin, balls.reshape(n, -1, 3)], 1)
     iris_c = centres + R[:, None, None] * axes
 
-    colors, parts = _colours(ids, tt, hair, a, b, n, _cavity_shading(verts[:, :T.n_skin], tt))
+    # the upper lid and lashes shade the top of the visible eyeball (a stand-in for their shadow, like the cavity term)
+    up = -(balls[..., 1] - centres[:, :, None, 1]) / R[:, None, None]                  # (n,2,Vb) elevation / R
+    lid_shadow = 1.0 - _LID_SHADOW * _smoothstep(-0.1, 0.4, up)
+    colors, parts = _colours(ids, tt, hair, a, b, n, _cavity_shading(verts[:, :T.n_skin], tt), lid_shadow)
     lm = verts[:, tt["lm"]]
     iris_vid = torch.tensor([T.ball_offset, T.ball_offset + T.n_ball], dtype=torch.int64, device=device)
     return HeadBatch(verts=verts, faces=tt["faces"], vert_colors=colors, landmarks=lm,
@@ -670,7 +690,9 @@ def build_heads(ids: HeadIdentity, gaze_targets: torch.Tensor) -> HeadBatch:
 
 
 # ====================================================================== colours
-_AO_STRENGTH, _AO_SCALE_MM = 0.35, 4.0
+_AO_STRENGTH, _AO_SCALE_MM = 0.55, 4.0
+#: darkening of the top of the visible eyeball under the upper lid
+_LID_SHADOW = 0.3
 
 
 def _skin_laplacian(tt: dict):
@@ -723,7 +745,8 @@ def _cavity_shading(skin: torch.Tensor, tt: dict) -> torch.Tensor:
     return 1.0 - _AO_STRENGTH * occ * tt["ao_mask"][None]
 
 
-def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shade: torch.Tensor | None = None):
+def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shade: torch.Tensor | None = None,
+             ball_shade: torch.Tensor | None = None):
     T = tt["T"]
     dev = ids.ipd.device
     f32: dict[str, Any] = dict(dtype=torch.float32, device=dev)
@@ -757,6 +780,13 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shad
     brow_n = (brow * 1.25).clamp(max=1.0) * br[3] * (0.88 + 0.12 * n_fine)
     brow_rgb = ids.hair_rgb[:, None, :] * 0.7 + 0.03
     col = col * (1 - brow_n[..., None]) + brow_rgb * brow_n[..., None]
+    # beard shadow (stubble) for about half the identities: upper lip, chin and jaw, up the cheek to the sideburns
+    y_top = 51.0 - 30.0 * _smoothstep(25.0, 66.0, ax)
+    beard = (_smoothstep(-4.0, 4.0, Y - y_top) * (1 - _smoothstep(60.0, 72.0, ax)) * (1 - M["lips"])
+             * _smoothstep(0.3, 0.8, tt["front"][None]))
+    stubble = (_hash_noise(seed, torch.zeros(1, dtype=torch.long, device=dev), 9) * 0.4).clamp_min(0.0)   # (n,1)
+    st = (stubble * beard * (0.75 + 0.25 * n_fine))[..., None]
+    col = col * (1 - st) + (ids.hair_rgb[:, None, :] * 0.6 + 0.02) * st
     # hair
     streak = _hash_noise(seed, vidx, 5)
     hair_col = ids.hair_rgb[:, None, :] * (1 + 0.12 * streak[..., None]) + 0.01
@@ -774,12 +804,16 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shad
     lid_col = lidtone * (1 - 0.12 * crease)
     conj = torch.tensor([0.80, 0.47, 0.44], **f32) * (0.6 + 0.4 * ids.skin_rgb.mean(1))[:, None, None, None, None]
     is_cup = (ring < MARGIN_RING)[None, None, :, None, None]
-    lash = ((ring >= MARGIN_RING) & (ring <= MARGIN_RING + 2))[None, None, :, None] & upper
+    lash = ((ring >= MARGIN_RING) & (ring <= MARGIN_RING + 3))[None, None, :, None] & upper
     lash_col = torch.tensor([0.05, 0.04, 0.035], **f32) + 0.1 * ids.hair_rgb[:, None, None, None, :]
     lower_margin = ((ring == MARGIN_RING) | (ring == MARGIN_RING + 1))[None, None, :, None] & ~upper
     new = torch.where(is_cup, conj.expand_as(sk), torch.where(lower_margin[..., None], sk * torch.tensor(
         [0.78, 0.6, 0.58], **f32), lid_col))
-    lash_w = torch.where(ring == MARGIN_RING + 2, 0.55, 1.0)[None, None, :, None] * lash
+    # upper lashes: a dark band over the margin, thinning outward (+2: 0.8, +3: 0.35), densest toward the lateral
+    # corner (t near 0, where lashes are longest) and thin at the medial corner
+    lash_w = torch.where(ring == MARGIN_RING + 2, 0.8, torch.where(ring == MARGIN_RING + 3, 0.35, 1.0))
+    lat = (0.75 + 0.25 * torch.cos(ring_param(N_EYE, torch).to(dev)))[None, None, None, :]
+    lash_w = lash_w[None, None, :, None] * lash * torch.where((ring > MARGIN_RING + 1)[None, None, :, None], lat, 1.0)
     new = new * (1 - lash_w[..., None]) + lash_col * lash_w[..., None]
     col = col.clone()
     col[:, ev.reshape(-1)] = new.reshape(n, -1, 3)
@@ -808,6 +842,8 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shad
     is_pupil = (ri <= N_PUPIL_RINGS)[..., None]
     is_iris = ((ri > N_PUPIL_RINGS) & (ri <= N_PUPIL_RINGS + N_IRIS_RINGS))[..., None]
     ball = torch.where(is_pupil, pupil_c, torch.where(is_iris, iris_c, sclera.expand(n, 2, -1, -1)))
+    if ball_shade is not None:
+        ball = ball * ball_shade[..., None]
     col = torch.cat([col, ball.reshape(n, -1, 3)], 1)
     colors = (col.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
     # part ids

@@ -118,3 +118,41 @@ def test_lighting_and_jitter():
         Appearance(jitter={"hue": 0.1})
     with pytest.raises(ValueError, match="appearance mode"):
         Appearance(modes=[{"background": "sky", "light": "none"}])
+
+
+def test_default_light_is_a_rooms_and_auto_exposure_meters_the_face(proc_cache):
+    """default: the light never comes from below the face, the specular is weak; a lit face darker than the drawn
+    exposure target is brought up to it (at most 3x), an overexposed one down to EXPOSURE_CEILING, one in between is
+    left alone; the metering uses the face coverage only; plain and the other presets are not exposed."""
+    from onthefly.augment import EXPOSURE_CEILING
+
+    app = Appearance("default")
+    p = app.sample(256, g(3), (16, 16))
+    assert (p.light_direction[:, 1] <= 1e-9).all()            # towards the light: y <= 0 (from above or level)
+    assert (p.specular <= 0.1 * 1.5 + 1e-9).all() and app.shininess <= 16
+    assert ((p.exposure >= 0.3) & (p.exposure <= 0.5)).all()
+    wts = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    face = torch.zeros(3, 1, 16, 16)
+    face[:, :, 4:12, 4:12] = 1.0
+    level = torch.tensor([0.1, 0.95, 0.6]).view(3, 1, 1, 1)
+    img = level.expand(3, 3, 16, 16) * face + 0.02 * (1 - face)   # face pixels at the level, the rest darker
+    q = app.sample(3, g(0), (16, 16))
+    q.exposure = torch.tensor([0.4, 0.4, 0.4], dtype=torch.float64)
+    out = app.expose(img, face, q)
+    lum = (out * wts * face).sum((1, 2, 3)) / face.sum((1, 2, 3))
+    assert abs(float(lum[0]) - 0.3) < 1e-5                        # 0.1 -> at most 3x
+    assert abs(float(lum[1]) - EXPOSURE_CEILING) < 1e-5            # overexposed -> the ceiling
+    assert torch.equal(out[2], img[2])                             # in between: untouched
+    q.exposure = torch.tensor([0.0, 0.0, 0.0], dtype=torch.float64)
+    assert torch.equal(app.expose(img, face, q), img)              # exposure 0: the bare render
+    for preset in ("plain", "xgaze3d", "mpii-nv"):
+        kw = {} if preset == "plain" else {"modes": [{"weight": 1.0, "background": "color", "light": "random"}]}
+        assert (Appearance(preset, **kw).sample(16, g(), (16, 16)).exposure == 0).all(), preset
+    # in the dataset: a dark identity under a weak light renders at least as bright as without exposure
+    lo = OnTheFlyGazeDataset(proc_cache, batch_size=8, camera=SMALL, appearance={"exposure": None}).batch(0)
+    hi = OnTheFlyGazeDataset(proc_cache, batch_size=8, camera=SMALL).batch(0)
+    m = hi["mask"] > 0.5
+    assert torch.equal(lo["param_light_direction"], hi["param_light_direction"])
+    assert (hi["image"] * m).sum() > (lo["image"] * m).sum()
+    with pytest.raises(ValueError, match="exposure"):
+        Appearance(exposure=(0.6, 0.2))
