@@ -111,9 +111,9 @@ def variants() -> dict:
     """Named fitter variants: ``ReconstructOptions`` of the pose + shape fit."""
     from onthefly.reconstruct.pipeline import ReconstructOptions
 
-    d = ReconstructOptions()
-    return {"default": d,
-            "uniform (before)": dataclasses.replace(d, landmark_noise=None, jaw_weight=0.5, jaw_tangent=1.0),
+    d = ReconstructOptions.detected()
+    return {"detected (default)": d,
+            "uniform (before)": ReconstructOptions(),
             "noise, point-to-point jaw": dataclasses.replace(d, jaw_tangent=1.0),
             "no jaw": dataclasses.replace(d, jaw_weight=0.0)}
 

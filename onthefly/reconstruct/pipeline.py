@@ -26,7 +26,8 @@ from .template import face_template
 from .texture import build_texture, vertex_visibility
 
 __all__ = ["ReconstructionError", "Reconstruction", "ReconstructOptions", "reconstruct", "check_inputs",
-           "distorted_pixels", "estimate_head_pose", "fit_pose_and_shape", "landmark_weights", "DLIB_LANDMARK_NOISE"]
+           "distorted_pixels", "estimate_head_pose", "fit_pose_and_shape", "landmark_weights", "DLIB_LANDMARK_NOISE",
+           "DETECTED_WEIGHTS"]
 
 #: Per-landmark noise of dlib's 68 points (iBUG order; fraction of the outer-eye-corner distance): robust RMS distance
 #: to the exact label after the 2-D similarity that best aligns the inner 51 points, mirror pairs averaged. Measured
@@ -41,6 +42,8 @@ DLIB_LANDMARK_NOISE = (
     0.044, 0.031, 0.035, 0.030, 0.025, 0.027, 0.030, 0.035, 0.031, 0.044, 0.027, 0.025,
     0.036, 0.023, 0.018, 0.027, 0.018, 0.023, 0.036, 0.024, 0.025, 0.026, 0.025, 0.024, 0.038, 0.035, 0.020, 0.035,
     0.038, 0.029, 0.014, 0.029)
+#: the weighting of :meth:`ReconstructOptions.detected` (detected landmarks)
+DETECTED_WEIGHTS = {"landmark_noise": DLIB_LANDMARK_NOISE, "noise_ref": 0.04, "jaw_weight": 1.0, "jaw_tangent": 0.3}
 
 
 class ReconstructionError(ValueError):
@@ -78,13 +81,22 @@ class ReconstructOptions:
     max_centre_offset: float = 0.5
     shape_model: bool = True
     sigma: float = 0.02
-    landmark_noise: tuple[float, ...] | None = DLIB_LANDMARK_NOISE
+    landmark_noise: tuple[float, ...] | None = None
     noise_ref: float = 0.04
-    jaw_weight: float = 1.0
+    jaw_weight: float = 0.5
     brow_weight: float = 1.0
     border_px: float = 2.0
     contour: bool = True
-    jaw_tangent: float = 0.3
+    jaw_tangent: float = 1.0
+
+    @classmethod
+    def detected(cls, **overrides) -> "ReconstructOptions":
+        """The options for landmarks a detector found (``--landmarks dlib|fan2d|fan3d``, ``benchmarks/realism.py``):
+        per-landmark weights from :data:`DLIB_LANDMARK_NOISE` (``noise_ref`` 0.04), full weight on the jaw
+        (the table already gives it 0.3-0.6), its residual along the outline weighted ``jaw_tangent`` 0.3. The plain
+        defaults (uniform weights, jaw 0.5, point-to-point) are for exact or annotated landmarks. Chosen on the
+        calibration renders of ``benchmarks/headpose_fit.py`` (not the benchmark's)."""
+        return cls(**{**DETECTED_WEIGHTS, **overrides})
     scale_range: tuple[float, float] = (0.7, 1.4)
 
 

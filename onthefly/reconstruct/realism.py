@@ -117,12 +117,13 @@ def oracle_pose(landmarks: np.ndarray, landmarks_3d: np.ndarray, R_true: np.ndar
 def measure_views(views: dict, det, *, options=None, label_options=None, detections=None) -> list[dict]:
     """Per render: ``detected``, ``nme51``, ``nme_jaw``, ``pose_det`` / ``pose_label`` (fitted pitch, yaw
     degrees) and ``err_det`` / ``err_label`` (degrees), ``truth`` (pitch, yaw), ``det_landmarks``. ``options``
-    (:class:`~onthefly.reconstruct.pipeline.ReconstructOptions`, default: the reconstruction's) fit dlib's points;
+    (:class:`~onthefly.reconstruct.pipeline.ReconstructOptions`, default: ``ReconstructOptions.detected()``, the
+    reconstruction's for detected landmarks) fit dlib's points;
     ``label_options`` (default: ``options`` with ``sigma =`` :data:`LABEL_SIGMA`, no detector noise table and a
     point-to-point jaw: the labels are exact) fit the exact labels. ``detections``: :func:`detect_views`'s result
     when already run (then ``det`` is not used). With the batch in ``views`` (:func:`render_views`), also
     ``pose_oracle`` / ``err_oracle``: :func:`oracle_pose` of the detected points."""
-    options = options or ReconstructOptions()
+    options = options or ReconstructOptions.detected()
     if label_options is None:
         label_options = dataclasses.replace(options, sigma=LABEL_SIGMA, landmark_noise=None, jaw_tangent=1.0)
     if detections is None:

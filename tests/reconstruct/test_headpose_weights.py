@@ -16,10 +16,11 @@ def _err(R, Rt):
 
 
 def test_landmark_weights_follow_the_detector_noise():
-    """The default weights are ``noise_ref / DLIB_LANDMARK_NOISE`` clipped to 0.1-2, mirror-symmetric: the jaw
-    (3x noisier than the eyes in dlib's points) counts less than the eye corners; border points count 0; a bad
-    table is refused; without a table the old uniform weights (times ``jaw_weight``) come back."""
-    opt = ReconstructOptions()
+    """Detected landmarks' weights are ``noise_ref / DLIB_LANDMARK_NOISE`` clipped to 0.1-2, mirror-symmetric: the
+    jaw (3x noisier than the eyes in dlib's points) counts less than the eye corners; border points count 0; a bad
+    table is refused; without a table (the plain defaults, for exact or annotated points) uniform weights times
+    ``jaw_weight``."""
+    opt = ReconstructOptions.detected()
     lm = np.random.default_rng(0).uniform(50, 150, (68, 2))
     w = landmark_weights(lm, opt)
     np.testing.assert_allclose(w, np.clip(opt.noise_ref / np.array(DLIB_LANDMARK_NOISE), 0.1, 2.0))
@@ -27,7 +28,7 @@ def test_landmark_weights_follow_the_detector_noise():
     np.testing.assert_array_equal(w[:17], w[16::-1])                       # symmetric jaw
     lm[8] = (100.0, 199.5)                                                 # the chin at the border of a 200 px image
     assert landmark_weights(lm, opt, (200, 200))[8] == 0.0
-    uni = landmark_weights(lm, dataclasses.replace(opt, landmark_noise=None, jaw_weight=0.5))
+    uni = landmark_weights(lm, ReconstructOptions())
     assert (uni[:17] == 0.5).all() and (uni[17:] == 1.0).all()
     with pytest.raises(ValueError, match="68 positive"):
         landmark_weights(lm, dataclasses.replace(opt, landmark_noise=(0.02,) * 67))
@@ -53,8 +54,8 @@ def _slide(lm2, frac):
 def test_jaw_points_sliding_along_the_outline_hardly_move_the_pose(turned):
     """Where along the outline a detector puts a jaw point slides with the pose (dlib's jaw points sit up to 0.1 of
     the eye-corner distance off the label along it on the benchmark's renders). Exact iBUG landmarks with the jaw
-    slid by 0.1: the default fit (``jaw_tangent`` 0.3) moves a fifth as far as the point-to-point one (1.0)."""
-    opt = dataclasses.replace(ReconstructOptions(), sigma=0.005)
+    slid by 0.1: the fit for detected points (``jaw_tangent`` 0.3) moves a fifth as far as point-to-point (1.0)."""
+    opt = ReconstructOptions.detected(sigma=0.005)
     ptp = dataclasses.replace(opt, jaw_tangent=1.0)
     d_def, d_ptp = [], []
     for g in turned:
