@@ -35,7 +35,7 @@ import torch
 from ..dataset import OnTheFlyGazeDataset, batch_generator
 from ..geometry import _pitchyaw_to_rotation
 from .landmarks import NoFaceError
-from .pipeline import ReconstructOptions, estimate_head_pose
+from .pipeline import DETECTED_WEIGHTS, ReconstructOptions, estimate_head_pose
 
 __all__ = ["render_views", "detect_views", "measure_views", "oracle_pose", "summarise", "nme", "pose_bins", "YAW_BINS", "LABEL_SIGMA"]
 
@@ -119,13 +119,15 @@ def measure_views(views: dict, det, *, options=None, label_options=None, detecti
     degrees) and ``err_det`` / ``err_label`` (degrees), ``truth`` (pitch, yaw), ``det_landmarks``. ``options``
     (:class:`~onthefly.reconstruct.pipeline.ReconstructOptions`, default: ``ReconstructOptions.detected()``, the
     reconstruction's for detected landmarks) fit dlib's points;
-    ``label_options`` (default: ``options`` with ``sigma =`` :data:`LABEL_SIGMA`, no detector noise table and a
-    point-to-point jaw: the labels are exact) fit the exact labels. ``detections``: :func:`detect_views`'s result
+    ``label_options`` (default: ``options`` with ``sigma =`` :data:`LABEL_SIGMA` and the plain
+    ``ReconstructOptions`` weighting: the labels are exact) fit the exact labels. ``detections``: :func:`detect_views`'s result
     when already run (then ``det`` is not used). With the batch in ``views`` (:func:`render_views`), also
     ``pose_oracle`` / ``err_oracle``: :func:`oracle_pose` of the detected points."""
     options = options or ReconstructOptions.detected()
     if label_options is None:
-        label_options = dataclasses.replace(options, sigma=LABEL_SIGMA, landmark_noise=None, jaw_tangent=1.0)
+        plain = ReconstructOptions()  # the exact-landmark weighting: uniform, half on the jaw, point-to-point
+        label_options = dataclasses.replace(options, sigma=LABEL_SIGMA,
+                                            **{k: getattr(plain, k) for k in DETECTED_WEIGHTS})
     if detections is None:
         detections = detect_views(views, det)
 
