@@ -60,11 +60,12 @@ class ReconstructOptions:
     camera). ``shape_model``: fit the pose together with the procedural shape model
     (:mod:`onthefly.reconstruct.model`) before the warp, with landmark noise ``sigma`` (fraction of the eye-corner
     distance) and per-landmark weights (:func:`landmark_weights`): ``noise_ref / landmark_noise[i]`` (clipped to
-    0.1-2; ``landmark_noise`` (68,) the detector's per-landmark noise, default :data:`DLIB_LANDMARK_NOISE`, None =
-    all 1), times ``jaw_weight`` on the jaw contour (0-16) and ``brow_weight`` on the brows, and no weight on points
-    within ``border_px`` of the image border; with ``contour`` the jaw points are matched to the mesh's silhouette
+    0.1-2; ``landmark_noise`` (68,) the detector's per-landmark noise, e.g. :data:`DLIB_LANDMARK_NOISE`; None, the
+    default: all 1), times ``jaw_weight`` on the jaw contour (0-16) and ``brow_weight`` on the brows, and no weight
+    on points within ``border_px`` of the image border; with ``contour`` the jaw points are matched to the mesh's silhouette
     (:mod:`onthefly.reconstruct.contour`), their residual along the outline weighted ``jaw_tangent`` (1 =
-    point-to-point, 0 = point-to-curve); else the mean template and its PnP pose.
+    point-to-point, the default; 0 = point-to-curve); else the mean template and its PnP pose. The defaults are for
+    exact or annotated landmarks; :meth:`detected` gives the weighting for a detector's.
     ``mirror_fill``: fill unseen triangles from the mirrored side (else they take the fill colour).
     ``mark_unseen``: unseen triangles magenta instead of the mean face colour. ``max_centre_offset`` (fraction of
     the eye-corner distance) and ``scale_range``: how far an annotated face centre may be from the fitted one's
@@ -88,6 +89,7 @@ class ReconstructOptions:
     border_px: float = 2.0
     contour: bool = True
     jaw_tangent: float = 1.0
+    scale_range: tuple[float, float] = (0.7, 1.4)
 
     @classmethod
     def detected(cls, **overrides) -> "ReconstructOptions":
@@ -97,7 +99,6 @@ class ReconstructOptions:
         defaults (uniform weights, jaw 0.5, point-to-point) are for exact or annotated landmarks. Chosen on the
         calibration renders of ``benchmarks/headpose_fit.py`` (not the benchmark's)."""
         return cls(**{**DETECTED_WEIGHTS, **overrides})
-    scale_range: tuple[float, float] = (0.7, 1.4)
 
 
 @dataclass
