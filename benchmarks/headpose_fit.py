@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +43,25 @@ FIELDS = ("det", "label", "label_3d", "poses", "K", "size")
 
 def load(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """The settings of a ``realism.py --save-detections`` file: {setting: {field: array}}."""
-    with np.load(path, allow_pickle=False) as z:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise SystemExit(f"{path}: not a realism.py --save-detections .npz ({exc})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise SystemExit(f"{path}: a single array, not a realism.py --save-detections .npz")
+    with z:
         keys = sorted({k.rsplit("/", 1)[0] for k in z.files})
         out = {}
         for k in keys:
             missing = [f for f in FIELDS if f"{k}/{f}" not in z.files]
             if missing:
                 raise SystemExit(f"{path}: setting {k!r} lacks {missing} (not a realism.py --save-detections file?)")
-            out[k] = {f: z[f"{k}/{f}"] for f in FIELDS}
+            try:
+                out[k] = {f: z[f"{k}/{f}"] for f in FIELDS}
+            except (OSError, ValueError, zipfile.BadZipFile) as exc:
+                raise SystemExit(f"{path}: setting {k!r} unreadable ({exc})") from None
+    if not out:
+        raise SystemExit(f"{path}: no settings (not a realism.py --save-detections file?)")
     return out
 
 
