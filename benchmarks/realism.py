@@ -15,12 +15,18 @@ Settings (every render through the real path: mesh cache → ``OnTheFlyGazeDatas
 
 Per setting (see :mod:`onthefly.reconstruct.realism`): detection rate per |yaw| bin, NME over the inner 51 points and
 the jaw (outer-eye-corner distance, against ``landmarks_2d``: iBUG semantics), head pose fitted
-(``estimate_head_pose``: PnP + contour-aware shape fit) from dlib's landmarks (the reconstruction's default landmark
-noise, 0.02 of the eye-corner distance) and from the exact labels (``LABEL_SIGMA`` = 0.001): pitch / yaw bias and
-slope, median rotation error.
+(``estimate_head_pose``: PnP + contour-aware shape fit) from dlib's landmarks (the reconstruction's defaults: landmark
+noise 0.02 of the eye-corner distance, per-landmark weights from ``DLIB_LANDMARK_NOISE``, jaw fitted across the
+outline) and from the exact labels (``LABEL_SIGMA`` = 0.001, uniform weights): pitch / yaw bias and slope, median
+rotation error; and the **oracle**: dlib's inner points with the rendered head's true 3-D landmarks (PnP), what no
+fitter can beat with these points (the rest is the detector's error).
+
+``--save-detections`` keeps dlib's points, the labels and the truth of every setting in an ``.npz``, so that
+``benchmarks/headpose_fit.py`` evaluates fitter variants on them in seconds (renders are deterministic).
 
     python benchmarks/realism.py                       # 16 heads, 96 renders per setting
     python benchmarks/realism.py --renders 24 --no-photos --out /tmp/realism.json --sheet ''
+    python benchmarks/realism.py --save-detections /tmp/bench.npz && python benchmarks/headpose_fit.py /tmp/bench.npz
 """
 from __future__ import annotations
 
@@ -37,7 +43,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _results import save_json  # noqa: E402  (benchmarks/ is sys.path[0] for a script)
 
 #: issue 17's figures
 FIGURES = {"default_le30": 0.90, "default_30_45": 0.60, "plain_le30": 0.80, "nme51": 0.045, "pitch_bias": 2.0,
@@ -51,12 +56,12 @@ def cameras():
     return {"xgaze224": get_camera("xgaze224"), "wide900": NormalizedCamera(960.0, 900.0, 224, 224, "wide900")}
 
 
-def procedural_cache(folder: Path, heads: int) -> Path:
+def procedural_cache(folder: Path, heads: int, seed: int = 3) -> Path:
     from onthefly.cache import build_cache
     from onthefly.sources.procedural import ProceduralSource
 
     path = folder / "procedural.h5"
-    build_cache(ProceduralSource(count=heads, seed=3, subjects=heads), path)
+    build_cache(ProceduralSource(count=heads, seed=seed, subjects=heads), path)
     return path
 
 
@@ -119,7 +124,7 @@ def contact_sheet(rows: list[tuple[str, dict, list]], path: Path, per_row: int =
 
 def _fmt(s: dict) -> str:
     b = s["bins"]
-    pd, pl = s["pose_detected"], s["pose_label"]
+    pd, pl, po = s["pose_detected"], s["pose_label"], s.get("pose_oracle", {})
 
     def g(d, k, f="{:+5.1f}"):
         return f.format(d[k]) if k in d else "  -  "
@@ -127,24 +132,29 @@ def _fmt(s: dict) -> str:
             f"{s['nme51_median']:.3f} {s['nme_jaw_median']:.3f} | "
             f"{g(pd, 'pitch_bias_deg')} {g(pd, 'pitch_slope', '{:4.2f}')} {g(pd, 'yaw_bias_deg')} "
             f"{g(pd, 'yaw_slope', '{:4.2f}')} {g(pd, 'median_error_deg', '{:4.1f}')} | "
-            f"{g(pl, 'pitch_bias_deg')} {g(pl, 'yaw_bias_deg')} {g(pl, 'median_error_deg', '{:4.2f}')}")
+            f"{g(pl, 'pitch_bias_deg')} {g(pl, 'yaw_bias_deg')} {g(pl, 'median_error_deg', '{:4.2f}')} | "
+            f"{g(po, 'pitch_slope', '{:4.2f}')} {g(po, 'yaw_slope', '{:4.2f}')} {g(po, 'median_error_deg', '{:4.1f}')}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--heads", type=int, default=16, help="procedural identities")
     ap.add_argument("--renders", type=int, default=96, help="renders per procedural setting")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the head poses and appearance draws")
+    ap.add_argument("--head-seed", type=int, default=3, help="seed of the procedural identities")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-photos", action="store_true")
     ap.add_argument("--sheet", type=str, default=str(ROOT / "docs" / "images" / "realism.jpg"),
                     help="contact sheet PNG ('' = none)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "realism.json")
+    ap.add_argument("--save-detections", type=Path, default=None, metavar="NPZ",
+                    help="also save dlib's points, the labels and the truth per setting (for benchmarks/headpose_fit.py)")
     args = ap.parse_args(argv)
     import torch
+    from _results import save_json  # benchmarks/ is sys.path[0] for a script (tests load this file by path)
 
     from onthefly.reconstruct.landmarks import DlibLandmarks
-    from onthefly.reconstruct.realism import measure_views, render_views, summarise
+    from onthefly.reconstruct.realism import detect_views, measure_views, render_views, summarise
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -155,13 +165,13 @@ def main(argv=None) -> int:
     poses = np.stack([rng.uniform(-20, 20, n), rng.uniform(-45, 45, n)], 1)
     frames = np.arange(n) % args.heads
     settings = [("procedural", app, cam) for app in ("default", "plain") for cam in cameras()]
-    caches = {"procedural": procedural_cache(tmp, args.heads)}
+    caches = {"procedural": procedural_cache(tmp, args.heads, args.head_seed)}
     if not args.no_photos:
         pc = photo_cache(tmp, det)
         if pc is not None:
             caches["photos"] = pc
             settings += [("photos", "default", cam) for cam in cameras()]
-    results, sheet = {}, []
+    results, sheet, saved = {}, [], {}
     for src, app, cam in settings:
         if src == "photos":
             pp = np.array(PHOTO_POSES * 2)
@@ -169,17 +179,26 @@ def main(argv=None) -> int:
         else:
             pp, fr = poses, frames
         views = render_views(caches[src], pp, fr, camera=cameras()[cam], appearance=app, seed=args.seed)
-        recs = measure_views(views, det)
+        dets = detect_views(views, det)
+        recs = measure_views(views, det, detections=dets)
         key = f"{src}/{app}/{cam}"
+        if args.save_detections:
+            b = views["batch"]
+            saved.update({f"{key}/det": np.stack([np.full((68, 2), np.nan) if d is None else d for d in dets]),
+                          f"{key}/label": views["landmarks"], f"{key}/label_3d": b["landmarks_3d"].double().numpy(),
+                          f"{key}/fixed": b["landmarks_2d_fixed"].double().numpy(), f"{key}/poses": pp,
+                          f"{key}/frames": fr, f"{key}/K": views["K"],
+                          f"{key}/size": np.array(views["images"].shape[1:3][::-1])})
         results[key] = {"summary": summarise(recs),
                         "renders": [{k: v for k, v in r.items() if k != "det_landmarks"} for r in recs]}
         order = np.argsort(np.abs(pp[:, 1]), kind="stable")
         pick = order[np.linspace(0, len(order) - 1, 8).round().astype(int)]
         sheet.append((key, {k: views[k][pick] for k in ("images", "landmarks")}, [recs[i] for i in pick]))
     print("dlib 20 HOG + 68-point predictor; detection per |yaw| bin, median NME (inner 51, jaw), head pose from "
-          "dlib landmarks (pitch bias, slope, yaw bias, slope, median error deg) | from exact labels")
+          "dlib landmarks (pitch bias, slope, yaw bias, slope, median error deg) | from exact labels | oracle: "
+          "dlib's inner points with the true 3-D shape (PnP)")
     print(f"{'setting':>30} | {'0-15':>5} {'15-30':>5} {'30-45':>5} | nme51 jaw   | "
-          f"{'pitch':>5} {'slp':>4} {'yaw':>5} {'slp':>4} {'err':>4} | label p, y, err")
+          f"{'pitch':>5} {'slp':>4} {'yaw':>5} {'slp':>4} {'err':>4} | label p, y, err  | oracle slopes, err")
     for key, r in results.items():
         print(f"{key:>30} | {_fmt(r['summary'])}")
     print("figures: default >= 90 % at |yaw| <= 30, >= 60 % at 30-45; plain >= 80 % at |yaw| <= 30; NME51 <= 0.045; "
@@ -192,6 +211,10 @@ def main(argv=None) -> int:
               "settings": results, "figures": FIGURES, "wall_s": time.perf_counter() - t0,
               "load_average": os.getloadavg()}
     save_json(args.out, result)
+    if args.save_detections:
+        args.save_detections.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(args.save_detections, **saved)
+        print(f"saved {args.save_detections}")
     return 0
 
 

@@ -11,7 +11,8 @@ every view (the rotated direction face centre → target) is compared with the t
 Variants: ``default`` (shape model + TPS warp + mirror fill), ``no-mirror`` (unseen regions take the mean face colour),
 ``template`` (rigid template PnP + TPS warp, no shape model).
 
-Real photos: ``skimage.data.astronaut()`` and matplotlib's ``grace_hopper.jpg`` with dlib 68-point landmarks and an
+Real photos: ``skimage.data.astronaut()`` and matplotlib's ``grace_hopper.jpg`` with dlib 68-point landmarks (fitted
+with ``ReconstructOptions.detected()``, as ``--landmarks dlib``) and an
 **assumed camera**: f = 1.5 · max(W, H) px, principal point at the image centre, no distortion, no face centre (the
 mesh keeps the template's size). Re-render at the source pose against the photo over the reconstruction's face region;
 preview PNGs (source, re-render, yaw ±20°, pitch ±15°) go to ``docs/images/``. Skipped with a note when dlib,
@@ -158,7 +159,7 @@ def photos(args, torch) -> dict:
     import matplotlib
 
     from onthefly.normalization import face_centre
-    from onthefly.reconstruct import reconstruct
+    from onthefly.reconstruct import ReconstructOptions, reconstruct
     from onthefly.reconstruct.groundtruth import render_image, render_reconstruction
     from onthefly.reconstruct.metrics import masked_psnr, masked_ssim
     from onthefly.render import VertexColors
@@ -176,7 +177,7 @@ def photos(args, torch) -> dict:
         t_det = time.perf_counter() - t
         times, cpu = [], []
         for _ in range(args.repeats):
-            rec = reconstruct(img, K, lm)
+            rec = reconstruct(img, K, lm, options=ReconstructOptions.detected())  # as --landmarks dlib
             times.append(rec.quality["seconds"])
             cpu.append(rec.quality["cpu_seconds"])
         fc = face_centre(torch.from_numpy(rec.landmarks), "eye_nose").numpy()

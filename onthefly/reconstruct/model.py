@@ -123,7 +123,8 @@ def _contour_corr(model: ShapeModel, lines, c: np.ndarray, R: np.ndarray, t: np.
 
 def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d: np.ndarray, K: np.ndarray,
                        pose0: HeadPose, *, sigma_px: float, weights: np.ndarray | None = None,
-                       rotation: np.ndarray | None = None, contour: bool = True, rounds: int = 4
+                       rotation: np.ndarray | None = None, contour: bool = True, rounds: int = 4,
+                       jaw_tangent: float = 1.0
                        ) -> tuple[HeadPose, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Pose and coefficients (k,) fitting ``landmarks_2d`` (68,2, undistorted px); ``sigma_px`` is the landmark
     noise (px) weighing the data against the unit Gaussian prior; ``weights`` (68,) per landmark; a fixed
@@ -132,7 +133,10 @@ def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d
     With ``contour`` the jaw landmarks (0-16) are silhouette points (iBUG semantics): ``rounds`` times, each jaw
     landmark is matched to the silhouette point of its contour line (:mod:`onthefly.reconstruct.contour`) at the
     current pose and shape, then pose and shape are refitted with those correspondences. Without it the jaw
-    landmarks are the fixed template vertices.
+    landmarks are the fixed template vertices. ``jaw_tangent`` weighs the component of each jaw residual along the
+    outline (the image tangent of the fitted silhouette at that point, fixed per round) against the component across
+    it (weight 1): an outline point is defined across the outline, while where along it a detector or annotator
+    puts it slides with the pose (1 = point-to-point, 0 = point-to-curve).
 
     Returns the pose (its ``rms_px`` over the weighted landmarks), the coefficients and the correspondence
     ``(a, b, w)`` (68,) each: landmark ``i`` is the model point ``(1 - w) X[a] + w X[b]`` (``a == b ==
@@ -162,11 +166,21 @@ def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d
         mu = model.mean[a_ids] * (1 - wt[:, None]) + model.mean[b_ids] * wt[:, None]
         B = (model.modes[:, a_ids] * (1 - wt[None, :, None]) + model.modes[:, b_ids] * wt[None, :, None]) \
             * model.sd[:, None, None]                                                           # (k,68,3)
+        tangent = None
+        if contour and jaw_tangent != 1.0:
+            R, t, c = unpack(x)
+            q = project((mu[:17] + np.tensordot(c, B[:, :17], 1)) @ R.T + t, K)
+            tangent = np.gradient(q, axis=0)                    # along the fitted outline, 0 -> 16
+            tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
 
-        def residuals(x, mu=mu, B=B):
+        def residuals(x, mu=mu, B=B, tangent=tangent):
             R, t, c = unpack(x)
             P = mu + np.tensordot(c, B, 1)
-            e = (project(P @ R.T + t, K) - landmarks_2d) * (w[:, None] / sigma_px)
+            e = project(P @ R.T + t, K) - landmarks_2d
+            if tangent is not None:
+                along = (e[:17] * tangent).sum(1, keepdims=True) * tangent
+                e = np.concatenate([e[:17] - along + jaw_tangent * along, e[17:]])
+            e = e * (w[:, None] / sigma_px)
             return np.concatenate([e.ravel(), c])
 
         sol = least_squares(residuals, x, loss="huber", f_scale=3.0, x_scale="jac",

@@ -8,6 +8,8 @@ JPGs pairs the landmarks with an upside-down face; use ``--layout eth-xgaze`` or
 the manifest (``landmarks="manifest"``, the default: the dataset's annotations) or a detector (``dlib``,
 ``fan2d``, ``fan3d``; :mod:`onthefly.reconstruct.landmarks`). With a detector chosen, frames whose manifest line has
 landmarks keep them (unless ``prefer_detector``) and the others are detected (in the line's ``face_box`` if any).
+Detected landmarks are fitted with the detector's per-landmark weighting
+(:meth:`~onthefly.reconstruct.pipeline.ReconstructOptions.detected`), the manifest's with the options as given.
 
 Each record: the fitted mesh (template topology, camera frame), its UV texture (the cropped source image, UV =
 source pixels, mirror fill), labels: ``head_rotation`` from the annotation or the fit, ``landmarks`` = the fitted
@@ -19,6 +21,7 @@ landmarks outside the image, ...) raises :class:`SourceError` naming the manifes
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -30,7 +33,7 @@ import torch
 from ..normalization import FaceCentreRule, face_centre
 from ..reconstruct.landmarks import DETECTORS, NoFaceError, make_detector
 from ..reconstruct.manifest import ManifestEntry, read_manifest
-from ..reconstruct.pipeline import ReconstructionError, ReconstructOptions, reconstruct
+from ..reconstruct.pipeline import DETECTED_WEIGHTS, ReconstructionError, ReconstructOptions, reconstruct
 from .base import FrameRecord, SourceError
 from .layouts import layout_entries
 from .registry import need, register
@@ -140,9 +143,12 @@ class ImageSource:
             raise SourceError(f"{e.where} ({e.image.name}): inconsistent intrinsics: image_size {list(e.image_size)} "
                               f"but the image is {w}x{h}")
         lm, lm_from = self._landmarks(e, image)
+        opts = self.options or ReconstructOptions()
+        if lm_from != "manifest" and opts.landmark_noise is None:  # detected points: the detector's weighting
+            opts = dataclasses.replace(opts, **DETECTED_WEIGHTS)
         try:
             rec = reconstruct(image, e.K, lm, dist=e.dist, head_rotation=e.head_rotation, face_centre=e.face_centre,
-                              face_centre_rule=e.face_centre_rule, options=self.options)
+                              face_centre_rule=e.face_centre_rule, options=opts)
         except ReconstructionError as exc:
             raise SourceError(f"{e.where} ({e.image.name}): {exc}") from None
 
