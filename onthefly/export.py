@@ -529,7 +529,9 @@ def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
                 if f[k].dtype != np.dtype(sch.field(k).dtype):
                     raise _Unreadable(f"'{k}' has dtype {f[k].dtype}, the schema {sch.field(k).dtype}")
             want_crc = f.attrs.get("rows_crc")
-            if want_crc is not None and r != int(f.attrs["rows_done"]):
+            if want_crc is None and r > 0:  # every writer of this format version records it with rows_done
+                raise _Unreadable(f"no rows_crc: the {r} rows declared cannot be checked")
+            if r != int(f.attrs["rows_done"]):
                 raise _Unreadable(f"rows_done {int(f.attrs['rows_done'])} is not on a batch boundary")
             dtypes, crc = {k: f[k].dtype for k in keys}, 0
             for s in range(0, r, rows_per_batch):  # batch by batch: the kept rows are checked, never all in memory
@@ -538,7 +540,7 @@ def _recover(tmp: Path, attrs: dict, rows_per_batch: int) -> int:
                     if a.dtype.kind == "f" and not _finite(a, k in nan_ok):
                         raise _Unreadable(f"'{k}' has non-finite values (rows {s}..{s + len(a) - 1})")
                 crc = rows_crc(batch, keys, dtypes, crc)
-            if want_crc is not None and crc != int(want_crc):  # rows altered after they were written
+            if r > 0 and crc != int(want_crc):  # rows altered after they were written
                 raise _Unreadable(f"the {r} rows kept do not match their CRC (rows_crc): damaged")
             for k in keys:
                 f[k].resize(r, 0)

@@ -301,6 +301,20 @@ def test_resume_redoes_rows_altered_after_they_were_written(tmp_path):
     assert not (d2 / "p00.h5.tmp").exists()
 
 
+def test_resume_redoes_a_partial_file_without_its_rows_crc(tmp_path):
+    """A partial file whose rows_crc attribute is gone and whose kept rows were altered (campaign: "export-resume:
+    accepted but invalid", input 3970: cam_index 0 -> -1, rows_crc deleted) was continued unchecked: the kept rows
+    cannot be checked without it, so the subject is redone."""
+    from onthefly.export import _prepare
+
+    d, ctx = _valid("export-resume", tmp_path)
+    with h5py.File(d / "p00.h5.tmp", "r+") as f:
+        del f.attrs["rows_crc"]
+        f["cam_index"][0] = -1
+    assert _prepare(d / "p00.h5", dict(ctx["attrs"]), True, 2) == 0
+    assert not (d / "p00.h5.tmp").exists()
+
+
 def test_export_writes_the_rows_crc_resume_recomputes(tmp_path):
     import zlib
 
