@@ -724,7 +724,7 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
             else:
                 writer.submit(current.reopen, start)
                 prog.skip(start)
-            for i in range(start // (B * K), math.ceil(ds.n_frames / B)):
+            for i in range(math.ceil(start / (B * K)), math.ceil(ds.n_frames / B)):  # start: batch boundary or all
                 take = min(B, ds.n_frames - i * B)
                 # encoding (uint8 rows, labels in the schema's dtypes) runs in the writer thread too, beside the
                 # next batch's rendering
