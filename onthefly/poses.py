@@ -270,7 +270,7 @@ def sampler_spec(spec, where: str = "target") -> tuple[str, dict]:
                          f"PoseSampler, got {spec!r}")
     args = dict(spec)
     kind = args.pop("type")
-    if kind not in _SAMPLERS:
+    if not isinstance(kind, str) or kind not in _SAMPLERS:
         raise ValueError(f"{where}: unknown sampler {kind!r}; choose one of {sorted(_SAMPLERS)}")
     params = list(inspect.signature(_SAMPLERS[kind]).parameters)
     unknown = [k for k in args if k not in params]

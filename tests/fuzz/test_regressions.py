@@ -415,3 +415,15 @@ def test_huge_light_meta_and_hostile_train_configs_name_the_file(tmp_path):
         with pytest.raises(ValueError, match=rf"--config {c}: .*{re.escape(msg)}"):
             read_config(c)
     assert main(["fit", "--config", str(c)]) == 2  # one clear line, exit status 2, before LightningCLI parses it
+
+
+def test_dataset_config_with_a_list_as_sampler_type_names_the_file(tmp_path):
+    """``target: {type: [..]}`` (campaign: "dataset-config-yaml: TypeError: unhashable type: 'list'", inputs 119,
+    383, 587, ...): refused naming the file, as every other bad sampler spec."""
+    from onthefly.commands.preview import load_config
+
+    for bad in ("[null, null]", "{a: 1}"):
+        p = tmp_path / "dataset.yaml"
+        p.write_text(f"batch_size: 4\ntarget: {{type: {bad}}}\n")
+        with pytest.raises(ValueError, match=rf"{p}.*unknown sampler"):
+            load_config(p)
