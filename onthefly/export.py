@@ -39,7 +39,6 @@ import sys
 import threading
 import time
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -686,13 +685,10 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
         return appearance.get(pf.file_set, sets[pf.file_set][0])
 
     writer = _AsyncWriter(queue_size)
-    # the next subject's frames load in this thread while the current one renders (one file ahead)
-    ahead = ThreadPoolExecutor(1, thread_name_prefix="onthefly-export-prefetch")
-    pending: dict[int, Future] = {}
     written, skipped, rows_total = [], [], 0
     current: _SubjectFile | None = None
     try:
-        for j, pf in enumerate(mine):
+        for pf in mine:
             final = st.out / pf.rel
             n_frames = len(rows_of[pf.subject])
             n_rows = n_frames * K
@@ -704,19 +700,13 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
                          background_stored_as=(f"XGaze3D's uint8 wrap: green {XGAZE3D_STORED_GREEN}" if green
                                                else "as rendered"))
             start = _prepare(final, attrs, resume, B * K)
-            fut = pending.pop(j, None)
             if start is None:
-                if fut is not None:
-                    fut.cancel()
                 skipped.append(pf.rel)
                 prog.skip(n_rows)
                 continue
-            ds, lut = fut.result() if fut is not None else open_subject(pf, app_of(pf))
+            ds, lut = open_subject(pf, app_of(pf))
             appearance[pf.file_set] = ds.appearance
             assert ds.n_frames == n_frames, (ds.n_frames, n_frames)
-            nxt = mine[j + 1] if j + 1 < len(mine) else None
-            if nxt is not None and not (st.out / nxt.rel).exists():  # a complete file is skipped: nothing to load
-                pending[j + 1] = ahead.submit(open_subject, nxt, app_of(nxt))
             ctx = EncodeContext(K, B, schema.cam_base, green, lut)
             current = _SubjectFile(final, attrs, schema, shapes, B * K, st.compression, prog)
             if start == 0:
@@ -732,7 +722,6 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
                 rows_total += take * K
             writer.submit(current.finish)
             written.append(pf.rel)
-            del ds
         writer.close()
     except BaseException as exc:
         try:
@@ -746,7 +735,6 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
             current.close_quietly()
         raise
     finally:
-        ahead.shutdown(wait=True, cancel_futures=True)  # a load in flight finishes (it writes nothing)
         prog.close()
     index = None
     if all((st.out / p.rel).is_file() for p in plan):
