@@ -618,6 +618,7 @@ def _mutate_file(reader: Reader, target: Path, rng: random.Random) -> Path:
     kind = reader.kind
     if reader.target == "*" and kind == "h5" and target.suffix != ".h5":
         kind = "json"  # export-verify: index.json
+    corrupt = False  # an h5 file byte-mutated by an earlier round: later rounds are byte-level too
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
         if kind == "text":
             target.write_text(M.mutate_text(target.read_text(errors="replace"), rng))
@@ -666,9 +667,10 @@ def _mutate_file(reader: Reader, target: Path, rng: random.Random) -> Path:
                 target.write_bytes(M.mutate_bytes(data, rng))
         elif kind == "h5":
             try:
-                M.mutate_h5(target, rng)
+                corrupt = M.mutate_h5(target, rng, structural=not corrupt) or corrupt
             except (OSError, KeyError, ValueError, TypeError, RuntimeError, OverflowError, MemoryError):  # broken
                 target.write_bytes(M.mutate_bytes(target.read_bytes(), rng))
+                corrupt = True
         elif kind == "npy":
             target.write_bytes(M.mutate_npy(target.read_bytes(), rng))
         elif kind == "image":

@@ -177,14 +177,18 @@ def mutate_yaml_text(obj, rng: random.Random) -> str:
 
 
 # --------------------------------------------------------------------------------------------- HDF5
-def mutate_h5(path, rng: random.Random) -> None:
-    """Edit an h5 file in place: one structural change (datasets / attributes) or a byte-level change."""
+def mutate_h5(path, rng: random.Random, *, structural: bool = True) -> bool:
+    """Edit an h5 file in place: one structural change (datasets / attributes) or a byte-level change; returns
+    True when the change was byte-level. ``structural=False`` (the file is already byte-corrupted) forces a byte
+    change: HDF5's writer is not made for corrupt files (opening one ``r+`` can segfault the mutator itself, fuzz
+    poses-h5 input 5826), and only the reader's read-only open is under test."""
     import h5py
 
-    if rng.random() < 0.35:
+    byte_level = rng.random() < 0.35  # drawn either way: the inputs of the recorded campaign stay what they were
+    if byte_level or not structural:
         data = path.read_bytes()
         path.write_bytes(mutate_bytes(data, rng))
-        return
+        return True
     with h5py.File(path, "r+") as f:
         names: list[str] = []
         f.visititems(lambda n, o: names.append(n))
@@ -240,6 +244,7 @@ def mutate_h5(path, rng: random.Random) -> None:
             f.move(n, n + "_x")
         else:  # an extra, unexpected node
             f.create_dataset(f"extra{rng.randrange(10)}", data=np.arange(3))
+    return False
 
 
 # --------------------------------------------------------------------------------------------- npy

@@ -427,3 +427,22 @@ def test_dataset_config_with_a_list_as_sampler_type_names_the_file(tmp_path):
         p.write_text(f"batch_size: 4\ntarget: {{type: {bad}}}\n")
         with pytest.raises(ValueError, match=rf"{p}.*unknown sampler"):
             load_config(p)
+
+
+def test_an_h5_input_corrupted_twice_is_made_without_crashing_and_refused(tmp_path):
+    """fuzz poses-h5 input 5826: a byte-mutated file was then opened ``r+`` for a structural edit, and HDF5's
+    writer segfaulted the campaign's worker (the reader never ran). Later rounds on a corrupted file are byte-level;
+    the input is made in a child process here, so a regression is a failed test, not a dead pytest."""
+    import multiprocessing as mp
+
+    from onthefly.poses import load_pose_rows
+
+    from .harness import example_input
+
+    p = mp.get_context("fork").Process(target=example_input, args=("poses-h5", 5826, tmp_path))
+    p.start()
+    p.join(120)
+    assert p.exitcode == 0, f"making the input died (exit code {p.exitcode})"
+    f = tmp_path / "poses-h5" / "in" / "poses.h5"
+    with pytest.raises(ValueError, match=re.escape(str(f))):
+        load_pose_rows(f)
