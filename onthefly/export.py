@@ -666,6 +666,20 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
     with MeshCache(st.cache) as mc:
         rows_of = {s: np.asarray(mc.indices([s])) for s in {p.subject for p in mine}}
     total = sum(len(rows_of[p.subject]) for p in mine) * K
+
+    def file_attrs(pf: PlannedFile) -> dict:
+        app_spec, green = sets[pf.file_set]
+        return dict(base_attrs, subject=pf.subject, file_stem=Path(pf.rel).stem,
+                    n_rows=len(rows_of[pf.subject]) * K, cache_frames=len(rows_of[pf.subject]),
+                    subject_seed=subject_seed(st.seed, pf.subject), file_set=pf.file_set, split=pf.split,
+                    set_appearance=json.dumps(app_spec, sort_keys=True, default=str),
+                    background_stored_as=(f"XGaze3D's uint8 wrap: green {XGAZE3D_STORED_GREEN}" if green
+                                          else "as rendered"))
+
+    # every file's resume state before any thread starts (a damaged partial file is read in a child process,
+    # which a process with a writer or progress thread cannot fork safely); a refused file stops the export
+    # before anything is rendered
+    todo = [(pf, a, _prepare(st.out / pf.rel, a, resume, B * K)) for pf in mine for a in (file_attrs(pf),)]
     prog = _Progress(progress, total, f"export {st.out.name} shard {i_shard}/{n_shard}")
     appearance: dict = {}
 
@@ -688,18 +702,10 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
     written, skipped, rows_total = [], [], 0
     current: _SubjectFile | None = None
     try:
-        for pf in mine:
+        for pf, attrs, start in todo:
             final = st.out / pf.rel
-            n_frames = len(rows_of[pf.subject])
-            n_rows = n_frames * K
-            app_spec, green = sets[pf.file_set]
-            attrs = dict(base_attrs, subject=pf.subject, file_stem=final.stem, n_rows=n_rows,
-                         cache_frames=n_frames, subject_seed=subject_seed(st.seed, pf.subject),
-                         file_set=pf.file_set, split=pf.split,
-                         set_appearance=json.dumps(app_spec, sort_keys=True, default=str),
-                         background_stored_as=(f"XGaze3D's uint8 wrap: green {XGAZE3D_STORED_GREEN}" if green
-                                               else "as rendered"))
-            start = _prepare(final, attrs, resume, B * K)
+            n_frames, n_rows = attrs["cache_frames"], attrs["n_rows"]
+            green = sets[pf.file_set][1]
             if start is None:
                 skipped.append(pf.rel)
                 prog.skip(n_rows)
@@ -742,8 +748,35 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
     return ExportReport(st.out, written, skipped, rows_total, time.perf_counter() - t_start, index, shard)
 
 
+#: seconds a resume check may take beyond its file's reading time (metadata is read in milliseconds)
+_PREPARE_TIMEOUT_S = 20.0
+
+
 def _prepare(final: Path, attrs: dict, resume: bool, rows_per_batch: int) -> int | None:
-    """None: the file is complete (skip); else the row to start writing at (0: a new file)."""
+    """None: the file is complete (skip); else the row to start writing at (0: a new file).
+
+    On ``--resume`` an existing file is checked in a forked child process (when this process is single-threaded,
+    :func:`onthefly._isolated.can_isolate`): a damaged file can make the HDF5 library loop forever or crash (fuzz
+    export-resume input 984: a corrupt global heap behind a string attribute). A child that crashes, or runs past
+    a limit scaled to the file's size, means a damaged partial file (redone) or an unreadable complete one."""
+    tmp = final.with_name(final.name + ".tmp")
+    if not resume or not (final.exists() or tmp.exists()) or not can_isolate():
+        return _prepare_here(final, attrs, resume, rows_per_batch)
+    size = (final if final.exists() else tmp).stat().st_size
+    try:
+        return call_isolated_json(_prepare_here, final, attrs, resume, rows_per_batch,
+                                  timeout=_PREPARE_TIMEOUT_S + size / 20e6)  # reading + CRC of the rows: >> 20 MB/s
+    except ValueError as exc:  # an ExportError in the child: the same message
+        raise ExportError(str(exc)) from None
+    except OSError as exc:  # the child crashed or hung
+        if final.exists():
+            raise ExportError(f"{final}: unreadable ({exc}); remove it and rerun with --resume") from None
+        print(f"onthefly export: {tmp}: damaged ({exc}); redoing this subject", file=sys.stderr)
+        tmp.unlink(missing_ok=True)
+        return 0
+
+
+def _prepare_here(final: Path, attrs: dict, resume: bool, rows_per_batch: int) -> int | None:
     tmp = final.with_name(final.name + ".tmp")
     if final.exists():
         if not resume:
