@@ -9,7 +9,8 @@ background JPEGs in a temporary directory, then, interleaved ``--repeats`` times
   uint8/BGR conversion, HDF5 writing and compression in the writer thread, rename, index with sha256);
 * **write only**: rows/s of writing already-rendered rows (the I/O the writer thread must hide).
 
-Reports medians (the machine may be shared) and bytes/row for lzf and gzip, prints a table and saves
+Reports medians (the machine may be shared): the ratio of the median rates and the median of each repeat's own
+ratio (the target must hold for both), and bytes/row for lzf and gzip, prints a table and saves
 ``benchmarks/results/export.json``. The target is export ≥ 80 % of the dataset's rows/s (I/O overlapping rendering).
 
     python benchmarks/export.py                 # 224 px, batch 32, 2 subjects × 64 frames, 3 repeats
@@ -170,6 +171,7 @@ def main(argv=None) -> int:
                                         device=args.device)
         st = runs["lzf"]
         _dataset_rows_per_s(st, subjects[:1])  # warm-up (background pool, allocator, kernels)
+        _export_rows_per_s(st)  # and the export's one-time costs alike (the compiled encoder's load, h5py, threads)
         load_before = os.getloadavg()
         ds_rates, ex_rates, wr_rates = [], [], []
         rows = bytes_lzf = 0
@@ -192,6 +194,9 @@ def main(argv=None) -> int:
                              "random_read_rows_per_s": _random_read_rows_per_s(folder)})
     dmed, emed, wmed = (statistics.median(x) for x in (ds_rates, ex_rates, wr_rates))
     ratio = emed / dmed
+    # each repeat's own ratio (dataset and export measured seconds apart): robust to the machine's slow drifts
+    paired = [e / d for e, d in zip(ex_rates, ds_rates)]
+    ratio_paired = statistics.median(paired)
     print(f"\nexport vs OnTheFlyGazeDataset: {size} px, batch {B}, K={args.views_per_frame}, {args.subjects} "
           f"subjects x {fps} frames, appearance {args.appearance!r}, device {args.device}, torch threads "
           f"{torch.get_num_threads()}, median of {repeats}")
@@ -204,8 +209,10 @@ def main(argv=None) -> int:
     for c in chunking:
         print(f"{c['image_chunk_rows']:>16} {c['write_rows_per_s']:>13.1f} {c['bytes_per_row']:>10.0f} "
               f"{c['random_read_rows_per_s']:>15.1f}")
-    print(f"export / dataset = {ratio:.2f} (target >= 0.80): {'met' if ratio >= 0.8 else 'NOT met'}; load average "
-          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after the repeats")
+    met = ratio >= 0.8 and ratio_paired >= 0.8
+    print(f"export / dataset = {ratio:.2f} (medians), {ratio_paired:.2f} (median of the repeats' ratios: "
+          f"{', '.join(f'{x:.2f}' for x in paired)}); target >= 0.80 on both: {'met' if met else 'NOT met'}; load "
+          f"average {load_before[0]:.2f} before, {load_after[0]:.2f} after the repeats")
     result = {"image_size": size, "batch_size": B, "views_per_frame": args.views_per_frame,
               "subjects": args.subjects, "frames_per_subject": fps, "appearance": args.appearance,
               "device": args.device,
@@ -215,7 +222,8 @@ def main(argv=None) -> int:
               "loadavg_before": load_before, "loadavg_after": load_after,
               "dataset_rows_per_s": ds_rates, "export_rows_per_s": ex_rates, "write_only_rows_per_s": wr_rates,
               "dataset_rows_per_s_median": dmed, "export_rows_per_s_median": emed,
-              "write_only_rows_per_s_median": wmed, "export_over_dataset": ratio, "target_met": ratio >= 0.8,
+              "write_only_rows_per_s_median": wmed, "export_over_dataset": ratio, "export_over_dataset_per_repeat": paired,
+              "export_over_dataset_paired_median": ratio_paired, "target_met": met,
               "bytes_per_row_lzf": bytes_lzf / rows, "bytes_per_row_gzip": bytes_gzip / rows,
               "export_gzip_rows_per_s": gz_rate, "chunking": chunking,
               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -117,6 +117,8 @@ def _h5_pose_rows(p: Path, k: str) -> dict:
         raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt file
         raise ValueError(f"empirical poses: cannot read {p}: {type(exc).__name__}: {exc}") from None
+    if a.dtype.kind not in "biuf":  # complex, strings, compound: not pose angles (casting would drop parts)
+        raise ValueError(f"empirical poses: {p}: dataset {k!r} has dtype {a.dtype}, expected real numbers")
     try:
         return {"rows": np.asarray(a, dtype=np.float64)}
     except (ValueError, TypeError) as exc:
@@ -153,6 +155,8 @@ def load_pose_rows(path, key: str | None = None, degrees: bool = False) -> torch
         raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
     except Exception as exc:  # corrupt file
         raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
+    if np.asarray(a).dtype.kind not in "biuf":  # complex, strings, records: not angles (a cast would drop parts)
+        raise ValueError(f"empirical poses: {p}: dtype {np.asarray(a).dtype}, expected real numbers")
     try:
         a = np.asarray(a, dtype=np.float64)
     except (ValueError, TypeError) as exc:

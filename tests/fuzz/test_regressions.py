@@ -491,3 +491,19 @@ def test_validate_scans_only_the_vertex_rows_frames_own(tmp_path):
         f["verts"].resize(2 ** 31, 0)
     probs = call_isolated_json(lambda q: validate_cache(q), p, timeout=20)
     assert any("vert_colors has shape" in s and str(p) in s for s in probs)
+
+
+def test_complex_pose_files_are_refused_not_cast(tmp_path):
+    """fuzz poses-h5 / poses-npy: a complex dataset was accepted with its imaginary part dropped (ComplexWarning,
+    116 inputs); pose angles are real numbers."""
+    from onthefly.poses import load_pose_rows
+
+    q = tmp_path / "poses.npy"
+    np.save(q, np.array([[0.1 + 1j, 0.2]]))
+    with pytest.raises(ValueError, match=rf"{q}: dtype complex128, expected real numbers"):
+        load_pose_rows(q)
+    p = tmp_path / "poses.h5"
+    with h5py.File(p, "w") as f:
+        f["face_head_pose"] = np.array([[0.1 + 1j, 0.2]], np.complex64)
+    with pytest.raises(ValueError, match=rf"{p}: dataset 'face_head_pose' has dtype complex64"):
+        load_pose_rows(p)
