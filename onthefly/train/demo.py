@@ -1,7 +1,7 @@
 """The CPU demo end to end: procedural mesh cache → train the small CNN on on-the-fly batches (``configs/demo.yaml``)
 → held-out angular error on subjects never seen in training → PNGs of predictions and of the learning curve.
 
-    python -m onthefly.train demo [--out out/train-demo] [--subjects 512] [--views 8] [--max-epochs N] [--config ...]
+    python -m onthefly.train demo [--out out/train-demo] [--subjects 1024] [--views 4] [--max-epochs N] [--config ...]
                          [--threads N] [any LightningCLI override, e.g. --trainer.precision 32-true]
 
 The last line printed is ``held-out angular error: X.XX deg``. The run is budgeted in optimizer steps
@@ -129,8 +129,8 @@ def _cpu_bf16() -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m onthefly.train demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="out/train-demo", help="output folder (default out/train-demo)")
-    ap.add_argument("--subjects", type=int, default=512, help="procedural identities (default 512; 25%% held out)")
-    ap.add_argument("--views", type=int, default=8, help="source frames (gaze targets) per identity (default 8)")
+    ap.add_argument("--subjects", type=int, default=1024, help="procedural identities (default 1024; 25%% held out)")
+    ap.add_argument("--views", type=int, default=4, help="source frames (gaze targets) per identity (default 4)")
     ap.add_argument("--config", default=str(CONFIG), help="LightningCLI config (default configs/demo.yaml)")
     ap.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs")
     ap.add_argument("--epoch-length", type=int, default=None, help="override data.epoch_length (batches)")

@@ -317,6 +317,15 @@ def test_train_demo_end_to_end_reports_error_curve_and_pictures(tmp_path, capsys
         img = cv2.imread(str(out / png))
         assert img is not None and img.std() > 5, png
     assert (out / "checkpoints" / "last.ckpt").is_file()
+    # a rerun into the same folder overwrites the checkpoints: last.ckpt (what the docs resume and test from) is
+    # this run's, never a stale one beside a last-v1.ckpt
+    before = (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    assert main(["--out", str(out), "--subjects", "4", "--views", "2", "--max-epochs", "1", "--epoch-length", "2",
+                 "--data.image_size", "32", "--data.val_batches", "1", "--data.batch_size", "8",
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert not [n for n in names if "-v" in n], names
+    assert (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns > before
 
 
 def test_demo_result_depends_on_steps_not_on_speed(tmp_path, capsys, monkeypatch):
