@@ -83,10 +83,19 @@ def call_isolated(fn, *args, timeout: float | None = None) -> dict[str, np.ndarr
         return {k: z[k] for k in z.files}
 
 
+#: threads that never hold a lock a reader needs: tqdm's progress-bar monitor (it only refreshes bars), alive for
+#: the rest of the process once any bar was shown
+_BENIGN_THREADS = ("TMonitor",)
+
+
 def can_isolate() -> bool:
     """Whether a forked child can safely run a reader now: a fork while another Python thread holds a lock (h5py's,
-    a logging lock) would leave the child waiting forever on it, so only a single-threaded process forks."""
-    return hasattr(os, "fork") and threading.active_count() == 1
+    a logging lock) would leave the child waiting forever on it, so only a process whose other threads are benign
+    (``_BENIGN_THREADS``) forks."""
+    if not hasattr(os, "fork"):
+        return False
+    me = threading.current_thread()
+    return all(t is me or type(t).__name__ in _BENIGN_THREADS for t in threading.enumerate())
 
 
 def call_isolated_json(fn, *args, timeout: float | None = None):

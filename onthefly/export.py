@@ -755,7 +755,7 @@ _PREPARE_TIMEOUT_S = 20.0
 def _prepare(final: Path, attrs: dict, resume: bool, rows_per_batch: int) -> int | None:
     """None: the file is complete (skip); else the row to start writing at (0: a new file).
 
-    On ``--resume`` an existing file is checked in a forked child process (when this process is single-threaded,
+    On ``--resume`` an existing file is checked in a forked child process (when no other thread may hold a lock,
     :func:`onthefly._isolated.can_isolate`): a damaged file can make the HDF5 library loop forever or crash (fuzz
     export-resume input 984: a corrupt global heap behind a string attribute). A child that crashes, or runs past
     a limit scaled to the file's size, means a damaged partial file (redone) or an unreadable complete one."""

@@ -507,3 +507,29 @@ def test_complex_pose_files_are_refused_not_cast(tmp_path):
         f["face_head_pose"] = np.array([[0.1 + 1j, 0.2]], np.complex64)
     with pytest.raises(ValueError, match=rf"{p}: dataset 'face_head_pose' has dtype complex64"):
         load_pose_rows(p)
+
+
+def test_isolation_is_allowed_beside_a_progress_bar_monitor_only(tmp_path):
+    """The resume check of ``export --resume`` runs in a forked child only when the process is safe to fork. A
+    second export in one process (a notebook, a script exporting two sets) has tqdm's monitor thread alive from the
+    first bar: that thread holds no lock a reader uses, so the check is still isolated; any other live thread
+    (one that may hold h5py's lock) keeps it in-process."""
+    import threading
+
+    from tqdm import tqdm
+
+    from onthefly._isolated import can_isolate
+
+    with open(os.devnull, "w") as null, tqdm(total=1, file=null) as bar:  # a bar starts the monitor thread
+        bar.update()
+        assert any(type(t).__name__ == "TMonitor" for t in threading.enumerate())
+        assert can_isolate()
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait)
+        t.start()
+        try:
+            assert not can_isolate()
+        finally:
+            stop.set()
+            t.join()
+        assert can_isolate()
