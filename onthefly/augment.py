@@ -407,7 +407,8 @@ class Appearance:
         """``image`` premultiplied by coverage (renderer with background None), exposed (``p.exposure``, metered on
         the ``face`` coverage (B, 1, H, W) when given, else on ``mask``), over the drawn backgrounds."""
         bg = self.background_images(p, (image.shape[-2], image.shape[-1]), image.dtype)
-        image = self.expose(image, mask if face is None else face, p)
+        if self.exposure is not None:  # decided by the config, not by reading the batch (no device sync)
+            image = self.expose(image, mask if face is None else face, p)
         return image.clamp(0.0, 1.0) + (1.0 - mask) * bg
 
     @staticmethod
@@ -416,8 +417,6 @@ class Appearance:
         (at most 3x), or an overexposed face (mean above :data:`EXPOSURE_CEILING`) down to it (at least 0.6x);
         samples with exposure 0 and empty masks unchanged."""
         target = p.exposure.to(image.device, image.dtype)
-        if not bool((target > 0).any()):
-            return image
         wts = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
         cover = mask.sum((1, 2, 3))
         lum = (image * mask * wts).sum((1, 2, 3)) / cover.clamp_min(1e-6)

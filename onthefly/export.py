@@ -679,7 +679,10 @@ def export(settings: ExportSettings, *, shard: tuple[int, int] | None = None, re
     # every file's resume state before any thread starts (a damaged partial file is read in a child process,
     # which a process with a writer or progress thread cannot fork safely); a refused file stops the export
     # before anything is rendered
-    todo = [(pf, a, _prepare(st.out / pf.rel, a, resume, B * K)) for pf in mine for a in (file_attrs(pf),)]
+    todo = []
+    for pf in mine:
+        attrs = file_attrs(pf)
+        todo.append((pf, attrs, _prepare(st.out / pf.rel, attrs, resume, B * K)))
     prog = _Progress(progress, total, f"export {st.out.name} shard {i_shard}/{n_shard}")
     appearance: dict = {}
 

@@ -105,6 +105,12 @@ class Uniform(PoseSampler):
         return (lo + u * (hi - lo)) * _DEG
 
 
+def _check_real(a: np.ndarray, p: Path, what: str = "") -> None:
+    """Pose angles are real numbers: complex, string or record arrays are refused (a cast would drop parts)."""
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"empirical poses: {p}: {what}dtype {a.dtype}, expected real numbers")
+
+
 def _h5_pose_rows(p: Path, k: str) -> dict:
     try:
         with h5py.File(p, "r") as f:
@@ -117,8 +123,7 @@ def _h5_pose_rows(p: Path, k: str) -> dict:
         raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt file
         raise ValueError(f"empirical poses: cannot read {p}: {type(exc).__name__}: {exc}") from None
-    if a.dtype.kind not in "biuf":  # complex, strings, compound: not pose angles (casting would drop parts)
-        raise ValueError(f"empirical poses: {p}: dataset {k!r} has dtype {a.dtype}, expected real numbers")
+    _check_real(a, p, f"dataset {k!r} has ")
     try:
         return {"rows": np.asarray(a, dtype=np.float64)}
     except (ValueError, TypeError) as exc:
@@ -155,8 +160,7 @@ def load_pose_rows(path, key: str | None = None, degrees: bool = False) -> torch
         raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
     except Exception as exc:  # corrupt file
         raise ValueError(f"empirical poses: cannot read {p}: {exc}") from None
-    if np.asarray(a).dtype.kind not in "biuf":  # complex, strings, records: not angles (a cast would drop parts)
-        raise ValueError(f"empirical poses: {p}: dtype {np.asarray(a).dtype}, expected real numbers")
+    _check_real(np.asarray(a), p)
     try:
         a = np.asarray(a, dtype=np.float64)
     except (ValueError, TypeError) as exc:
