@@ -245,8 +245,9 @@ def moderngl_available() -> tuple[bool, str]:
     try:
         import moderngl
 
-        # moderngl's stub types **settings as dicts; backend="egl" is its documented use
-        ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type]
+        # moderngl's stub types **settings as dicts; backend="egl" is its documented use (unused-ignore: without
+        # moderngl installed, as in the default test extras, the call is untyped and the ignore unused)
+        ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type, unused-ignore]
         name = ctx.info.get("GL_RENDERER", "?")
         ctx.release()
         return True, name
@@ -257,7 +258,7 @@ def moderngl_available() -> tuple[bool, str]:
 def _moderngl(mesh: Mesh, views: Views) -> Renderer:
     import moderngl
 
-    ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type]  # (as above)
+    ctx = moderngl.create_standalone_context(backend="egl")  # type: ignore[arg-type, unused-ignore]  # (as above)
     # Any: moderngl types prog[name] as Uniform | UniformBlock | Attribute | Varying; the names set below are uniforms
     prog: Any = ctx.program(vertex_shader=_GL_VERTEX, fragment_shader=_GL_FRAGMENT)
     normals = vertex_normals(mesh.verts[None], mesh.faces)[0]
