@@ -646,6 +646,34 @@ def _damaged(method):
     return wrapper
 
 
+#: files whose layout passed :func:`_structure_problems` in this process, by (device, inode, size, mtime ns): an
+#: export or a training run opens one cache several times, and the check is a third of a subject's set-up. A file
+#: rewritten, replaced or touched since gets a new key and is checked again; a file modified less than
+#: ``_LAYOUT_SETTLE_NS`` ago is never remembered (the kernel's file clock is coarse: a write within its tick could
+#: keep the old time). Bounded, oldest forgotten first.
+_LAYOUT_OK: dict[tuple[int, int, int, int], None] = {}
+_LAYOUT_OK_MAX = 256
+_LAYOUT_SETTLE_NS = 2_000_000_000
+
+
+def _layout_problems_once(f: h5py.File) -> list[str]:
+    """:func:`_structure_problems` of the open file ``f``, skipped when this very file (same identity,
+    size and modification time) already passed in this process. Only clean results are remembered."""
+    try:  # the open file's own descriptor: a file renamed over ``path`` since the open is not mistaken for it
+        st = os.fstat(f.id.get_vfd_handle())
+        key: tuple[int, int, int, int] | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError, TypeError):
+        key = None
+    if key is not None and key in _LAYOUT_OK:
+        return []
+    probs = _structure_problems(f)
+    if not probs and key is not None and time.time_ns() - key[3] > _LAYOUT_SETTLE_NS:
+        if len(_LAYOUT_OK) >= _LAYOUT_OK_MAX:
+            _LAYOUT_OK.pop(next(iter(_LAYOUT_OK)))
+        _LAYOUT_OK[key] = None
+    return probs
+
+
 class MeshCache:
     """A cache file opened for reading (a context manager; also closes on garbage collection).
 
@@ -680,7 +708,7 @@ class MeshCache:
             self._f.close()
             raise ValueError(f"{self.path}: incomplete cache (the build was interrupted); rebuild it")
         if self._refuse_damaged_layout:  # the layout (cheap, per table): a damaged file is refused, not half-read later
-            probs = _structure_problems(self._f)
+            probs = _layout_problems_once(self._f)
             if probs:
                 self._f.close()
                 more = f"; and {len(probs) - 1} more problem(s)" if len(probs) > 1 else ""

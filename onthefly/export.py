@@ -416,7 +416,9 @@ class _SubjectFile:
         for fld in self.schema.fields:
             k, shape = fld.key, self.shapes[fld.key]
             rows = IMAGE_CHUNK_ROWS if fld.image else self.chunk_rows
-            f.create_dataset(k, shape=(0, *shape), maxshape=(None, *shape), dtype=fld.dtype,
+            # the full length at once (chunks are allocated as they are written; rows past ``rows_done`` are not
+            # declared, and ``--resume`` truncates to it): no resize per batch and field
+            f.create_dataset(k, shape=(int(self.attrs["n_rows"]), *shape), maxshape=(None, *shape), dtype=fld.dtype,
                              chunks=(rows, *shape), **comp)
         f.flush()
         self.rows = 0
@@ -443,7 +445,8 @@ class _SubjectFile:
         assert f is not None  # created or reopened first
         for fld in self.schema.fields:
             ds = f[fld.key]
-            ds.resize(start + n, 0)
+            if ds.shape[0] < start + n:  # a file reopened by --resume (truncated to its rows_done)
+                ds.resize(start + n, 0)
             if fld.image and self.compression == "lzf" and h5_fast.direct_lzf(ds):
                 h5_fast.write_rows(ds, start, rows[fld.key])  # the compiled LZF encoder, one chunk per row
             else:

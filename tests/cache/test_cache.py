@@ -239,3 +239,29 @@ def test_cli_validate_exit_status(tmp_path, capsys):
     assert '"frames": 8' in capsys.readouterr().out
     with pytest.raises(FileNotFoundError):
         cli(["cache", "info", str(tmp_path / "nope.h5")])
+
+
+def test_layout_checked_once_per_file_version(tmp_path, monkeypatch):
+    """An export opens one cache several times: the layout check runs once per file version in a process, and a
+    file changed since (new size or modification time) is checked again and refused when damaged."""
+    import onthefly.cache as cache_mod
+
+    out = build_cache(ListSource(_records()), tmp_path / "c.h5").path
+    old = os.stat(out).st_mtime - 60
+    os.utime(out, (old, old))  # a settled file (a just-written one is checked on every open)
+    calls = []
+    real = cache_mod._structure_problems
+    monkeypatch.setattr(cache_mod, "_structure_problems", lambda f: calls.append(1) or real(f))
+    for _ in range(3):
+        with MeshCache(out) as c:
+            assert len(c) == 8
+    assert len(calls) == 1
+    with h5py.File(out, "r+") as f:  # damage the layout; the write moves the modification time
+        del f["frames/vert_offset"]
+    with pytest.raises(ValueError, match="damaged cache.*vert_offset"):
+        MeshCache(out)
+    assert len(calls) == 2
+    fresh = build_cache(ListSource(_records()), tmp_path / "d.h5").path  # just written: not remembered
+    for _ in range(2):
+        MeshCache(fresh).close()
+    assert len(calls) == 4
