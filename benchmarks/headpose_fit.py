@@ -9,6 +9,12 @@ rendered pose (pitch / yaw bias and slope, median rotation error), and ``oracle`
 51 points against the **true** 3-D landmarks of the rendered head (its exact shape): what any fitter reaches with
 these points, so the rest of the error is the detector's.
 
+``--floor``: where the oracle's error lives. Per setting, the rotation from the truth to the oracle's pose as a
+rotation vector in the camera's axes (x ~ pitch, y ~ yaw, z ~ roll; degrees): its mean, its spread, and its spread
+left after a linear fit on the true pitch and yaw (what no pose-dependent correction can remove); and the
+oracle's median error again with per-landmark 3-D offsets (head frame) fitted to the same renders, an optimistic
+bound of a calibrated landmark embedding.
+
 ``--noise``: the per-landmark noise of dlib's points (robust RMS distance to the label, fraction of the outer-eye-
 corner distance, after the 2-D similarity that best aligns the inner 51 points, mirror pairs averaged; points
 outside the image left out), printed as the table ``DLIB_LANDMARK_NOISE`` holds. It was measured on the
@@ -130,6 +136,69 @@ def variants() -> dict:
             "no jaw": dataclasses.replace(d, jaw_weight=0.0)}
 
 
+def _oracle_data(S: dict) -> list[tuple]:
+    """Per detected render: (dlib's points, true landmarks in the head frame about their inner centroid, true
+    rotation, that centroid in the camera, K, true (pitch, yaw) degrees)."""
+    from onthefly.reconstruct.realism import _rot
+
+    out = []
+    for i in np.flatnonzero(~np.isnan(S["det"][:, 0, 0])):
+        X = S["label_3d"][i].astype(np.float64)
+        R = _rot(S["poses"][i])
+        c = X[17:].mean(0)
+        out.append((S["det"][i].astype(np.float64), (X - c) @ R, R, c, S["K"].astype(np.float64), S["poses"][i]))
+    return out
+
+
+def _pnp(det: np.ndarray, Xh: np.ndarray, R: np.ndarray, c: np.ndarray, K: np.ndarray) -> np.ndarray:
+    import cv2
+
+    ok, rvec, _ = cv2.solvePnP(np.ascontiguousarray(Xh[17:]), np.ascontiguousarray(det[17:]), K, None,
+                               cv2.Rodrigues(R)[0], c[:, None].copy(), useExtrinsicGuess=True,
+                               flags=cv2.SOLVEPNP_ITERATIVE)
+    if not ok:
+        raise ValueError("solvePnP failed")
+    return cv2.Rodrigues(rvec)[0]
+
+
+def landmark_offsets(data: list[tuple]) -> np.ndarray:
+    """(68,3) per-landmark offsets (head frame, mm; 0 on the jaw) that best move the true landmarks to where the
+    detector put them across ``data`` (robust least squares of the reprojection)."""
+    from scipy.optimize import least_squares
+
+    D = np.zeros((68, 3))
+    for lm in range(17, 68):
+        def res(d, lm=lm):
+            r = []
+            for det, Xh, R, c, K, _ in data:
+                q = K @ (R @ (Xh[lm] + d) + c)
+                r.append(q[:2] / q[2] - det[lm])
+            return np.ravel(r)
+        D[lm] = least_squares(res, np.zeros(3), loss="soft_l1", f_scale=2.0).x
+    return D
+
+
+def floor(S: dict) -> dict:
+    """The ``--floor`` statistics of setting ``S`` (see the module docstring)."""
+    import cv2
+
+    from onthefly.reconstruct.realism import _angle_deg
+
+    data = _oracle_data(S)
+    if len(data) < 4:
+        return {"n": len(data)}
+    E = np.array([cv2.Rodrigues(_pnp(det, Xh, R, c, K) @ R.T)[0][:, 0] for det, Xh, R, c, K, _ in data])
+    E = np.degrees(E)
+    A = np.c_[np.ones(len(data)), np.array([py for *_, py in data])]
+    resid = E - A @ np.linalg.lstsq(A, E, rcond=None)[0]
+    D = landmark_offsets(data)
+    err_off = [_angle_deg(_pnp(det, Xh + D, R, c, K), R) for det, Xh, R, c, K, _ in data]
+    return {"n": len(data), "mean_deg": E.mean(0).tolist(), "std_deg": E.std(0).tolist(),
+            "residual_std_deg": resid.std(0).tolist(),
+            "oracle_median_deg": float(np.median(np.linalg.norm(E, axis=1))),
+            "with_offsets_median_deg": float(np.median(err_off))}
+
+
 def _fmt(r: dict) -> str:
     if r["n"] < 3:
         return f"n {r['n']:3d}"
@@ -142,6 +211,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("detections", type=Path, help="a realism.py --save-detections .npz")
     ap.add_argument("--noise", action="store_true", help="print the per-landmark noise table and exit")
+    ap.add_argument("--floor", action="store_true", help="print where the oracle's error lives and exit")
     ap.add_argument("--only", default="", help="settings whose name contains this")
     args = ap.parse_args(argv)
     if not args.detections.is_file():
@@ -154,6 +224,19 @@ def main(argv=None) -> int:
         print(f"DLIB_LANDMARK_NOISE (fraction of the eye-corner distance), {len(settings)} settings of "
               f"{args.detections}:")
         print("(" + ",\n ".join(", ".join(f"{v:.3f}" for v in sd[i:i + 17]) for i in range(0, 68, 17)) + ")")
+        return 0
+    if args.floor:
+        print(f"{'setting':>28} |   n | oracle error as a rotation vector x / y / z (deg): mean | spread | spread "
+              f"left by a linear fit on pitch, yaw | median error: oracle, with fitted offsets")
+        for key, S in settings.items():
+            r = floor(S)
+            if "mean_deg" not in r:
+                print(f"{key:>28} | {r['n']:3d} | too few detections")
+                continue
+            f3 = " / ".join
+            print(f"{key:>28} | {r['n']:3d} | {f3(f'{v:+5.1f}' for v in r['mean_deg'])} | "
+                  f"{f3(f'{v:4.1f}' for v in r['std_deg'])} | {f3(f'{v:4.1f}' for v in r['residual_std_deg'])} | "
+                  f"{r['oracle_median_deg']:4.1f}, {r['with_offsets_median_deg']:4.1f}", flush=True)
         return 0
     print(f"{'setting':>28} {'variant':>26} |   n | pitch bias, slope | yaw bias, slope | median err (deg)")
     for key, S in settings.items():
