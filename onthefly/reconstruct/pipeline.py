@@ -35,15 +35,15 @@ __all__ = ["ReconstructionError", "Reconstruction", "ReconstructOptions", "recon
 #: to the exact label after the 2-D similarity that best aligns the inner 51 points, mirror pairs averaged. Measured
 #: by ``benchmarks/headpose_fit.py --noise`` on calibration renders that the benchmarks do not use (24 procedural
 #: identities of seed 11, 160 poses of seed 1, xgaze224 and the wide camera, default and plain appearance; see its
-#: docstring). The jaw (0-16) is 3x noisier than the eyes, nose and mouth, the brows 2x.
+#: docstring). The jaw (0-16) is 3-4x noisier than the eyes, nose and mouth, the brows 2x.
 DLIB_LANDMARK_NOISE = (
-    0.095, 0.088, 0.086, 0.095, 0.119, 0.106, 0.068, 0.068, 0.098, 0.068, 0.068, 0.106, 0.119, 0.095, 0.086, 0.088,
-    0.095,
-    0.077, 0.054, 0.041, 0.057, 0.080, 0.080, 0.057, 0.041, 0.054, 0.077,
-    0.026, 0.032, 0.029, 0.055, 0.026, 0.022, 0.033, 0.022, 0.026,
-    0.044, 0.031, 0.035, 0.030, 0.025, 0.027, 0.030, 0.035, 0.031, 0.044, 0.027, 0.025,
-    0.036, 0.023, 0.018, 0.027, 0.018, 0.023, 0.036, 0.024, 0.025, 0.026, 0.025, 0.024, 0.038, 0.035, 0.020, 0.035,
-    0.038, 0.029, 0.014, 0.029)
+    0.104, 0.087, 0.084, 0.093, 0.131, 0.131, 0.101, 0.089, 0.114, 0.089, 0.101, 0.131, 0.131, 0.093, 0.084, 0.087,
+    0.104,
+    0.043, 0.053, 0.051, 0.064, 0.056, 0.056, 0.064, 0.051, 0.053, 0.043,
+    0.022, 0.030, 0.034, 0.061, 0.034, 0.024, 0.031, 0.024, 0.034,
+    0.044, 0.029, 0.035, 0.035, 0.026, 0.026, 0.035, 0.035, 0.029, 0.044, 0.026, 0.026,
+    0.036, 0.024, 0.020, 0.023, 0.020, 0.024, 0.036, 0.036, 0.039, 0.039, 0.039, 0.036, 0.052, 0.025, 0.017, 0.025,
+    0.052, 0.026, 0.025, 0.026)
 #: the weighting of :meth:`ReconstructOptions.detected` (detected landmarks)
 DETECTED_WEIGHTS = {"landmark_noise": DLIB_LANDMARK_NOISE, "noise_ref": 0.04, "jaw_weight": 1.0, "jaw_tangent": 0.3}
 

@@ -190,8 +190,7 @@ class NVGazeSource:
             msg = (f"nv-gaze: no OpenFace.txt given (--openface; MPII-NV reads supplementary/OpenFace.txt): the lift's "
                    f"scale uses the MPII 6-point model instead, whose eye-mouth perimeter is 72.94 mm against "
                    f"OpenFace's 70.70 mm, so the lifted depth relief is {100 * FALLBACK_RELIEF_ERROR:.2f} % larger "
-                   "than MPII-NV's: 0.0317 mm per mm of depth from the eye-mouth landmarks (measured on the test fixture, whose "
-                   "perimeters differ by 1.25 %: up to 2.3 mm over the mesh)")
+                   "than MPII-NV's: 0.0317 mm per mm of depth from the eye-mouth landmarks")
             warnings.warn(msg, stacklevel=2)
         if self.reference6.shape != (6, 3):
             raise ValueError(f"reference6: expected (6, 3), got {self.reference6.shape}")

@@ -26,8 +26,8 @@ def _smoothstep(a, b, x):
 ZREF = -12.0
 NOSE_TIP_Y = 36.0
 SUBNASALE_Y = 47.5
-MOUTH_Y = 72.0          # stomion (lip line at the middle)
-MOUTH_HW = 24.0         # half width of the mouth (corner X)
+MOUTH_Y = 67.0          # stomion (lip line at the middle)
+MOUTH_HW = 29.0         # half width of the mouth (corner X)
 CHIN_Y = 121.0
 
 
@@ -37,11 +37,11 @@ def lip_line(X):
 
 def upper_vermilion_top(X):
     ax = np.abs(X)
-    return 65.2 + 0.011 * X ** 2 - 1.6 * _g(ax - 5.5, 3.0) + 1.0 * _g(ax, 1.6)
+    return 60.2 + 0.0075 * X ** 2 - 1.6 * _g(ax - 5.5, 3.0) + 1.0 * _g(ax, 1.6)
 
 
 def lower_vermilion_bottom(X):
-    return 82.5 - 0.0125 * X ** 2
+    return 77.5 - 0.0086 * X ** 2
 
 
 def canonical_landmark_points() -> np.ndarray:
@@ -62,13 +62,13 @@ def canonical_landmark_points() -> np.ndarray:
         p[8 - i] = jaw_left[i] * [-1, 1, 1]
     front = {}
     # on the drawn brow of the mean identity (``heads._colours``: centre line minus a third of its thickness)
-    brow_left = [(13.0, -22.3), (23.5, -23.7), (34.5, -22.6), (45.5, -19.4), (55.0, -15.5)]  # 22..26
+    brow_left = [(13.0, -18.0), (25.0, -21.7), (37.5, -22.3), (51.0, -20.3), (66.0, -16.2)]  # 22..26
     for i, (x, y) in enumerate(brow_left):
         front[22 + i] = (x, y)
         front[21 - i] = (-x, y)
     for i, y in enumerate([-1.0, 11.0, 23.5, NOSE_TIP_Y]):
         front[27 + i] = (0.0, y)
-    for i, (x, y) in enumerate([(-10.5, 44.5), (-5.5, 46.5), (0.0, SUBNASALE_Y), (5.5, 46.5), (10.5, 44.5)]):
+    for i, (x, y) in enumerate([(-13.0, 44.5), (-6.5, 46.5), (0.0, SUBNASALE_Y), (6.5, 46.5), (13.0, 44.5)]):
         front[31 + i] = (x, y)
     hw = MOUTH_HW
     outer_upper = [-hw, -14.0, -5.5, 0.0, 5.5, 14.0, hw]          # 48..54
@@ -131,7 +131,7 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray
     sig = 5.5 + 2.0 * _smoothstep(0.0, NOSE_TIP_Y, Y)
     b["nose_ridge"] = 24.0 * rise * fall * _g(X, sig)
     b["nose_tip"] = 3.5 * _g(X, 5.5) * _g(Y - (NOSE_TIP_Y - 1.0), 4.5)
-    b["alae"] = 6.0 * _g(ax - 10.0, 3.8) * _g(Y - 42.0, 4.2)
+    b["alae"] = 6.0 * _g(ax - 12.5, 3.8) * _g(Y - 42.0, 4.2)
     b["nasion"] = -1.0 * _g(X, 9.0) * _g(Y + 3.0, 5.0)
     lat = 1.0 - _smoothstep(42.0, 64.0, ax)
     b["brow_ridge"] = 5.0 * _g(Y + 20.0, 7.5) * lat
@@ -145,13 +145,13 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray
     # brow tail down to the cheekbone) and the shallow temporal fossa behind it
     b["temple"] = (7.5 * _g(ax - 68.0, 10.0) * _g(Y + 2.0, 15.0)
                    - 1.5 * _g(ax - 95.0, 10.0) * _g(Y + 22.0, 14.0))
-    b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 62.0, 14.0)
+    b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 57.0, 14.0)
     mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)
     b["upper_lip"] = 2.6 * _g(Y - 0.5 * (upper_vermilion_top(X) + lip_line(X)) - 0.6, 2.8) * mouth
     b["lower_lip"] = 3.4 * _g(Y - 0.5 * (lip_line(X) + lower_vermilion_bottom(X)), 3.6) * mouth
     b["lip_line"] = -2.2 * _g(Y - lip_line(X), 0.9) * (1.0 - _smoothstep(MOUTH_HW - 3.0, MOUTH_HW + 4.0, ax))
-    b["philtrum"] = (-0.9 * _g(X, 2.2) + 0.5 * _g(ax - 4.5, 1.6)) * _g(Y - 57.0, 5.0)
-    b["mentolabial"] = -3.0 * _g(X, 17.0) * _g(Y - 91.0, 5.0)
+    b["philtrum"] = (-0.9 * _g(X, 2.2) + 0.5 * _g(ax - 4.5, 1.6)) * _g(Y - 54.0, 4.0)
+    b["mentolabial"] = -3.0 * _g(X, 17.0) * _g(Y - 86.0, 5.0)
     b["chin"] = 12.0 * _g(X, 16.0) * _g(Y - 111.0, 11.0)
     out = np.stack([b[k] for k in SHAPE_BASES if k != "ear"]) * front[None]
     return np.concatenate([out, ear_profile(phi, psi)[0][None]])
@@ -170,7 +170,7 @@ def colour_masks(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarra
     lo = _smoothstep(-0.6, 0.6, lower_vermilion_bottom(X) - Y)
     m["lips"] = up * lo * mouth
     m["lip_line"] = _g(Y - lip_line(X), 0.7) * (1.0 - _smoothstep(MOUTH_HW - 2.0, MOUTH_HW + 2.0, ax))
-    m["nostril"] = _g(ax - 5.8, 2.4) * _g(Y - 45.5, 1.6)
+    m["nostril"] = _g(ax - 6.8, 2.4) * _g(Y - 45.5, 1.6)
     m["blush"] = _g(ax - 40.0, 14.0) * _g(Y - 30.0, 12.0)
     m["face_region"] = ((ax < 62) & (Y > -40) & (Y < 126)).astype(np.float64)
     out = np.stack([m[k] for k in COLOUR_MASKS if k != "ear"]) * front[None]

@@ -772,16 +772,16 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shad
     # brows (per identity)
     br = [ids.brow[:, i, None] for i in range(4)]
     ax = X.abs()
-    u = ((ax - 11.0) / 45.0).clamp(0, 1)
-    yb = -20.5 - br[0] - br[1] * torch.sin(math.pi * u ** 0.8) + 6.0 * u ** 2
+    u = ((ax - 11.0) / 57.0).clamp(0, 1)
+    yb = -15.5 - br[0] - (br[1] + 3.0) * torch.sin(math.pi * u ** 0.8) + 0.5 * u ** 2
     thick = br[2] * (1.15 - 0.55 * u)
-    brow = (torch.exp(-0.5 * ((Y - yb) / thick) ** 2) * _smoothstep(8.0, 14.0, ax) * (1 - _smoothstep(52.0, 60.0, ax))
+    brow = (torch.exp(-0.5 * ((Y - yb) / thick) ** 2) * _smoothstep(8.0, 14.0, ax) * (1 - _smoothstep(64.0, 72.0, ax))
             * tt["front"][None])
     brow_n = (brow * 1.25).clamp(max=1.0) * br[3] * (0.88 + 0.12 * n_fine)
     brow_rgb = ids.hair_rgb[:, None, :] * 0.7 + 0.03
     col = col * (1 - brow_n[..., None]) + brow_rgb * brow_n[..., None]
     # beard shadow (stubble) for about half the identities: upper lip, chin and jaw, up the cheek to the sideburns
-    y_top = 51.0 - 30.0 * _smoothstep(25.0, 66.0, ax)
+    y_top = 48.0 - 30.0 * _smoothstep(25.0, 66.0, ax)
     beard = (_smoothstep(-4.0, 4.0, Y - y_top) * (1 - _smoothstep(60.0, 72.0, ax)) * (1 - M["lips"])
              * _smoothstep(0.3, 0.8, tt["front"][None]))
     stubble = (_hash_noise(seed, torch.zeros(1, dtype=torch.long, device=dev), 9) * 0.4).clamp_min(0.0)   # (n,1)

@@ -148,7 +148,9 @@ def test_fallback_warns_and_measures(nv):
     err = np.abs(depth(fb) - depth(ok)).max()
     ratio = fb.extra["alpha"] / ok.extra["alpha"]
     print(f"fallback: alpha ratio {ratio:.4f}, max depth error {err:.2f} mm")
-    assert ratio != 1.0 and 0.1 < err < 10
+    # the fallback scales the lifted relief by the ratio of the eye-mouth perimeters: the depth error is that
+    # ratio's excess over the mesh's relief (under 250 mm), not more
+    assert ratio != 1.0 and 0.1 < err < abs(ratio - 1.0) * 250.0
 
 
 def test_bad_supply_and_openface(nv, tmp_path):
