@@ -26,7 +26,7 @@ def _smoothstep(a, b, x):
 ZREF = -12.0
 NOSE_TIP_Y = 36.0
 SUBNASALE_Y = 47.5
-MOUTH_Y = 67.0          # stomion (lip line at the middle)
+MOUTH_Y = 69.5          # stomion (lip line at the middle)
 MOUTH_HW = 29.0         # half width of the mouth (corner X)
 CHIN_Y = 121.0
 
@@ -37,11 +37,11 @@ def lip_line(X):
 
 def upper_vermilion_top(X):
     ax = np.abs(X)
-    return 60.2 + 0.0075 * X ** 2 - 1.6 * _g(ax - 5.5, 3.0) + 1.0 * _g(ax, 1.6)
+    return 62.7 + 0.0075 * X ** 2 - 1.6 * _g(ax - 5.5, 3.0) + 1.0 * _g(ax, 1.6)
 
 
 def lower_vermilion_bottom(X):
-    return 77.5 - 0.0086 * X ** 2
+    return 80.0 - 0.0086 * X ** 2
 
 
 def canonical_landmark_points() -> np.ndarray:
@@ -145,13 +145,13 @@ def shape_bases(X: np.ndarray, Y: np.ndarray, front: np.ndarray, phi: np.ndarray
     # brow tail down to the cheekbone) and the shallow temporal fossa behind it
     b["temple"] = (7.5 * _g(ax - 68.0, 10.0) * _g(Y + 2.0, 15.0)
                    - 1.5 * _g(ax - 95.0, 10.0) * _g(Y + 22.0, 14.0))
-    b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 57.0, 14.0)
+    b["maxilla"] = 8.0 * _g(X, 22.0) * _g(Y - 59.5, 14.0)
     mouth = 1.0 - _smoothstep(MOUTH_HW - 7.0, MOUTH_HW + 2.0, ax)
     b["upper_lip"] = 2.6 * _g(Y - 0.5 * (upper_vermilion_top(X) + lip_line(X)) - 0.6, 2.8) * mouth
     b["lower_lip"] = 3.4 * _g(Y - 0.5 * (lip_line(X) + lower_vermilion_bottom(X)), 3.6) * mouth
     b["lip_line"] = -2.2 * _g(Y - lip_line(X), 0.9) * (1.0 - _smoothstep(MOUTH_HW - 3.0, MOUTH_HW + 4.0, ax))
-    b["philtrum"] = (-0.9 * _g(X, 2.2) + 0.5 * _g(ax - 4.5, 1.6)) * _g(Y - 54.0, 4.0)
-    b["mentolabial"] = -3.0 * _g(X, 17.0) * _g(Y - 86.0, 5.0)
+    b["philtrum"] = (-0.9 * _g(X, 2.2) + 0.5 * _g(ax - 4.5, 1.6)) * _g(Y - 55.5, 4.5)
+    b["mentolabial"] = -3.0 * _g(X, 17.0) * _g(Y - 88.5, 5.0)
     b["chin"] = 12.0 * _g(X, 16.0) * _g(Y - 111.0, 11.0)
     out = np.stack([b[k] for k in SHAPE_BASES if k != "ear"]) * front[None]
     return np.concatenate([out, ear_profile(phi, psi)[0][None]])

@@ -781,7 +781,7 @@ def _colours(ids: HeadIdentity, tt: dict, hair: torch.Tensor, a, b, n: int, shad
     brow_rgb = ids.hair_rgb[:, None, :] * 0.7 + 0.03
     col = col * (1 - brow_n[..., None]) + brow_rgb * brow_n[..., None]
     # beard shadow (stubble) for about half the identities: upper lip, chin and jaw, up the cheek to the sideburns
-    y_top = 48.0 - 30.0 * _smoothstep(25.0, 66.0, ax)
+    y_top = 49.5 - 30.0 * _smoothstep(25.0, 66.0, ax)
     beard = (_smoothstep(-4.0, 4.0, Y - y_top) * (1 - _smoothstep(60.0, 72.0, ax)) * (1 - M["lips"])
              * _smoothstep(0.3, 0.8, tt["front"][None]))
     stubble = (_hash_noise(seed, torch.zeros(1, dtype=torch.long, device=dev), 9) * 0.4).clamp_min(0.0)   # (n,1)
