@@ -24,6 +24,10 @@ def _smoothstep(a, b, x):
 #: of the skin directions from the template's ray origin (:data:`.template.C`) onto the plane ``z = ZREF``
 #: (so feature coordinates are ~ mm on the face).
 ZREF = -12.0
+# The layout of the mouth, nostrils and brows follows OpenFace's 68-point mean shape (the mean of real annotated faces
+# that MPII-NV's pipeline fits head pose with): on the mean identity the mouth corners lie 66.8 mm below the eye line
+# and 53.6 mm apart, nostril points 31/35 27.6 mm apart, the brow head 20.7 mm above the inner canthus and its tail
+# 12.5 mm beyond the outer canthus (measured on ``face_template()``; docs/reconstruction.md, "The feature layout").
 NOSE_TIP_Y = 36.0
 SUBNASALE_Y = 47.5
 MOUTH_Y = 69.5          # stomion (lip line at the middle)

@@ -13,6 +13,8 @@ Conventions
   (AFLW2000-3D semantics); the iBUG jaw of a view, on the face's outline, comes from
   :mod:`onthefly.reconstruct.contour`. Jaw 0 / 16 sit beside the outer eye corners and the brow points on the
   drawn brow, where 300-W annotators put them.
+* **Layout**: the mouth, nostrils and brows sit where they sit on a real face (OpenFace's 68-point mean shape; see
+  :mod:`.features`): a narrower, lower mouth and high brow heads made real face detectors miss turned heads.
 * **Skin shading**: the albedo carries a view-independent cavity term (:func:`_cavity_shading`: concavity against
   the smoothed surface darkens eye sockets, the sides of the nose, nostrils and folds), a stand-in for ambient
   occlusion and subsurface light loss that makes unlit renders read as faces; low-frequency blotches and fine
