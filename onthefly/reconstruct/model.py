@@ -26,7 +26,7 @@ import torch
 from scipy.optimize import least_squares
 
 from .._io import atomic_write
-from ..synthetic import build_heads, sample_identities
+from ..synthetic import build_heads, generator_fingerprint, sample_identities
 from .contour import jaw_contour_lines, silhouette_select
 from .fit import HeadPose, project
 
@@ -53,10 +53,8 @@ class ShapeModel:
 
 
 def _source_hash() -> str:
-    h = hashlib.sha1(f"v{_VERSION} {MODEL_SEED} {MODEL_HEADS} {MODEL_MODES}".encode())
-    for p in sorted((Path(__file__).resolve().parents[1] / "synthetic").glob("*.py")):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    key = f"v{_VERSION} {MODEL_SEED} {MODEL_HEADS} {MODEL_MODES} {generator_fingerprint()}"
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def _cache_dir() -> Path:

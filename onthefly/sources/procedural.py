@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..normalization import face_centre
-from ..synthetic import build_heads, sample_gaze_targets, sample_identities
+from ..synthetic import build_heads, generator_fingerprint, sample_gaze_targets, sample_identities
 from .base import FrameRecord, SourceError
 from .registry import register
 
@@ -73,7 +73,7 @@ class ProceduralSource:
         self.count, self.seed, self.subjects = int(count), int(seed), int(subjects)
         self.batch = max(1, int(batch))
         self.attrs = {"procedural_seed": self.seed, "procedural_subjects": self.subjects,
-                      "procedural_count": self.count}
+                      "procedural_count": self.count, "procedural_generator": generator_fingerprint()}
         per = np.full(self.subjects, self.count // self.subjects)
         per[: self.count % self.subjects] += 1
         self._subject_of = np.repeat(np.arange(self.subjects), per)

@@ -27,6 +27,7 @@ from onthefly import viz
 from onthefly.cache import MeshCache, build_cache
 from onthefly.geometry import angular_error
 from onthefly.sources.procedural import ProceduralSource
+from onthefly.synthetic import generator_fingerprint
 
 from .cli import cli_main
 
@@ -110,10 +111,12 @@ def write_preview(path: Path, batches, pred, gaze, n: int = 16, size: int = 128)
 
 
 def _cache_matches(path: Path, subjects: int, views: int) -> bool:
-    """Whether an existing demo cache holds ``subjects`` x ``views`` frames (else it is rebuilt)."""
+    """Whether an existing demo cache holds ``subjects`` x ``views`` frames of this version's procedural heads
+    (else it is rebuilt: a cache from before a change of the head generator holds other faces)."""
     try:
         with MeshCache(path) as mc:
-            return len(mc) == subjects * views and len(mc.subjects) == subjects
+            same_heads = str(mc.attrs.get("procedural_generator", "")) == generator_fingerprint()
+            return same_heads and len(mc) == subjects * views and len(mc.subjects) == subjects
     except (OSError, ValueError):
         return False
 
@@ -154,7 +157,7 @@ def _run(args, extra) -> int:
     t0 = time.perf_counter()
     cache = out / "cache.h5"
     if cache.is_file() and not _cache_matches(cache, args.subjects, args.views):
-        print(f"      {cache} holds another set of frames: rebuilding it", flush=True)
+        print(f"      {cache} holds another set of frames (or heads of another onthefly version): rebuilding it", flush=True)
         cache.unlink()
     if not cache.is_file():
         build_cache(ProceduralSource(count=args.subjects * args.views, seed=0, subjects=args.subjects), cache,

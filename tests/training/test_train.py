@@ -380,3 +380,26 @@ def test_make_camera_accepts_a_dict_of_fields():
     assert (cam.focal, cam.distance, cam.width, cam.height) == (640.0, 600.0, 112, 112)
     with pytest.raises(ValueError, match="focal, distance, width, height"):
         make_camera({"focal": 1280, "distance": 600})
+
+
+def test_demo_rebuilds_a_cache_of_another_head_generator(tmp_path):
+    """A demo cache built before the procedural heads changed (another onthefly version) holds other faces: the demo
+    must not train on it, though its frame counts match."""
+    import h5py
+
+    from onthefly.cache import build_cache
+    from onthefly.sources.procedural import ProceduralSource
+    from onthefly.synthetic import generator_fingerprint
+    from onthefly.train.demo import _cache_matches
+
+    path = tmp_path / "cache.h5"
+    build_cache(ProceduralSource(count=4, seed=0, subjects=2), path)
+    assert _cache_matches(path, 2, 2)
+    assert not _cache_matches(path, 2, 3)
+    with h5py.File(path, "r+") as f:
+        assert f.attrs["procedural_generator"] == generator_fingerprint()
+        f.attrs["procedural_generator"] = "0123456789abcdef"      # the heads of another generator
+    assert not _cache_matches(path, 2, 2)
+    with h5py.File(path, "r+") as f:
+        del f.attrs["procedural_generator"]                       # a cache from before the fingerprint
+    assert not _cache_matches(path, 2, 2)
