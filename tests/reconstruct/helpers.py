@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
+from pathlib import Path
 
 from onthefly.reconstruct.groundtruth import groundtruth_frames
 
@@ -29,3 +31,13 @@ def dlib_landmarks():
     except ImportError:
         pytest.skip("face-recognition-models not installed")
     return DlibLandmarks()
+
+
+def benchmark_module(name: str):
+    """``benchmarks/NAME.py`` itself, loaded by path (putting benchmarks/ on sys.path would shadow the train package)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    assert spec is not None and spec.loader is not None, path
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

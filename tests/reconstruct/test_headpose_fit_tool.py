@@ -2,19 +2,9 @@
 points, a detector that misplaces landmarks by fixed 3-D offsets shows a pose error, and the fitted offsets find it."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-
-def _tool():
-    """benchmarks/headpose_fit.py, loaded by path (benchmarks/ on sys.path would shadow the train package)."""
-    spec = importlib.util.spec_from_file_location("_bench_headpose_fit",
-                                                  Path(__file__).resolve().parents[2] / "benchmarks" / "headpose_fit.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from .helpers import benchmark_module
 
 
 def _setting(offsets: np.ndarray, n: int = 24, seed: int = 0) -> dict:
@@ -41,7 +31,7 @@ def _setting(offsets: np.ndarray, n: int = 24, seed: int = 0) -> dict:
 
 
 def test_floor_exact_points_and_fixed_offsets(tmp_path):
-    tool = _tool()
+    tool = benchmark_module("headpose_fit")
     exact = tool.floor(_setting(np.zeros((68, 3))))
     assert exact["n"] == 24 and exact["oracle_median_deg"] < 0.01
     off = np.zeros((68, 3))

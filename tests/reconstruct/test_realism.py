@@ -2,22 +2,10 @@
 head pose fitted from its landmarks is not biased (so the figures cannot silently regress)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from .helpers import dlib_landmarks
-
-
-def _bench():
-    """benchmarks/realism.py itself (loaded by path: putting benchmarks/ on sys.path would shadow the train package)."""
-    spec = importlib.util.spec_from_file_location("_bench_realism",
-                                                  Path(__file__).resolve().parents[2] / "benchmarks" / "realism.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from .helpers import benchmark_module, dlib_landmarks
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +47,7 @@ def test_head_pose_of_the_photo_rerenders(det, tmp_path):
     from onthefly.reconstruct.realism import measure_views, render_views, summarise
 
     pytest.importorskip("skimage")
-    bench = _bench()
+    bench = benchmark_module("realism")
     cache = bench.photo_cache(tmp_path, det)
     views = render_views(cache, np.array(bench.PHOTO_POSES * 2), np.repeat([0, 1], len(bench.PHOTO_POSES)),
                          camera=bench.cameras()["wide900"], appearance="default")
