@@ -117,3 +117,17 @@ def test_dlib_finds_turned_heads_in_224px_crops(det, tmp_path):
         views = render_views(path, poses, np.arange(12) % 6, camera="xgaze224", appearance="default")
         found += sum(lm is not None for lm in detect_views(views, det))
     assert found >= 15, found                               # measured 19 of 24
+
+
+def test_detection_rates_carry_their_sampling_interval():
+    """realism.py reports each figure's detection rate with its Wilson 95 % interval (the benchmark's 60 renders
+    per bin read a rate to about ±8 %)."""
+    bench = benchmark_module("realism")
+    lo, hi = bench.wilson(53, 60)
+    assert abs(lo - 0.778) < 1e-3 and abs(hi - 0.942) < 1e-3      # the textbook interval of 53/60
+    assert bench.wilson(0, 10)[0] == 0.0 and bench.wilson(10, 10)[1] == 1.0
+    recs = [{"truth": [0.0, y], "detected": d} for y, d in ((5, True), (-25, False), (35, True), (-40, False))]
+    rates = bench.detection_rates({"procedural/default/xgaze224": {"renders": recs},
+                                   "procedural/default/wide900": {"renders": recs}})
+    assert set(rates) == {"procedural/default/xgaze224/le30", "procedural/default/xgaze224/30_45"}
+    assert rates["procedural/default/xgaze224/le30"]["found"] == 1 and rates["procedural/default/xgaze224/le30"]["renders"] == 2
