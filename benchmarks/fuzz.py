@@ -42,6 +42,9 @@ def main(argv=None) -> int:
                     help="replace only the rows of --readers in an existing --out (a campaign run in parts)")
     args = ap.parse_args(argv)
     names = args.readers or list(READERS)
+    unknown = [n for n in names if n not in READERS]
+    if unknown:
+        ap.error(f"--readers: unknown {', '.join(unknown)}; choose from {', '.join(READERS)}")
     work = Path(tempfile.mkdtemp(prefix="onthefly-fuzz-"))
     rows = []
     print("| reader | inputs tried | accepted | refused | other | other kinds | s | max s / input | peak RSS MiB |")

@@ -21,3 +21,20 @@ def test_reader_survives_mutations(name, tmp_path):
     bad = {k: v for k, v in out.kinds.items() if k not in KNOWN.get(name, set())}
     assert not bad, [e for e in out.examples if e["kind"] in bad][:5]
     assert out.accepted + out.refused + out.other == out.tried
+
+
+def test_campaign_refuses_an_unknown_reader(capsys):
+    """``benchmarks/fuzz.py --readers NAME`` with a name that is not a reader: a usage error naming it and the
+    readers there are, before any work (it was a KeyError traceback after the table had started)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz.py"
+    spec = importlib.util.spec_from_file_location("_bench_fuzz", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--readers", "obj", "cache-load"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown cache-load" in err and "mesh-cache-h5" in err
