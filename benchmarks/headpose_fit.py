@@ -138,7 +138,7 @@ def variants() -> dict:
 
 def _oracle_data(S: dict) -> list[tuple]:
     """Per detected render: (dlib's points, true landmarks in the head frame about their inner centroid, true
-    rotation, that centroid in the camera, K, true (pitch, yaw) degrees)."""
+    rotation, that centroid in the camera, K)."""
     from onthefly.reconstruct.realism import _rot
 
     out = []
@@ -146,19 +146,8 @@ def _oracle_data(S: dict) -> list[tuple]:
         X = S["label_3d"][i].astype(np.float64)
         R = _rot(S["poses"][i])
         c = X[17:].mean(0)
-        out.append((S["det"][i].astype(np.float64), (X - c) @ R, R, c, S["K"].astype(np.float64), S["poses"][i]))
+        out.append((S["det"][i].astype(np.float64), (X - c) @ R, R, c, S["K"].astype(np.float64)))
     return out
-
-
-def _pnp(det: np.ndarray, Xh: np.ndarray, R: np.ndarray, c: np.ndarray, K: np.ndarray) -> np.ndarray:
-    import cv2
-
-    ok, rvec, _ = cv2.solvePnP(np.ascontiguousarray(Xh[17:]), np.ascontiguousarray(det[17:]), K, None,
-                               cv2.Rodrigues(R)[0], c[:, None].copy(), useExtrinsicGuess=True,
-                               flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok:
-        raise ValueError("solvePnP failed")
-    return cv2.Rodrigues(rvec)[0]
 
 
 def landmark_offsets(data: list[tuple]) -> np.ndarray:
@@ -170,7 +159,7 @@ def landmark_offsets(data: list[tuple]) -> np.ndarray:
     for lm in range(17, 68):
         def res(d, lm=lm):
             r = []
-            for det, Xh, R, c, K, _ in data:
+            for det, Xh, R, c, K in data:
                 q = K @ (R @ (Xh[lm] + d) + c)
                 r.append(q[:2] / q[2] - det[lm])
             return np.ravel(r)
@@ -182,17 +171,18 @@ def floor(S: dict) -> dict:
     """The ``--floor`` statistics of setting ``S`` (see the module docstring)."""
     import cv2
 
-    from onthefly.reconstruct.realism import _angle_deg
+    from onthefly.reconstruct.realism import _angle_deg, oracle_pose
 
     data = _oracle_data(S)
     if len(data) < 4:
         return {"n": len(data)}
-    E = np.array([cv2.Rodrigues(_pnp(det, Xh, R, c, K) @ R.T)[0][:, 0] for det, Xh, R, c, K, _ in data])
-    E = np.degrees(E)
-    A = np.c_[np.ones(len(data)), np.array([py for *_, py in data])]
+    # the oracle of realism.py, on the true landmarks and on the true landmarks moved by the fitted offsets
+    E = np.degrees([cv2.Rodrigues(oracle_pose(det, Xh @ R.T + c, R, K) @ R.T)[0][:, 0] for det, Xh, R, c, K in data])
+    truth = S["poses"][np.flatnonzero(~np.isnan(S["det"][:, 0, 0]))]
+    A = np.c_[np.ones(len(data)), truth]
     resid = E - A @ np.linalg.lstsq(A, E, rcond=None)[0]
     D = landmark_offsets(data)
-    err_off = [_angle_deg(_pnp(det, Xh + D, R, c, K), R) for det, Xh, R, c, K, _ in data]
+    err_off = [_angle_deg(oracle_pose(det, (Xh + D) @ R.T + c, R, K), R) for det, Xh, R, c, K in data]
     return {"n": len(data), "mean_deg": E.mean(0).tolist(), "std_deg": E.std(0).tolist(),
             "residual_std_deg": resid.std(0).tolist(),
             "oracle_median_deg": float(np.median(np.linalg.norm(E, axis=1))),

@@ -148,16 +148,16 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def detection_rates(results: dict) -> dict:
-    """Per 224 px procedural setting: found / renders at |yaw| <= 30 and 30-45 (the figures' bins), with the Wilson
-    95 % interval: how far the benchmark's sample size lets a rate be read."""
+    """Per 224 px procedural setting: found / renders at |yaw| <= 30 and 30-45 (the figures' bins, counted by
+    :func:`~onthefly.reconstruct.realism.summarise`), with the Wilson 95 % interval: how far the benchmark's sample
+    size lets a rate be read."""
     out = {}
     for key, r in results.items():
         if not key.startswith("procedural/") or not key.endswith("xgaze224"):
             continue
-        yaw = np.abs([rec["truth"][1] for rec in r["renders"]])
-        found = np.array([rec["detected"] for rec in r["renders"]], bool)
-        for name, sel in (("le30", yaw <= 30), ("30_45", yaw > 30)):
-            k, m = int(found[sel].sum()), int(sel.sum())
+        s = r["summary"]
+        for name, (k, m) in (("le30", (s["found_le30"], s["n_le30"])),
+                             ("30_45", (s["bins"]["30-45"]["found"], s["bins"]["30-45"]["n"]))):
             out[f"{key}/{name}"] = {"found": k, "renders": m, "rate": k / m if m else float("nan"),
                                     "wilson95": list(wilson(k, m))}
     return out

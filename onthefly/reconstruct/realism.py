@@ -178,22 +178,23 @@ def _fit_stats(recs: list[dict], key: str) -> dict:
 
 
 def pose_bins(recs: list[dict]) -> dict:
-    """Detection rate per |yaw| bin of :data:`YAW_BINS`."""
+    """Detection per |yaw| bin of :data:`YAW_BINS`: renders ``n``, ``found``, rate ``detected``."""
     out = {}
     for lo, hi in YAW_BINS:
         sel = [r for r in recs if lo <= abs(r["truth"][1]) < hi + (1e-9 if hi == YAW_BINS[-1][1] else 0)]
-        out[f"{lo:g}-{hi:g}"] = {"n": len(sel), "detected": float(np.mean([r["detected"] for r in sel])) if sel
-                                 else float("nan")}
+        out[f"{lo:g}-{hi:g}"] = {"n": len(sel), "found": sum(bool(r["detected"]) for r in sel),
+                                 "detected": float(np.mean([r["detected"] for r in sel])) if sel else float("nan")}
     return out
 
 
 def summarise(recs: list[dict]) -> dict:
-    """Detection (overall, per yaw bin, |yaw| <= 30), median NME51 / jaw NME, pose statistics (detected and exact
+    """Detection (overall, per yaw bin, |yaw| <= 30 with its count), median NME51 / jaw NME, pose statistics (detected and exact
     label landmarks)."""
     det = [r for r in recs if r["detected"]]
     le30 = [r for r in recs if abs(r["truth"][1]) <= 30.0]
     return {"n": len(recs), "detected": float(np.mean([r["detected"] for r in recs])),
             "detected_le30": float(np.mean([r["detected"] for r in le30])) if le30 else float("nan"),
+            "n_le30": len(le30), "found_le30": sum(bool(r["detected"]) for r in le30),
             "bins": pose_bins(recs),
             "nme51_median": float(np.median([r["nme51"] for r in det])) if det else float("nan"),
             "nme51_mean": float(np.mean([r["nme51"] for r in det])) if det else float("nan"),

@@ -126,8 +126,12 @@ def test_detection_rates_carry_their_sampling_interval():
     lo, hi = bench.wilson(53, 60)
     assert abs(lo - 0.778) < 1e-3 and abs(hi - 0.942) < 1e-3      # the textbook interval of 53/60
     assert bench.wilson(0, 10)[0] == 0.0 and bench.wilson(10, 10)[1] == 1.0
-    recs = [{"truth": [0.0, y], "detected": d} for y, d in ((5, True), (-25, False), (35, True), (-40, False))]
-    rates = bench.detection_rates({"procedural/default/xgaze224": {"renders": recs},
-                                   "procedural/default/wide900": {"renders": recs}})
+    from onthefly.reconstruct.realism import summarise
+
+    recs = [{"truth": [0.0, y], "detected": d, "nme51": 0.04, "nme_jaw": 0.1}
+            for y, d in ((5, True), (-25, False), (35, True), (-40, False))]
+    summary = summarise(recs)
+    rates = bench.detection_rates({"procedural/default/xgaze224": {"summary": summary},
+                                   "procedural/default/wide900": {"summary": summary}})
     assert set(rates) == {"procedural/default/xgaze224/le30", "procedural/default/xgaze224/30_45"}
     assert rates["procedural/default/xgaze224/le30"]["found"] == 1 and rates["procedural/default/xgaze224/le30"]["renders"] == 2
