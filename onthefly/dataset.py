@@ -39,7 +39,7 @@ from .checks import trusted
 from .geometry import gaze_to_pitchyaw, pitchyaw_to_rotation
 from .normalization import get_camera
 from .poses import Cameras, TargetSample, make_sampler, sample_targets
-from .reconstruct.contour import ibug_jaw
+from .reconstruct.contour import OUTLINE, ibug_outline
 from .reconstruct.eyes import EYE_SHAPES, eye_geometry
 from .render import render, tune_malloc
 from .structures import BATCH_KEYS, Frames, GazeBatch
@@ -427,9 +427,11 @@ class OnTheFlyGazeDataset(IterableDataset):
         lm2 = lm2_fixed.clone()
         ct = fs.topologies.contour[fr]
         any_ct = bool(ct.any())  # one host read per batch, for both labels below
-        if any_ct:  # iBUG semantics: the jaw points on the rendered outline (onthefly.reconstruct.contour)
-            jaw = ibug_jaw(verts[ct], pitchyaw_to_rotation(hp[ct]), K64)
-            lm2[ct, :17] = project_points(jaw, K64)
+        if any_ct:  # iBUG semantics: the jaw (and a hidden brow end) on the rendered outline (reconstruct.contour)
+            pts, on = ibug_outline(verts[ct], pitchyaw_to_rotation(hp[ct]), K64)
+            sub = lm2[ct]
+            sub[:, OUTLINE] = torch.where(on[..., None], project_points(pts, K64), sub[:, OUTLINE])
+            lm2[ct] = sub
         # eye geometry (onthefly.reconstruct.eyes): NaN for frames of other topologies
         eyes = {k: torch.full((n, *shape), float("nan"), dtype=torch.float64, device=dev)
                 for k, shape in EYE_SHAPES.items()}

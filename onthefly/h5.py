@@ -241,8 +241,9 @@ _BGR_PATCH = Field("face_patch", "image", ("H", "W", 3), "uint8", "BGR image, ro
 _MASK = Field("face_mask", "mask", ("H", "W"), "uint8", "0..255 face mask (brows to chin) or the mesh coverage",
               lambda b, c: _u8(b["mask"][:, 0]), image=True)
 _LM68 = Field("landmarks_norm", "landmarks_2d", (68, 2), "float32",
-              "68 landmarks in the normalized image, OpenCV pixels, iBUG semantics (jaw points on the rendered "
-              "outline, as a 300-W-trained detector marks them; docs/conventions.md)")
+              "68 landmarks in the normalized image, OpenCV pixels, iBUG semantics (jaw points, and a brow end the "
+              "head's turn hides, on the rendered outline, as a 300-W-trained detector marks them; "
+              "docs/conventions.md)")
 #: per-view eye geometry (3DGazeNet's supervision), float32, normalized camera (mm) / normalized image (px);
 #: NaN for meshes without eye geometry (docs/dataset.md)
 _EYES = tuple(Field(k, k, shape, "float32", meaning, nan_ok=True) for k, shape, meaning in (

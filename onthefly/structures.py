@@ -317,7 +317,7 @@ class GazeBatch:
     gaze_vector: Tensor = _key("(n,3) unit gaze vector in the view")
     face_mat_norm: Tensor = _key("(n,3,3) source camera -> normalized view")
     rotation_matrix: Tensor = _key("(n,3,3) the source's normalized view -> this view")
-    landmarks_2d: Tensor = _key("(n,68,2) iBUG landmarks, pixels (jaw on the rendered outline)")
+    landmarks_2d: Tensor = _key("(n,68,2) iBUG landmarks, pixels (jaw, and a hidden brow end, on the rendered outline)")
     landmarks_2d_fixed: Tensor = _key("(n,68,2) the fixed landmark vertices projected, pixels")
     landmarks_3d: Tensor = _key("(n,68,3) landmarks in the view, mm")
     frame_index: Tensor = _key("(n,) int64 the frame's index in the cache")

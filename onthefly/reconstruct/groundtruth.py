@@ -23,7 +23,7 @@ from ..geometry import pitchyaw_to_rotation
 from ..normalization import face_centre
 from ..render import UVTexture, VertexColors, render
 from ..synthetic import build_heads, sample_gaze_targets, sample_identities
-from .contour import ibug_jaw
+from .contour import OUTLINE, ibug_outline
 from .metrics import masked_psnr, masked_ssim
 
 __all__ = ["GT_CAMERA", "GroundTruthFrame", "groundtruth_frames", "rotate_about", "render_truth",
@@ -38,7 +38,7 @@ BACKGROUND = (0.35, 0.35, 0.35)
 @dataclass
 class GroundTruthFrame:
     """``verts`` (V,3) camera frame; ``faces``; ``colors`` (V,3) uint8; ``face_region`` (V,) bool; ``image``
-    (H,W,3) uint8; ``K``; ``landmarks_2d`` (68,2) iBUG semantics (jaw on the outline,
+    (H,W,3) uint8; ``K``; ``landmarks_2d`` (68,2) iBUG semantics (jaw, and a brow end hidden by the turn, on the outline,
     :mod:`onthefly.reconstruct.contour`: what an annotator or a 300-W detector marks); ``landmarks_2d_fixed``
     (68,2) projections of the fixed landmark vertices ``landmarks`` (68,3); ``landmarks_ibug`` (68,3) the 3-D
     points of ``landmarks_2d``; ``head_rotation``; ``face_centre`` (eye_nose rule); ``gaze_target`` (camera
@@ -108,9 +108,9 @@ def groundtruth_frames(n: int, seed: int = 1, *, max_yaw: float = 15.0, max_pitc
                               VertexColors(torch.from_numpy(colors)[None]))
         lm_c = lm @ R.T + t
         q = lm_c @ K.T
-        ib = lm_c.copy()  # iBUG semantics: the jaw on the face's outline in this view
-        ib[:17] = ibug_jaw(torch.from_numpy(verts)[None], torch.from_numpy(R)[None],
-                           torch.from_numpy(K)[None])[0].numpy()
+        ib = lm_c.copy()  # iBUG semantics: the jaw (and a hidden brow end) on the face's outline in this view
+        pts, on = ibug_outline(torch.from_numpy(verts)[None], torch.from_numpy(R)[None], torch.from_numpy(K)[None])
+        ib[OUTLINE[on[0].numpy()]] = pts[0].numpy()[on[0].numpy()]
         qi = ib @ K.T
         out.append(GroundTruthFrame(
             verts=verts, faces=heads.faces.numpy(), colors=colors,

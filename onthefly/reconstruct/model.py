@@ -27,7 +27,7 @@ from scipy.optimize import least_squares
 
 from .._io import atomic_write
 from ..synthetic import build_heads, generator_fingerprint, sample_identities
-from .contour import jaw_contour_lines, silhouette_select
+from .contour import OUTLINE, outline_lines, select_outline
 from .fit import HeadPose, project
 
 __all__ = ["ShapeModel", "shape_model", "fit_shape_and_pose", "MODEL_SEED", "MODEL_HEADS", "MODEL_MODES"]
@@ -105,17 +105,17 @@ def _rodrigues(r: np.ndarray) -> np.ndarray:
 
 
 def _contour_corr(model: ShapeModel, lines, c: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray):
-    """Jaw correspondences at the current fit: (a, b, w) (17,) each — the silhouette point of line i is
-    ``(1 - w) X[a] + w X[b]`` (see :mod:`onthefly.reconstruct.contour`)."""
-    ids = lines.ids
-    X = model.mean[ids] + np.tensordot(c * model.sd, model.modes[:, ids], 1)
-    Xc = X @ R.T + t
-    k, frac, _ = silhouette_select(torch.from_numpy(Xc), torch.from_numpy(lines.normal @ R.T),
-                                   torch.from_numpy(np.asarray(K, np.float64)))
+    """Outline correspondences at the current fit: (a, b, w) (L,) each, one per line (:data:`~.contour.OUTLINE`
+    order) — the silhouette point of line i is ``(1 - w) X[a] + w X[b]`` (see :mod:`onthefly.reconstruct.contour`)."""
+    ids, ring = lines.ids, lines.ring
+    shape = lambda i: model.mean[i] + np.tensordot(c * model.sd, model.modes[:, i], 1)  # noqa: E731
+    Xc, RX = shape(ids) @ R.T + t, shape(ring) @ R.T + t
+    k, frac, _ = select_outline(torch.from_numpy(Xc), torch.from_numpy(RX), torch.from_numpy(lines.normal @ R.T),
+                                torch.from_numpy(np.asarray(K, np.float64)), lines.hides)
     k, frac = k.numpy(), frac.numpy()
     M = ids.shape[1]
     nb = np.clip(np.where(frac >= 0, k + 1, k - 1), 0, M - 1)
-    rows = np.arange(17)
+    rows = np.arange(len(ids))
     return ids[rows, k], ids[rows, nb], np.abs(frac)
 
 
@@ -128,17 +128,18 @@ def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d
     noise (px) weighing the data against the unit Gaussian prior; ``weights`` (68,) per landmark; a fixed
     ``rotation`` (annotated) is kept.
 
-    With ``contour`` the jaw landmarks (0-16) are silhouette points (iBUG semantics): ``rounds`` times, each jaw
-    landmark is matched to the silhouette point of its contour line (:mod:`onthefly.reconstruct.contour`) at the
-    current pose and shape, then pose and shape are refitted with those correspondences. Without it the jaw
-    landmarks are the fixed template vertices. ``jaw_tangent`` weighs the component of each jaw residual along the
+    With ``contour`` the jaw landmarks (0-16) are silhouette points (iBUG semantics), and so are the brow ends (17,
+    26) once the faces around the brow's tail turn away from the camera: ``rounds`` times, each of these landmarks
+    is matched to the silhouette point of its contour line (:mod:`onthefly.reconstruct.contour`) at the current
+    pose and shape, then pose and shape are refitted with those correspondences. Without it they are the fixed
+    template vertices. ``jaw_tangent`` weighs the component of each jaw residual along the
     outline (the image tangent of the fitted silhouette at that point, fixed per round) against the component across
     it (weight 1): an outline point is defined across the outline, while where along it a detector or annotator
     puts it slides with the pose (1 = point-to-point, 0 = point-to-curve).
 
     Returns the pose (its ``rms_px`` over the weighted landmarks), the coefficients and the correspondence
     ``(a, b, w)`` (68,) each: landmark ``i`` is the model point ``(1 - w) X[a] + w X[b]`` (``a == b ==
-    landmark_ids`` off the jaw).
+    landmark_ids`` off the outline).
     """
     k = len(model.sd)
     w = np.ones(68) if weights is None else np.asarray(weights, np.float64)
@@ -148,7 +149,7 @@ def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d
     wt = np.zeros(68)
     lines = None
     if contour:
-        lines = jaw_contour_lines()
+        lines = outline_lines()
         if lines.n_verts != model.mean.shape[0]:
             raise ValueError("contour lines and shape model have different topologies")
 
@@ -160,7 +161,7 @@ def fit_shape_and_pose(model: ShapeModel, landmark_ids: np.ndarray, landmarks_2d
     for rnd in range(rounds if contour else 1):
         if contour:
             R, t, c = unpack(x)
-            a_ids[:17], b_ids[:17], wt[:17] = _contour_corr(model, lines, c, R, t, K)
+            a_ids[OUTLINE], b_ids[OUTLINE], wt[OUTLINE] = _contour_corr(model, lines, c, R, t, K)
         mu = model.mean[a_ids] * (1 - wt[:, None]) + model.mean[b_ids] * wt[:, None]
         B = (model.modes[:, a_ids] * (1 - wt[None, :, None]) + model.modes[:, b_ids] * wt[None, :, None]) \
             * model.sd[:, None, None]                                                           # (k,68,3)
