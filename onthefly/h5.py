@@ -135,7 +135,9 @@ def _enc_frame_number(b: dict, ctx: EncodeContext) -> torch.Tensor:
 
 
 def _enc_pj50(b: dict, ctx: EncodeContext) -> torch.Tensor:
-    return b["landmarks_2d"][:, torch.from_numpy(LM68_FROM_50)]
+    # XGaze3D projects its posed 3-D face model: fixed points (the batch's fixed-vertex landmarks), not the
+    # outline points of landmarks_norm (real-formats.md §2: main_render.py 264, 278, 290)
+    return b["landmarks_2d_fixed"][:, torch.from_numpy(LM68_FROM_50)]
 
 
 def _chk_slot(x: np.ndarray, a: dict) -> str | None:
@@ -280,7 +282,8 @@ SCHEMAS: dict[str, H5Schema] = {
         Field("rotation_matrix", None, (3, 3), "float64", "identity, as XGaze3D writes it", _enc_identity),
         _LM68,
         Field("pj_landmarks_norm", "landmarks_50", (50, 2), "float32",
-              "the 50 face-model points (68->50 mapping of the projected 3-D landmarks), normalized image pixels",
+              "the 50 face-model points (68->50 mapping of the projected fixed 3-D landmarks, AFLW2000-3D "
+              "semantics: the chin and brow ends are fixed vertices), normalized image pixels",
               _enc_pj50),
         *_EYES,
         Field("frame_index", "frame_number", (), "int64",
