@@ -111,7 +111,7 @@ def test_a_hidden_brow_end_moves_to_the_visible_outline():
         moved_in += abs((g.landmarks_ibug[far] - c) @ R[:, 0]) < abs((g.landmarks[far] - c) @ R[:, 0]) - 5.0
     assert tail_hidden >= 7, tail_hidden      # measured 9 of 12
     assert end_hidden <= 3, end_hidden        # measured 2 of 12 (both at 80°)
-    assert moved_in >= 7, moved_in            # measured 9 of 12: every hidden tail
+    assert moved_in >= 7, moved_in            # measured 8 of 12 (the ninth hidden tail, 5.4 mm, moved 3 mm)
 
     def err(R, Rt):
         return np.degrees(np.arccos(np.clip((np.trace(R @ Rt.T) - 1) / 2, -1, 1)))
