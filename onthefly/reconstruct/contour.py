@@ -204,11 +204,13 @@ def select_outline(X, ring_X, normal_cam, K, hides):
     """:func:`silhouette_select` for the lines of :class:`ContourLines` (camera at the origin): a ``hides`` line
     (a brow end) keeps its last vertex, the tail, while the tail's ring of faces ``ring_X`` (..., L, R, 3, 3)
     faces the camera, and takes the line's silhouette point once it faces away (hidden by the surface in front).
-    Returns ``(k, frac, point)`` as :func:`silhouette_select`."""
+    ``hides`` (L,) bool, array or tensor on the device. Returns ``(k, frac, point)`` as :func:`silhouette_select`."""
     k, frac, point = silhouette_select(X, normal_cam, K)
     n = torch.linalg.cross(ring_X[..., 1, :] - ring_X[..., 0, :], ring_X[..., 2, :] - ring_X[..., 0, :]).sum(-2)
     tail = X[..., -1, :]
-    keep = torch.as_tensor(np.array(hides), device=X.device) & ((n * tail).sum(-1) <= 0)   # the tail faces the camera
+    if not torch.is_tensor(hides):
+        hides = torch.as_tensor(np.array(hides), device=X.device)
+    keep = hides & ((n * tail).sum(-1) <= 0)   # the tail faces the camera
     M = X.shape[-2]
     k = torch.where(keep, torch.full_like(k, M - 1), k)
     frac = torch.where(keep, torch.zeros_like(frac), frac)
@@ -224,21 +226,28 @@ def is_contour_topology(faces) -> bool:
     return f.shape == ref.shape and bool((f == ref).all())
 
 
+@functools.lru_cache(maxsize=8)
+def _line_tensors(device: str) -> dict:
+    """:func:`outline_lines` as tensors on ``device``, made once per device (not once per batch)."""
+    lines = outline_lines()
+    as_t = lambda a, **kw: torch.as_tensor(np.array(a), device=device, **kw)  # noqa: E731
+    return {"ids": as_t(lines.ids), "ring": as_t(lines.ring), "normal": as_t(lines.normal, dtype=torch.float64),
+            "hides": as_t(lines.hides)}
+
+
 def ibug_outline(verts, head_rotation, K):
     """iBUG outline landmarks of meshes of the shared topology, :data:`OUTLINE` order (jaw 0-16, brow ends 17, 26):
     ``verts`` (..., V, 3) camera frame, ``head_rotation`` (..., 3, 3) head → camera, ``K`` (..., 3, 3) (torch;
     float64 maths). Returns ``(points, on_outline)``: the 3-D points (..., L, 3) and (..., L) bool, False for a
     brow end whose tail is in view (its point is then the tail vertex, the fixed landmark: a caller keeps its own
     copy of that, bit for bit)."""
-    lines = outline_lines()
-    L = len(lines.landmarks)
-    ids = torch.as_tensor(np.array(lines.ids), device=verts.device)
-    X = verts[..., ids.reshape(-1), :].reshape(*verts.shape[:-2], L, ids.shape[1], 3).to(torch.float64)
-    ring = torch.as_tensor(np.array(lines.ring), device=verts.device)
+    t = _line_tensors(str(verts.device))
+    ids, ring = t["ids"], t["ring"]
+    L, M = ids.shape
+    X = verts[..., ids.reshape(-1), :].reshape(*verts.shape[:-2], L, M, 3).to(torch.float64)
     RX = verts[..., ring.reshape(-1), :].reshape(*verts.shape[:-2], *ring.shape, 3).to(torch.float64)
-    n = torch.as_tensor(np.array(lines.normal), dtype=torch.float64, device=verts.device)
-    ncam = n @ head_rotation.to(torch.float64).transpose(-1, -2)
-    k, _, point = select_outline(X, RX, ncam, K.to(torch.float64), lines.hides)
-    on = ids.gather(1, k.reshape(-1, L).T).T.reshape(k.shape) != ids[:, -1]
-    on[..., :len(JAW)] = True
+    ncam = t["normal"] @ head_rotation.to(torch.float64).transpose(-1, -2)
+    k, _, point = select_outline(X, RX, ncam, K.to(torch.float64), t["hides"])
+    # on the outline: every jaw point; a brow end whose selected vertex is not its tail
+    on = ~t["hides"] | (ids.gather(1, k.reshape(-1, L).T).T.reshape(k.shape) != ids[:, -1])
     return point, on

@@ -62,19 +62,11 @@ def test_contour_fit_recovers_the_pose_from_ibug_landmarks():
 
 def _hidden_by(verts, faces, p):
     """How far (mm) in front of ``p`` the first surface on the camera ray to ``p`` lies (0: ``p`` is in view)."""
-    d = p / np.linalg.norm(p)
-    A, B, C = (verts[faces[:, k]] for k in range(3))
-    e1, e2 = B - A, C - A
-    h = np.cross(d, e2)
-    a = (e1 * h).sum(1)
-    ok = np.abs(a) > 1e-12
-    f = 1.0 / np.where(ok, a, 1.0)
-    u = f * (-A * h).sum(1)
-    q = np.cross(-A, e1)
-    v = f * (q @ d)
-    t = f * (e2 * q).sum(1)
-    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
-    return max(0.0, float(np.linalg.norm(p) - t[hit].min())) if hit.any() else 0.0
+    from onthefly.sources.xgaze3d import raycast
+
+    d = np.linalg.norm(p)
+    hit, ok = raycast(verts, faces, (p / d)[None])
+    return max(0.0, float(d - np.linalg.norm(hit[0]))) if ok[0] else 0.0
 
 
 def test_brow_ends_are_the_tail_while_it_is_in_view():
